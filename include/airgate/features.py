@@ -1,0 +1,98 @@
+"""Point-in-time knowledge-tracing features: the one code path for training and for scoring.
+
+A row's features use only events strictly earlier in time than the row itself, so nothing about its own answer,
+or any later answer, can leak in. Rows that share a timestamp do not see each other. Ungraded earlier events count
+as practice (attempts) but add nothing to the correctness tallies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from airgate.warehouse import clean_events
+
+FEATURES = [
+    "stu_attempts", "stu_rate", "stu_skill_attempts", "stu_skill_rate", "item_attempts", "item_rate",
+    "skill_rate", "stu_last_correct", "stu_skill_last_correct", "log_gap_s", "stu_recent_rate",
+]
+PRIOR = 2.0  # pseudo-counts for smoothed rates: a new student or item starts near the global rate
+
+
+def _prior_counts(df: pd.DataFrame, keys: list[str], graded: pd.Series, correct: pd.Series) -> pd.DataFrame:
+    """For each row: attempts, graded and correct counts among earlier rows of the same key, excluding ties."""
+    g = df.groupby(keys, sort=False)
+    out = pd.DataFrame(index=df.index)
+    out["n"] = g.cumcount()
+    out["g"] = graded.groupby([df[k] for k in keys], sort=False).cumsum() - graded
+    out["c"] = correct.groupby([df[k] for k in keys], sort=False).cumsum() - correct
+    # Rows that share (key, ts) must all see the state before the first of them.
+    tie = df.groupby(keys + ["ts"], sort=False)
+    for col in ("n", "g", "c"):
+        out[col] = out[col].groupby([tie.ngroup()]).transform("first")
+    return out
+
+
+def build_features(events: pd.DataFrame) -> pd.DataFrame:
+    """events: event_id, student_id, item_id, skill_id, ts, correct (nullable). Returns event_id + FEATURES."""
+    df = events[["event_id", "student_id", "item_id", "skill_id", "ts", "correct"]].copy()
+    df["ts"] = pd.to_datetime(df["ts"], utc=True)
+    df = df.sort_values(["ts", "event_id"], kind="mergesort").reset_index(drop=True)
+    graded = df["correct"].notna().astype("int64")
+    correct = df["correct"].fillna(0).astype("int64")
+    global_rate = float(correct.sum() / max(graded.sum(), 1))
+
+    stu = _prior_counts(df, ["student_id"], graded, correct)
+    sk = _prior_counts(df, ["student_id", "skill_id"], graded, correct)
+    item = _prior_counts(df, ["item_id"], graded, correct)
+    skill = _prior_counts(df, ["skill_id"], graded, correct)
+
+    def rate(c: pd.DataFrame) -> pd.Series:
+        return (c["c"] + PRIOR * global_rate) / (c["g"] + PRIOR)
+
+    out = pd.DataFrame({"event_id": df["event_id"]})
+    out["stu_attempts"] = stu["n"].astype("float64")
+    out["stu_rate"] = rate(stu)
+    out["stu_skill_attempts"] = sk["n"].astype("float64")
+    out["stu_skill_rate"] = rate(sk)
+    out["item_attempts"] = np.log1p(item["n"].astype("float64"))
+    out["item_rate"] = rate(item)
+    out["skill_rate"] = rate(skill)
+
+    # Last graded answer by the same student (and on the same skill), strictly earlier in time.
+    last = df["correct"].astype("float64")
+    for name, keys in (("stu_last_correct", ["student_id"]), ("stu_skill_last_correct", ["student_id", "skill_id"])):
+        prev = last.groupby([df[k] for k in keys], sort=False).transform(lambda s: s.shift().ffill())
+        same_ts = df.groupby(keys + ["ts"], sort=False).ngroup()
+        prev = prev.groupby(same_ts).transform("first")
+        out[name] = prev.fillna(-1.0)
+
+    prev_ts = df.groupby("student_id", sort=False)["ts"].shift()
+    gap = (df["ts"] - prev_ts).dt.total_seconds()
+    out["log_gap_s"] = np.log1p(gap.clip(lower=0)).fillna(-1.0)
+
+    # Exponentially weighted recent accuracy of the student: learning shows here before in the long-run rate.
+    ew_num = correct.astype("float64").groupby(df["student_id"], sort=False).transform(
+        lambda s: s.shift().fillna(0).ewm(alpha=0.3, adjust=False).mean())
+    ew_den = graded.astype("float64").groupby(df["student_id"], sort=False).transform(
+        lambda s: s.shift().fillna(0).ewm(alpha=0.3, adjust=False).mean())
+    out["stu_recent_rate"] = ((ew_num + 0.05 * global_rate) / (ew_den + 0.05)).where(stu["n"] > 0, global_rate)
+    same_ts_stu = df.groupby(["student_id", "ts"], sort=False).ngroup()
+    out["stu_recent_rate"] = out["stu_recent_rate"].groupby(same_ts_stu).transform("first")
+    return out
+
+
+def load_history(engine: Engine, model: str, version_ids: list[str] | None = None) -> pd.DataFrame:
+    """Clean events for the model (optionally only those versions), as the input of build_features."""
+    q = select(clean_events.c.event_id, clean_events.c.student_id, clean_events.c.item_id, clean_events.c.skill_id,
+               clean_events.c.ts, clean_events.c.correct, clean_events.c.version_id).where(clean_events.c.model == model)
+    if version_ids is not None:
+        q = q.where(clean_events.c.version_id.in_(version_ids))
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    df = pd.DataFrame(rows, columns=["event_id", "student_id", "item_id", "skill_id", "ts", "correct", "version_id"])
+    df["ts"] = pd.to_datetime(df["ts"], utc=True)
+    df["correct"] = df["correct"].astype("Int64")
+    return df

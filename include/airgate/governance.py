@@ -1,0 +1,246 @@
+"""Approval requests, the rules that decide them, and the promotion ledger.
+
+Every rule is enforced here, on the server side, and tested without a server: the plugin only translates HTTP into
+these calls. No approval without an authenticated approver who is not the trainer or owner, an unexpired pending
+request, the quorum, and unchanged evidence. An approval that reaches quorum writes the ledger entry and moves the
+MLflow ``champion`` alias in one step: if the alias cannot move, the decision rolls back. Every attempt is audited,
+refused ones included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from airgate import audit
+from airgate.spec import ModelSpec
+from airgate.warehouse import (
+    approval_decisions,
+    approval_requests,
+    as_utc,
+    lock_for_chain,
+    promotion_ledger,
+    utcnow,
+)
+
+
+class GovernanceError(Exception):
+    """A refused action. ``status`` is the HTTP status the plugin answers with."""
+
+    def __init__(self, code: str, status: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Actor:
+    username: str
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Champion:
+    version: str
+    approval_id: str | None
+    action: str
+
+
+def _json_hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def is_approver(spec: ModelSpec, actor: Actor) -> bool:
+    rules = spec.approval.approvers
+    return actor.username in rules.users or bool(actor.roles & set(rules.roles))
+
+
+def open_request(engine: Engine, spec: ModelSpec, model_version: str, training_run_id: str,
+                 evidence: dict[str, Any], evidence_hash: str, requested_by: str) -> str:
+    """Open (or return the already open) approval request for one model version."""
+    now = utcnow()
+    rid = f"apr-{uuid.uuid4().hex[:12]}"
+    try:
+        with engine.begin() as conn:
+            conn.execute(approval_requests.insert().values(
+                id=rid, model=spec.name, model_version=str(model_version), training_run_id=training_run_id,
+                evidence_hash=evidence_hash, evidence=evidence, requested_by=requested_by, owner=spec.owner,
+                quorum=spec.approval.quorum, status="pending", created_at=now,
+                expires_at=now + timedelta(hours=spec.approval.expires_after_hours)))
+            audit.append(conn, actor=requested_by, event_type="approval_requested", model=spec.name,
+                         entity={"approval_request_id": rid, "model_version": str(model_version),
+                                 "training_run_id": training_run_id, "evidence_hash": evidence_hash},
+                         details={"quorum": spec.approval.quorum, "expires_at": (now + timedelta(
+                             hours=spec.approval.expires_after_hours)).isoformat()})
+        return rid
+    except IntegrityError:
+        with engine.connect() as conn:
+            return str(conn.execute(select(approval_requests.c.id).where(
+                approval_requests.c.model == spec.name,
+                approval_requests.c.model_version == str(model_version))).scalar_one())
+
+
+def list_requests(engine: Engine, model: str | None = None, status: str | None = None,
+                  limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+    q = select(approval_requests.c.id, approval_requests.c.model, approval_requests.c.model_version,
+               approval_requests.c.training_run_id, approval_requests.c.evidence_hash,
+               approval_requests.c.requested_by, approval_requests.c.quorum, approval_requests.c.status,
+               approval_requests.c.created_at, approval_requests.c.expires_at, approval_requests.c.decided_at,
+               approval_requests.c.evidence)
+    if model:
+        q = q.where(approval_requests.c.model == model)
+    if status:
+        q = q.where(approval_requests.c.status == status)
+    q = q.order_by(approval_requests.c.created_at.desc()).limit(limit).offset(offset)
+    now = utcnow()
+    out = []
+    with engine.connect() as conn:
+        for r in conn.execute(q).mappings():
+            d = dict(r)
+            ev = d.pop("evidence") or {}
+            d["gates"] = {g["name"]: g["state"] for g in ev.get("gates", [])}
+            d["metrics"] = ev.get("metrics", {}).get(ev.get("candidate", ""), {})
+            exp = as_utc(d["expires_at"])
+            if d["status"] == "pending" and exp is not None and exp <= now:
+                d["status"] = "expired"
+            out.append(d)
+    return out
+
+
+def get_request(engine: Engine, request_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        r = conn.execute(select(approval_requests).where(approval_requests.c.id == request_id)).first()
+        if r is None:
+            raise GovernanceError("not_found", 404, f"approval request {request_id} does not exist")
+        d = dict(r._mapping)
+        d["decisions"] = [dict(x) for x in conn.execute(
+            select(approval_decisions).where(approval_decisions.c.request_id == request_id)
+            .order_by(approval_decisions.c.id)).mappings()]
+    return d
+
+
+def current_champion(engine: Engine | Connection, model: str) -> Champion | None:
+    """The approved champion according to the promotion ledger (the source of truth, not the MLflow alias)."""
+    q = select(promotion_ledger).where(promotion_ledger.c.model == model).order_by(promotion_ledger.c.id.desc()).limit(1)
+    if isinstance(engine, Connection):
+        r = engine.execute(q).first()
+    else:
+        with engine.connect() as conn:
+            r = conn.execute(q).first()
+    if r is None or r.action == "revoke" or r.to_version is None:
+        return None
+    return Champion(str(r.to_version), r.approval_id, r.action)
+
+
+def _refuse(engine: Engine, actor: Actor, model: str | None, request_id: str, decision: str,
+            err: GovernanceError) -> GovernanceError:
+    audit.record(engine, actor=actor.username, event_type="decision_refused", model=model,
+                 entity={"approval_request_id": request_id},
+                 details={"decision": decision, "code": err.code, "reason": err.message})
+    return err
+
+
+AliasMover = Callable[[str, str], None]  # (model, version) -> None; raises if the alias could not move
+
+
+def decide(engine: Engine, spec: ModelSpec, request_id: str, actor: Actor, decision: str, comment: str,
+           evidence_hash: str, move_alias: AliasMover, restore_alias: AliasMover | None = None,
+           now: datetime | None = None) -> dict[str, Any]:
+    """Record one approver's decision. Returns the request's resulting state. Raises GovernanceError if refused."""
+    now = now or utcnow()
+    model = spec.name
+    try:
+        if decision not in ("approve", "reject"):
+            raise GovernanceError("bad_decision", 422, "decision must be 'approve' or 'reject'")
+        if not comment or not comment.strip():
+            raise GovernanceError("comment_required", 422, "a comment is required with every decision")
+        if not is_approver(spec, actor):
+            raise GovernanceError("not_approver", 403,
+                                  f"user '{actor.username}' is not an approver for model '{model}'")
+        with engine.begin() as conn:
+            lock_for_chain(conn, f"airgate.approval.{request_id}")
+            q = select(approval_requests).where(approval_requests.c.id == request_id)
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update()
+            req = conn.execute(q).first()
+            if req is None or req.model != model:
+                raise GovernanceError("not_found", 404, f"approval request {request_id} does not exist for {model}")
+            if actor.username in {req.requested_by, req.owner}:
+                raise GovernanceError("separation_of_duties", 403,
+                                      f"user '{actor.username}' trained or owns this model version and cannot "
+                                      "approve or reject it")
+            if req.status != "pending":
+                raise GovernanceError("not_pending", 409, f"request {request_id} is already {req.status}")
+            expires = as_utc(req.expires_at)
+            if expires is not None and expires <= now:
+                raise GovernanceError("expired", 409, f"request {request_id} expired at {expires.isoformat()}")
+            if evidence_hash != req.evidence_hash or _json_hash(req.evidence) != req.evidence_hash:
+                raise GovernanceError("evidence_changed", 409,
+                                      "the evidence changed since you loaded it; reload the request and review again")
+            already = conn.execute(select(approval_decisions.c.id).where(
+                approval_decisions.c.request_id == request_id, approval_decisions.c.actor == actor.username)).first()
+            if already is not None:
+                raise GovernanceError("already_decided", 409, f"user '{actor.username}' already decided this request")
+            conn.execute(approval_decisions.insert().values(
+                request_id=request_id, actor=actor.username, decision=decision, comment=comment.strip(),
+                evidence_hash=evidence_hash, decided_at=now))
+            audit.append(conn, actor=actor.username, event_type="decision", model=model,
+                         entity={"approval_request_id": request_id, "model_version": req.model_version},
+                         details={"decision": decision, "comment": comment.strip(), "evidence_hash": evidence_hash})
+            approvals = conn.execute(select(approval_decisions.c.actor).where(
+                approval_decisions.c.request_id == request_id, approval_decisions.c.decision == "approve")).all()
+            status = "pending"
+            if decision == "reject":
+                status = "rejected"
+            elif len(approvals) >= req.quorum:
+                status = "approved"
+            promoted_from: str | None = None
+            if status != "pending":
+                conn.execute(update(approval_requests).where(approval_requests.c.id == request_id)
+                             .values(status=status, decided_at=now))
+            if status == "approved":
+                prev = current_champion(conn, model)
+                promoted_from = prev.version if prev else None
+                conn.execute(promotion_ledger.insert().values(
+                    model=model, action="promote", from_version=promoted_from, to_version=req.model_version,
+                    approval_id=request_id, actor=actor.username, reason=comment.strip(), at=now))
+                audit.append(conn, actor=actor.username, event_type="promotion", model=model,
+                             entity={"approval_request_id": request_id, "model_version": req.model_version},
+                             details={"from_version": promoted_from, "to_version": req.model_version,
+                                      "alias": "champion", "approvers": sorted(a.actor for a in approvals)})
+                move_alias(model, str(req.model_version))  # inside the transaction: if it raises, nothing commits
+            result = {"request_id": request_id, "status": status, "model_version": str(req.model_version),
+                      "approvals": len(approvals), "quorum": req.quorum, "promoted_from": promoted_from}
+    except GovernanceError as err:
+        raise _refuse(engine, actor, model, request_id, decision, err) from None
+    except Exception:
+        if restore_alias is not None:
+            prev_champ = current_champion(engine, model)
+            if prev_champ is not None:
+                restore_alias(model, prev_champ.version)
+        raise
+    return result
+
+
+def approved_version(engine: Engine, model: str, version: str) -> str | None:
+    """The approval id under which ``version`` is the ledger's current champion, or None."""
+    champ = current_champion(engine, model)
+    if champ is not None and champ.version == str(version):
+        return champ.approval_id
+    return None
+
+
+def ledger(engine: Engine, model: str) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(promotion_ledger).where(promotion_ledger.c.model == model)
+                                              .order_by(promotion_ledger.c.id)).mappings()]

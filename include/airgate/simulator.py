@@ -1,0 +1,142 @@
+"""A seeded knowledge-tracing simulator: the stand-in for the math app, with its oracle.
+
+The generative model follows the DKT paper's synthetic setting (Piech et al. 2015, section 5) and adds what a real
+app has:
+
+* Items have a hidden skill (concept) and a difficulty beta. Students have an ability alpha per skill, drawn around
+  their cohort's mean and their grade level.
+* P(correct) = guess + (1 - guess - slip) * sigmoid(alpha - beta). After each answer the ability on that skill grows
+  (learning), a little more after a correct answer.
+* Rapid guesses: with a small probability a student answers in under a second, and is right only by guessing.
+* Some answers await grading: their ``correct`` is left empty in the file (the oracle still knows it).
+* Cohorts: ``new_cohort_from_batch`` brings in students whose ability is shifted by ``cohort_shift`` (drift on demand).
+
+Every row's true probability goes to an oracle file beside (never inside) the landing zone, so model quality can
+be measured against the Bayes limit: no model can beat the AUC of the true probabilities on the same rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ["event_id", "student_id", "item_id", "skill_id", "ts", "response_time_ms", "answer", "correct"]
+OPTIONS = np.array(list("ABCD"))
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    seed: int = 7
+    n_items: int = 60
+    n_skills: int = 5
+    students_per_batch: int = 200
+    events_per_student: int = 50
+    guess: float = 0.25
+    slip: float = 0.05
+    learn_rate: float = 0.08
+    learn_bonus_correct: float = 0.05
+    rapid_guess_rate: float = 0.02
+    ungraded_rate: float = 0.03
+    grade_levels: tuple[int, ...] = (6, 7, 8)
+    grade_effect: float = 0.35
+    new_cohort_from_batch: int | None = None
+    cohort_shift: float = -1.0
+    start: datetime = field(default_factory=lambda: datetime(2026, 9, 1, 8, tzinfo=UTC))
+
+
+@dataclass(frozen=True)
+class Batch:
+    number: int
+    events: pd.DataFrame  # COLUMNS, as the app would write them
+    truth: pd.DataFrame  # event_id, true_p, true_correct, cohort, grade, rapid_guess
+
+
+class Simulator:
+    """Batch ``n`` is a function of (seed, n) alone, so any batch can be rebuilt without the ones before it."""
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()
+        rng = np.random.default_rng([self.config.seed, 0])
+        c = self.config
+        self.item_skill = rng.integers(0, c.n_skills, size=c.n_items)
+        self.item_difficulty = rng.normal(0.0, 1.0, size=c.n_items)
+        self.item_key = OPTIONS[rng.integers(0, 4, size=c.n_items)]
+
+    def cohort_of(self, batch_no: int) -> str:
+        c = self.config
+        return "B" if c.new_cohort_from_batch is not None and batch_no >= c.new_cohort_from_batch else "A"
+
+    def batch(self, batch_no: int) -> Batch:
+        c = self.config
+        rng = np.random.default_rng([c.seed, 1, batch_no])
+        cohort = self.cohort_of(batch_no)
+        day0 = c.start + timedelta(days=batch_no)
+        ev: list[tuple[object, ...]] = []
+        truth: list[tuple[object, ...]] = []
+        for s in range(c.students_per_batch):
+            sid = f"s{batch_no:03d}_{s:04d}"
+            grade = int(rng.choice(c.grade_levels))
+            mean = (grade - np.mean(c.grade_levels)) * c.grade_effect + (c.cohort_shift if cohort == "B" else 0.0)
+            ability = rng.normal(mean, 1.0, size=c.n_skills)
+            order = rng.permutation(c.n_items)
+            n = min(c.events_per_student, c.n_items)
+            t = day0 + timedelta(seconds=float(rng.uniform(0, 36_000)))
+            for k in range(n):
+                item = int(order[k % c.n_items])
+                skill = int(self.item_skill[item])
+                rapid = bool(rng.random() < c.rapid_guess_rate)
+                if rapid:
+                    p = c.guess
+                    rt = int(rng.integers(150, 900))
+                else:
+                    z = ability[skill] - self.item_difficulty[item]
+                    p = c.guess + (1.0 - c.guess - c.slip) / (1.0 + math.exp(-z))
+                    rt = int(np.exp(rng.normal(math.log(12_000), 0.45)))
+                correct = int(rng.random() < p)
+                key = str(self.item_key[item])
+                answer = key if correct else str(rng.choice([o for o in OPTIONS if o != key]))
+                graded = bool(rng.random() >= c.ungraded_rate)
+                eid = f"e{batch_no:03d}_{s:04d}_{k:03d}"
+                ev.append((eid, sid, f"i{item:03d}", f"k{skill}", t.isoformat(timespec="milliseconds"), rt,
+                           answer, correct if graded else None))
+                truth.append((eid, p, correct, cohort, grade, rapid))
+                if not rapid:
+                    ability[skill] += c.learn_rate + c.learn_bonus_correct * correct
+                t += timedelta(milliseconds=rt + int(rng.integers(2_000, 30_000)))
+        events = pd.DataFrame(ev, columns=COLUMNS)
+        events["correct"] = events["correct"].astype("Int64")
+        truth_df = pd.DataFrame(truth, columns=["event_id", "true_p", "true_correct", "cohort", "grade", "rapid_guess"])
+        return Batch(batch_no, events, truth_df)
+
+    def write_batch(self, batch_no: int, landing_dir: Path | str, oracle_dir: Path | str) -> Path:
+        """Write batch ``n`` as the app would: atomically (temp name, then rename) into the landing zone."""
+        b = self.batch(batch_no)
+        landing, oracle = Path(landing_dir), Path(oracle_dir)
+        landing.mkdir(parents=True, exist_ok=True)
+        oracle.mkdir(parents=True, exist_ok=True)
+        target = landing / f"interactions_{batch_no:04d}.csv"
+        tmp = landing / f".{target.name}.tmp"
+        b.events.to_csv(tmp, index=False)
+        tmp.replace(target)
+        b.truth.to_csv(oracle / f"truth_{batch_no:04d}.csv", index=False)
+        return target
+
+
+def load_truth(oracle_dir: Path | str) -> pd.DataFrame:
+    files = sorted(Path(oracle_dir).glob("truth_*.csv"))
+    if not files:
+        return pd.DataFrame(columns=["event_id", "true_p", "true_correct", "cohort", "grade", "rapid_guess"])
+    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+
+
+def oracle_auc(truth: pd.DataFrame, event_ids: pd.Series | None = None) -> float:
+    """AUC of the true probabilities against the realised answers: the Bayes limit for these rows."""
+    from sklearn.metrics import roc_auc_score
+
+    t = truth if event_ids is None else truth[truth["event_id"].isin(set(event_ids))]
+    return float(roc_auc_score(t["true_correct"], t["true_p"]))

@@ -1,0 +1,257 @@
+"""The model spec: one YAML file declares a model, and every DAG for it is built from that file.
+
+Loaded at DAG-parse time, so this module imports only pydantic and yaml. Validation happens here, at the boundary:
+a bad spec never reaches a task. Errors name the file, the field and the fix, because the person reading them is a
+data engineer who just edited YAML, not someone who wants a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_RE = r"^[a-z][a-z0-9_]{1,62}$"
+DEFAULT_SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used. The message is written for the person who edits the YAML."""
+
+    def __init__(self, path: Path | str, problems: list[tuple[str, str, str]]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        lines = [f"invalid model spec {self.path}:"]
+        for field, problem, fix in problems:
+            lines.append(f"  - field '{field}': {problem}. Fix: {fix}")
+        super().__init__("\n".join(lines))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    """Where new interactions land. Relative paths are under $AIRGATE_HOME."""
+
+    kind: Literal["landing_files"] = "landing_files"
+    path: str
+    pattern: str = "*.csv"
+    poll_schedule: str = "*/10 * * * *"
+    sensor_timeout_s: int = Field(600, ge=1)
+
+
+class Schema(_Strict):
+    key: str = "event_id"
+    entity: str = "student_id"
+    time: str = "ts"
+    label: str = "correct"
+    columns: dict[str, Literal["str", "int", "float", "datetime", "bool"]]
+
+    @model_validator(mode="after")
+    def _roles_are_columns(self) -> Schema:
+        for role in ("key", "entity", "time", "label"):
+            col = getattr(self, role)
+            if col not in self.columns:
+                raise ValueError(f"{role} column '{col}' is not declared in schema.columns")
+        return self
+
+
+class Cleaning(_Strict):
+    min_response_time_ms: int = Field(0, ge=0)
+    max_future_skew_s: int = Field(300, ge=0)
+    earliest_ts: str = "2000-01-01T00:00:00+00:00"
+    min_events_per_student: int = Field(1, ge=1)
+
+
+class LabelPolicy(_Strict):
+    use_ground_truth: bool = True
+    auto_label_min_confidence: float = Field(0.95, gt=0.5, le=1.0)
+    review_budget: int = Field(0, ge=0)
+
+
+class Candidate(_Strict):
+    name: str = Field(pattern=NAME_RE)
+    kind: Literal["baseline", "lightgbm"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Objective(_Strict):
+    metric: str
+    direction: Literal["maximize", "minimize"]
+
+
+class Constraint(_Strict):
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _has_bound(self) -> Constraint:
+        if self.max is None and self.min is None:
+            raise ValueError("a constraint needs 'max' or 'min'")
+        return self
+
+
+class Splits(_Strict):
+    train: float = Field(0.7, gt=0, lt=1)
+    valid: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> Splits:
+        total = self.train + self.valid + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + valid + test must be 1.0, got {total:.3f}")
+        return self
+
+
+class Gates(_Strict):
+    beat_baseline_by: float = Field(0.01, ge=0)
+    champion_tolerance: float = Field(0.005, ge=0)
+    primary_metric: str = "auc"
+
+
+class Approvers(_Strict):
+    users: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+
+
+class Approval(_Strict):
+    approvers: Approvers
+    quorum: int = Field(1, ge=1)
+    expires_after_hours: float = Field(72, gt=0)
+
+    @model_validator(mode="after")
+    def _someone_can_approve(self) -> Approval:
+        if not self.approvers.users and not self.approvers.roles:
+            raise ValueError("no approvers: name at least one user or role")
+        if self.approvers.users and not self.approvers.roles and self.quorum > len(self.approvers.users):
+            raise ValueError(f"quorum {self.quorum} exceeds the {len(self.approvers.users)} listed approvers")
+        return self
+
+
+class Scoring(_Strict):
+    schedule: str = "0 2 * * *"
+    destination: str = Field("predictions", pattern=NAME_RE)
+    chunk_rows: int = Field(50_000, ge=100)
+
+
+class ModelSpec(_Strict):
+    name: str = Field(pattern=NAME_RE)
+    owner: str
+    description: str = ""
+    source: Source
+    data_schema: Schema = Field(alias="schema")
+    cleaning: Cleaning = Cleaning()
+    label_policy: LabelPolicy = LabelPolicy()
+    splits: Splits = Splits()
+    candidates: list[Candidate]
+    objectives: list[Objective] = Field(default_factory=lambda: [Objective(metric="auc", direction="maximize")])
+    constraints: list[Constraint] = Field(default_factory=list)
+    gates: Gates = Gates()
+    approval: Approval
+    scoring: Scoring = Scoring()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates(cls, v: list[Candidate]) -> list[Candidate]:
+        kinds = [c.kind for c in v]
+        if "baseline" not in kinds:
+            raise ValueError("a 'baseline' candidate is required: every model is gated against it")
+        if not any(k != "baseline" for k in kinds):
+            raise ValueError("at least one non-baseline candidate is required")
+        names = [c.name for c in v]
+        if len(set(names)) != len(names):
+            raise ValueError("candidate names must be unique")
+        return v
+
+    @property
+    def spec_hash(self) -> str:
+        payload = self.model_dump_json(by_alias=True).encode()
+        return hashlib.sha256(payload).hexdigest()
+
+    def dag_id(self, stage: str) -> str:
+        return f"{self.name}__{stage}"
+
+    def asset_uri(self, stage: str) -> str:
+        return f"airgate://{self.name}/{stage}"
+
+
+_FIXES: dict[str, str] = {
+    "missing": "add the field",
+    "extra_forbidden": "remove it, or check its spelling against the documented fields",
+    "string_pattern_mismatch": "use lowercase letters, digits and '_' and start with a letter",
+    "literal_error": "use one of the allowed values",
+    "greater_than": "use a larger value",
+    "greater_than_equal": "use a larger value",
+    "less_than": "use a smaller value",
+    "less_than_equal": "use a smaller value",
+    "int_parsing": "write a whole number",
+    "float_parsing": "write a number",
+}
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _problems(err: ValidationError) -> list[tuple[str, str, str]]:
+    out = []
+    for e in err.errors():
+        msg = re.sub(r"^Value error, ", "", e["msg"])
+        fix = _FIXES.get(e["type"], "correct the value as the message says")
+        if e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
+            fix = f"use one of {e['ctx']['expected']}"
+        out.append((_field_path(tuple(e["loc"])), msg, fix))
+    return out
+
+
+def load_spec(path: Path | str) -> ModelSpec:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(unknown line)"
+        raise SpecError(path, [(where, f"not valid YAML ({exc})", "fix the YAML syntax")]) from exc
+    except OSError as exc:
+        raise SpecError(path, [("(file)", f"cannot read: {exc}", "check the path and permissions")]) from exc
+    if not isinstance(raw, dict):
+        raise SpecError(path, [("(top level)", "the spec must be a mapping", "start with 'name: <model>'")])
+    try:
+        spec = ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(path, _problems(exc)) from exc
+    if spec.name != path.stem:
+        raise SpecError(path, [("name", f"'{spec.name}' differs from the file name '{path.stem}'",
+                                f"rename the file to {spec.name}.yaml or set name: {path.stem}")])
+    return spec
+
+
+def specs_dir() -> Path:
+    return Path(os.environ.get("AIRGATE_SPECS_DIR", DEFAULT_SPECS_DIR))
+
+
+def load_specs(directory: Path | str | None = None) -> list[ModelSpec]:
+    """Every *.yaml under the specs folder, sorted by name. One bad file fails loudly, naming itself."""
+    folder = Path(directory) if directory is not None else specs_dir()
+    return [load_spec(p) for p in sorted(folder.glob("*.yaml"))]
+
+
+def find_spec(name: str, directory: Path | str | None = None) -> ModelSpec:
+    folder = Path(directory) if directory is not None else specs_dir()
+    return load_spec(folder / f"{name}.yaml")

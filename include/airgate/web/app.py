@@ -1,0 +1,124 @@
+"""The governance plugin's FastAPI app, mounted by the api-server under ``/airgate``.
+
+Thin on purpose: each route authenticates the Airflow user (Bearer token or the UI's ``_token`` cookie, through
+Airflow's own ``get_user`` dependency), then calls ``airgate.governance``/``airgate.audit``. Every rule lives there.
+State-changing routes called with the cookie must carry the ``X-Requested-With: airgate`` header, which a
+cross-site form cannot send (CSRF).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from airgate.web.auth import CurrentActor, current_actor
+from airgate.web.pages import approvals_page
+
+CSRF_HEADER = "x-requested-with"
+CSRF_VALUE = "airgate"
+
+
+class DecisionIn(BaseModel):
+    decision: str = Field(pattern="^(approve|reject)$")
+    comment: str = Field(min_length=1, max_length=4000)
+    evidence_hash: str = Field(min_length=64, max_length=64)
+
+
+def require_csrf(request: Request) -> None:
+    if request.headers.get("authorization"):
+        return  # an explicit Bearer token is not ambient authority: CSRF cannot forge it
+    if request.headers.get(CSRF_HEADER, "").lower() != CSRF_VALUE:
+        raise HTTPException(403, f"missing CSRF header: send '{CSRF_HEADER}: {CSRF_VALUE}'")
+
+
+def _engine() -> Any:
+    from airgate.runtime import warehouse_engine
+
+    return warehouse_engine()
+
+
+def _error(exc: Any) -> JSONResponse:
+    return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=exc.status)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="airgate governance API", version="1", docs_url="/docs", openapi_url="/openapi.json",
+                  description="Approvals, promotion and audit for airgate models. Every page action is a call here.")
+
+    @app.get("/api/approvals", tags=["approvals"])
+    def list_approvals(actor: CurrentActor, model: str | None = None, status: str | None = None,
+                       limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        from airgate import governance
+
+        return governance.list_requests(_engine(), model=model, status=status, limit=min(limit, 500), offset=offset)
+
+    @app.get("/api/approvals/{request_id}", tags=["approvals"])
+    def get_approval(request_id: str, actor: CurrentActor) -> Any:
+        from airgate import governance
+
+        try:
+            return governance.get_request(_engine(), request_id)
+        except governance.GovernanceError as exc:
+            return _error(exc)
+
+    @app.post("/api/approvals/{request_id}/decisions", tags=["approvals"],
+              dependencies=[Depends(require_csrf)])
+    def decide(request_id: str, body: DecisionIn, actor: CurrentActor) -> Any:
+        from airgate import governance, registry
+        from airgate.runtime import mlflow_config
+        from airgate.spec import SpecError, find_spec
+
+        engine = _engine()
+        try:
+            req = governance.get_request(engine, request_id)
+            spec = find_spec(req["model"])
+        except governance.GovernanceError as exc:
+            return _error(exc)
+        except SpecError as exc:
+            raise HTTPException(500, str(exc)) from exc
+        cfg = mlflow_config()
+        try:
+            return governance.decide(
+                engine, spec, request_id, actor, body.decision, body.comment, body.evidence_hash,
+                move_alias=lambda m, v: registry.set_alias(cfg, m, v),
+                restore_alias=lambda m, v: registry.set_alias(cfg, m, v))
+        except governance.GovernanceError as exc:
+            return _error(exc)
+
+    @app.get("/api/models/{model}/ledger", tags=["models"])
+    def model_ledger(model: str, actor: CurrentActor) -> list[dict[str, Any]]:
+        from airgate import governance
+
+        return governance.ledger(_engine(), model)
+
+    @app.get("/api/audit/verify", tags=["audit"])
+    def verify_audit(actor: CurrentActor) -> dict[str, Any]:
+        from airgate import audit
+
+        return audit.verify_chain(_engine()).__dict__
+
+    @app.get("/api/me", tags=["auth"])
+    def me(actor: Annotated[Any, Depends(current_actor)]) -> dict[str, Any]:
+        return {"username": actor.username, "roles": sorted(actor.roles)}
+
+    @app.get("/approvals", response_class=HTMLResponse, tags=["pages"])
+    def approvals_view(actor: CurrentActor, status: str | None = None) -> HTMLResponse:
+        from airgate import governance
+
+        rows = governance.list_requests(_engine(), status=status)
+        return HTMLResponse(approvals_page(rows, actor.username))
+
+    return app
+
+
+PREFIX = "/airgate"
+
+
+def mounted_app() -> FastAPI:
+    """The plugin app mounted under /airgate in a bare parent, as the api-server mounts it (demo and tests)."""
+    parent = FastAPI()
+    parent.mount(PREFIX, create_app())
+    return parent

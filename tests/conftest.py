@@ -1,0 +1,143 @@
+"""Shared fixtures. Airflow reads its configuration at import, so the environment is set before anything imports it.
+
+Each test session gets its own AIRFLOW_HOME and AIRGATE_HOME under a temp folder, its own migrated Airflow
+metadata DB, and a throwaway PostgreSQL database (dropped at the end) for the tests marked ``postgres``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="airgate-test-"))
+PG_ADMIN_URL = os.environ.get("AIRGATE_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+os.environ.update({
+    "AIRFLOW_HOME": str(SESSION_DIR / "airflow"),
+    "AIRGATE_HOME": str(SESSION_DIR / "airgate"),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__PARALLELISM": "4",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,trainer:op,approver:op,approver2:op,viewer:viewer",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(SESSION_DIR / "airflow" / "passwords.json"),
+    "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+    "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    "GIT_PYTHON_REFRESH": "quiet",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+})
+os.environ.pop("AIRGATE_WAREHOUSE_URL", None)
+os.environ.pop("AIRGATE_MLFLOW_URI", None)
+(SESSION_DIR / "airflow").mkdir(parents=True, exist_ok=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata DB for this session (dag.test() needs one)."""
+    out = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
+                         env=os.environ.copy(), timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return Path(os.environ["AIRFLOW_HOME"])
+
+
+# ------------------------------------------------------------------------------------------------ warehouses
+
+def _migrated(url: str):  # type: ignore[no-untyped-def]
+    from airgate import migrations
+    from airgate.warehouse import make_engine
+
+    engine = make_engine(url)
+    migrations.upgrade(engine)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database for the session, dropped at the end."""
+    from sqlalchemy import create_engine, text
+
+    name = f"airgate_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required for the postgres tests: {exc}")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _pg_engine(pg_url: str):  # type: ignore[no-untyped-def]
+    engine = _migrated(pg_url)
+    yield engine
+    engine.dispose()
+
+
+def _truncate_all(engine) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from airgate.warehouse import metadata
+
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A migrated, empty warehouse: a fresh SQLite file, or the session's PostgreSQL database emptied."""
+    if request.param == "sqlite":
+        eng = _migrated(f"sqlite:///{tmp_path / 'warehouse.db'}")
+        yield eng
+        eng.dispose()
+    else:
+        eng = request.getfixturevalue("_pg_engine")
+        _truncate_all(eng)
+        yield eng
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path):  # type: ignore[no-untyped-def]
+    eng = _migrated(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def spec():  # type: ignore[no-untyped-def]
+    from airgate.spec import find_spec
+
+    return find_spec("knowledge_tracing")
+
+
+@pytest.fixture
+def mlflow_cfg(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from airgate.registry import MlflowConfig
+
+    return MlflowConfig.under(tmp_path / "mlflow")
+
+
+@pytest.fixture
+def small_sim():  # type: ignore[no-untyped-def]
+    from airgate.simulator import SimConfig, Simulator
+
+    return Simulator(SimConfig(students_per_batch=60, events_per_student=40))

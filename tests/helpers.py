@@ -1,0 +1,41 @@
+"""Test helpers that drive the stage functions directly (no scheduler), the way the DAG tasks call them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from airgate import clean, collect, gates, governance, label, registry, train
+from airgate.simulator import Simulator
+from airgate.spec import ModelSpec
+
+
+def land(sim: Simulator, root: Path, batches: range) -> Path:
+    landing = root / "landing"
+    for b in batches:
+        sim.write_batch(b, landing, root / "oracle")
+    return landing
+
+
+def prepare_data(engine: Any, spec: ModelSpec, sim: Simulator, root: Path, batches: range = range(2)) -> str:
+    landing = land(sim, root, batches)
+    collect.ingest(engine, spec, landing)
+    clean.clean_pending(engine, spec)
+    result = label.label_pending(engine, spec)
+    assert result.labeled_version_id is not None
+    return result.labeled_version_id
+
+
+def train_to_request(engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, root: Path, labeled: str,
+                     run_id: str = "tr-1", trained_by: str = "trainer") -> dict[str, str]:
+    train.train(engine, train.TrainConfig(spec, labeled, run_id, trained_by, cfg, str(root / "runs")))
+    report = gates.validate(engine, spec, cfg, run_id, str(root / "runs"))
+    assert report.approvable, report.failures
+    return gates.register_and_request(engine, spec, cfg, run_id)
+
+
+def approve(engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, request_id: str,
+            user: str = "approver") -> dict[str, Any]:
+    req = governance.get_request(engine, request_id)
+    return governance.decide(engine, spec, request_id, governance.Actor(user, frozenset({"op"})), "approve",
+                             "reviewed", req["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))
