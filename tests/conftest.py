@@ -129,10 +129,23 @@ def spec():  # type: ignore[no-untyped-def]
     return find_spec("knowledge_tracing")
 
 
+@pytest.fixture(scope="session")
+def _mlflow_template() -> Path:
+    """An MLflow SQLite DB migrated once; each test gets a copy (creating one costs seconds)."""
+    from airgate import registry
+
+    cfg = registry.MlflowConfig.under(SESSION_DIR / "mlflow-template")
+    (SESSION_DIR / "mlflow-template").mkdir(parents=True, exist_ok=True)
+    registry.client(cfg).search_experiments()
+    return SESSION_DIR / "mlflow-template" / "mlflow.db"
+
+
 @pytest.fixture
-def mlflow_cfg(tmp_path: Path):  # type: ignore[no-untyped-def]
+def mlflow_cfg(tmp_path: Path, _mlflow_template: Path):  # type: ignore[no-untyped-def]
     from airgate.registry import MlflowConfig
 
+    (tmp_path / "mlflow").mkdir()
+    shutil.copy(_mlflow_template, tmp_path / "mlflow" / "mlflow.db")
     return MlflowConfig.under(tmp_path / "mlflow")
 
 
@@ -140,4 +153,4 @@ def mlflow_cfg(tmp_path: Path):  # type: ignore[no-untyped-def]
 def small_sim():  # type: ignore[no-untyped-def]
     from airgate.simulator import SimConfig, Simulator
 
-    return Simulator(SimConfig(students_per_batch=60, events_per_student=40))
+    return Simulator(SimConfig(students_per_batch=120, events_per_student=40))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,13 @@ class InvariantBroken(RuntimeError):
     pass
 
 
+def _iso_year(value: str) -> float | None:
+    try:
+        return float(datetime.fromisoformat(value.replace("Z", "+00:00")).year)
+    except ValueError:
+        return None
+
+
 def apply_rules(raw: pd.DataFrame, spec: ModelSpec, as_of: pd.Timestamp,
                 known_event_ids: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split raw string rows into (accepted typed rows, rejected rows with reason and detail).
@@ -73,6 +80,11 @@ def apply_rules(raw: pd.DataFrame, spec: ModelSpec, as_of: pd.Timestamp,
         df[col] = vals
 
     ts = pd.to_datetime(df["ts"], utc=True, errors="coerce", format="ISO8601")
+    # Valid ISO-8601 outside pandas' range (e.g. year 2999) is a range problem, not a type problem.
+    beyond = ts.isna() & df["ts"].map(_iso_year).notna()
+    years = df["ts"].map(_iso_year)
+    flag(beyond & (years >= 2000), "ts_in_future", "ts is later than the batch's arrival")
+    flag(beyond, "ts_out_of_range", f"ts before {rules.earliest_ts}")
     flag(ts.isna(), "bad_type", "ts is not an ISO-8601 timestamp")
     rt = pd.to_numeric(df["response_time_ms"], errors="coerce")
     flag(rt.isna() | (rt != rt.round()), "bad_type", "response_time_ms is not a whole number")

@@ -17,6 +17,7 @@ from airgate.warehouse import clean_events
 FEATURES = [
     "stu_attempts", "stu_rate", "stu_skill_attempts", "stu_skill_rate", "item_attempts", "item_rate",
     "skill_rate", "stu_last_correct", "stu_skill_last_correct", "log_gap_s", "stu_recent_rate",
+    "stu_resid", "stu_skill_resid",
 ]
 PRIOR = 2.0  # pseudo-counts for smoothed rates: a new student or item starts near the global rate
 
@@ -42,7 +43,10 @@ def build_features(events: pd.DataFrame) -> pd.DataFrame:
     df = df.sort_values(["ts", "event_id"], kind="mergesort").reset_index(drop=True)
     graded = df["correct"].notna().astype("int64")
     correct = df["correct"].fillna(0).astype("int64")
-    global_rate = float(correct.sum() / max(graded.sum(), 1))
+    # The smoothing prior is itself point in time: the global accuracy among strictly earlier graded answers.
+    df["_all"] = 0
+    glob = _prior_counts(df, ["_all"], graded, correct)
+    global_rate = (glob["c"] + 1.0) / (glob["g"] + 2.0)
 
     stu = _prior_counts(df, ["student_id"], graded, correct)
     sk = _prior_counts(df, ["student_id", "skill_id"], graded, correct)
@@ -60,6 +64,16 @@ def build_features(events: pd.DataFrame) -> pd.DataFrame:
     out["item_attempts"] = np.log1p(item["n"].astype("float64"))
     out["item_rate"] = rate(item)
     out["skill_rate"] = rate(skill)
+
+    # Ability, IRT style: how much better than the item's (point-in-time) difficulty the student did so far.
+    resid = (correct - out["item_rate"]).where(graded == 1, 0.0)
+    for name, keys in (("stu_resid", ["student_id"]), ("stu_skill_resid", ["student_id", "skill_id"])):
+        grp = [df[k] for k in keys]
+        prior_sum = resid.groupby(grp, sort=False).cumsum() - resid
+        prior_n = graded.groupby(grp, sort=False).cumsum() - graded
+        same_ts = df.groupby(keys + ["ts"], sort=False).ngroup()
+        val = prior_sum / (prior_n + PRIOR)
+        out[name] = val.groupby(same_ts).transform("first")
 
     # Last graded answer by the same student (and on the same skill), strictly earlier in time.
     last = df["correct"].astype("float64")

@@ -150,6 +150,17 @@ def _refuse(engine: Engine, actor: Actor, model: str | None, request_id: str, de
     return err
 
 
+def _mark_expired(engine: Engine, model: str, request_id: str, now: datetime) -> None:
+    """Persist the expiry found by a decision attempt (that attempt's own transaction was rolled back)."""
+    with engine.begin() as conn:
+        done = conn.execute(update(approval_requests).where(approval_requests.c.id == request_id,
+                                                            approval_requests.c.status == "pending")
+                            .values(status="expired", decided_at=now)).rowcount
+        if done:
+            audit.append(conn, actor="airgate", event_type="approval_expired", model=model,
+                         entity={"approval_request_id": request_id}, details={"noticed_at": now.isoformat()})
+
+
 AliasMover = Callable[[str, str], None]  # (model, version) -> None; raises if the alias could not move
 
 
@@ -222,6 +233,8 @@ def decide(engine: Engine, spec: ModelSpec, request_id: str, actor: Actor, decis
             result = {"request_id": request_id, "status": status, "model_version": str(req.model_version),
                       "approvals": len(approvals), "quorum": req.quorum, "promoted_from": promoted_from}
     except GovernanceError as err:
+        if err.code == "expired":
+            _mark_expired(engine, model, request_id, now)
         raise _refuse(engine, actor, model, request_id, decision, err) from None
     except Exception:
         if restore_alias is not None:

@@ -3,8 +3,8 @@
 The generative model follows the DKT paper's synthetic setting (Piech et al. 2015, section 5) and adds what a real
 app has:
 
-* Items have a hidden skill (concept) and a difficulty beta. Students have an ability alpha per skill, drawn around
-  their cohort's mean and their grade level.
+* Items have a hidden skill (concept) and a difficulty beta. Students have an ability alpha per skill: a general
+  ability drawn around their cohort's mean and grade level, plus a skill-specific deviation.
 * P(correct) = guess + (1 - guess - slip) * sigmoid(alpha - beta). After each answer the ability on that skill grows
   (learning), a little more after a correct answer.
 * Rapid guesses: with a small probability a student answers in under a second, and is right only by guessing.
@@ -44,6 +44,8 @@ class SimConfig:
     ungraded_rate: float = 0.03
     grade_levels: tuple[int, ...] = (6, 7, 8)
     grade_effect: float = 0.35
+    general_sd: float = 1.0
+    skill_sd: float = 0.5
     new_cohort_from_batch: int | None = None
     cohort_shift: float = -1.0
     start: datetime = field(default_factory=lambda: datetime(2026, 9, 1, 8, tzinfo=UTC))
@@ -82,7 +84,8 @@ class Simulator:
             sid = f"s{batch_no:03d}_{s:04d}"
             grade = int(rng.choice(c.grade_levels))
             mean = (grade - np.mean(c.grade_levels)) * c.grade_effect + (c.cohort_shift if cohort == "B" else 0.0)
-            ability = rng.normal(mean, 1.0, size=c.n_skills)
+            # A general ability plus skill-specific deviations: students good at one skill tend to be good at others.
+            ability = rng.normal(mean, c.general_sd) + rng.normal(0.0, c.skill_sd, size=c.n_skills)
             order = rng.permutation(c.n_items)
             n = min(c.events_per_student, c.n_items)
             t = day0 + timedelta(seconds=float(rng.uniform(0, 36_000)))

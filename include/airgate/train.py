@@ -188,6 +188,7 @@ def train(engine: Engine, cfg: TrainConfig) -> TrainResult:
         conn.execute(model_candidates.insert().values(
             model=spec.name, training_run_id=cfg.training_run_id, data_version=cfg.labeled_version_id,
             mlflow_run_id=chosen_run, trained_by=cfg.trained_by, status="trained", created_at=utcnow(),
+            code_version=cfg.code_version[:64],
             metrics={"candidates": results, "chosen": chosen, "model_uri": chosen_uri,
                      "test_predictions": str(pred_path), "rows": rows, "code_version": cfg.code_version}))
         audit.append(conn, actor=cfg.trained_by, event_type="train", model=spec.name,

@@ -145,6 +145,7 @@ model_candidates = Table(
     Column("evidence_hash", String(64)),
     Column("status", String(24), nullable=False),  # trained | gates_passed | gates_failed | registered
     _ts("created_at", nullable=False),
+    Column("code_version", String(64)),  # git commit of the code that trained it (migration 0002)
 )
 
 approval_requests = Table(

@@ -1,0 +1,140 @@
+"""Approval rules, enforced by airgate.governance without any server: each rule has a test."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from airgate import audit, governance, registry
+from airgate.governance import Actor, GovernanceError
+from airgate.warehouse import approval_requests, utcnow
+
+from .helpers import prepare_data, train_to_request
+
+pytestmark = pytest.mark.unit
+
+APPROVER = Actor("approver", frozenset({"op"}))
+
+
+@pytest.fixture
+def request_id(engine, spec, small_sim, mlflow_cfg, tmp_path: Path) -> str:  # type: ignore[no-untyped-def]
+    labeled = prepare_data(engine, spec, small_sim, tmp_path)
+    return train_to_request(engine, spec, mlflow_cfg, tmp_path, labeled, trained_by="carol")["approval_request_id"]
+
+
+def _decide(engine, spec, cfg, rid, actor=APPROVER, decision="approve", comment="ok", evidence=None, **kw):  # type: ignore[no-untyped-def]
+    req = governance.get_request(engine, rid)
+    return governance.decide(engine, spec, rid, actor, decision, comment, evidence or req["evidence_hash"],
+                             lambda m, v: registry.set_alias(cfg, m, v), **kw)
+
+
+def _refusal(engine, spec, cfg, rid, **kw) -> GovernanceError:  # type: ignore[no-untyped-def]
+    with pytest.raises(GovernanceError) as err:
+        _decide(engine, spec, cfg, rid, **kw)
+    return err.value
+
+
+def test_approval_promotes_and_moves_the_alias(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
+    out = _decide(engine, spec, mlflow_cfg, request_id)
+    assert out["status"] == "approved"
+    assert registry.alias_version(mlflow_cfg, spec.name) == out["model_version"]
+    ledger = governance.ledger(engine, spec.name)
+    assert [(r["action"], r["from_version"], r["to_version"], r["approval_id"]) for r in ledger] == \
+        [("promote", None, out["model_version"], request_id)]
+    assert [e["event_type"] for e in audit.events(engine)][-2:] == ["decision", "promotion"]
+
+
+def test_non_approver_is_refused(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
+    err = _refusal(engine, spec, mlflow_cfg, request_id, actor=Actor("viewer", frozenset({"viewer"})))
+    assert (err.status, err.code) == (403, "not_approver")
+
+
+def test_role_from_spec_grants_approval(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
+    out = _decide(engine, spec, mlflow_cfg, request_id, actor=Actor("someadmin", frozenset({"admin"})))
+    assert out["status"] == "approved"
+
+
+@pytest.mark.parametrize("who", ["carol", "trainer"])  # the run's trainer, and the spec's owner
+def test_separation_of_duties(engine, spec, mlflow_cfg, request_id, who: str) -> None:  # type: ignore[no-untyped-def]
+    spec2 = spec.model_copy(update={"approval": spec.approval.model_copy(update={
+        "approvers": spec.approval.approvers.model_copy(update={"users": ["carol", "trainer", "approver"]})})})
+    err = _refusal(engine, spec2, mlflow_cfg, request_id, actor=Actor(who, frozenset({"op"})))
+    assert (err.status, err.code) == (403, "separation_of_duties")
+
+
+def test_changed_evidence_is_refused(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
+    err = _refusal(engine, spec, mlflow_cfg, request_id, evidence="f" * 64)
+    assert (err.status, err.code) == (409, "evidence_changed")
+    req = governance.get_request(engine, request_id)
+    ev = dict(req["evidence"], approvable=True, candidate="something else")
+    with engine.begin() as conn:  # evidence edited behind the request's back
+        conn.execute(update(approval_requests).where(approval_requests.c.id == request_id).values(evidence=ev))
+    err = _refusal(engine, spec, mlflow_cfg, request_id)
+    assert err.code == "evidence_changed"
+
+
+def test_comment_is_required(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
+    assert _refusal(engine, spec, mlflow_cfg, request_id, comment="   ").code == "comment_required"
+
+
+def test_expired_request_is_never_approved(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
+    err = _refusal(engine, spec, mlflow_cfg, request_id, now=utcnow() + timedelta(hours=73))
+    assert (err.status, err.code) == (409, "expired")
+    assert governance.list_requests(engine)[0]["status"] == "expired"
+    assert governance.current_champion(engine, spec.name) is None
+
+
+def test_quorum_and_single_reject(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        conn.execute(update(approval_requests).values(quorum=2))
+    first = _decide(engine, spec, mlflow_cfg, request_id)
+    assert first["status"] == "pending" and first["approvals"] == 1
+    assert _refusal(engine, spec, mlflow_cfg, request_id).code == "already_decided"  # no double vote
+    rejected = _decide(engine, spec, mlflow_cfg, request_id, actor=Actor("admin", frozenset({"admin"})),
+                       decision="reject", comment="slice gap too large")
+    assert rejected["status"] == "rejected"
+    assert _refusal(engine, spec, mlflow_cfg, request_id,
+                    actor=Actor("boss", frozenset({"admin"}))).code == "not_pending"
+    assert governance.current_champion(engine, spec.name) is None
+
+
+def test_alias_failure_rolls_the_decision_back(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
+    req = governance.get_request(engine, request_id)
+
+    def broken(model: str, version: str) -> None:
+        raise RuntimeError("MLflow unreachable")
+
+    with pytest.raises(RuntimeError):
+        governance.decide(engine, spec, request_id, APPROVER, "approve", "ok", req["evidence_hash"], broken)
+    assert governance.get_request(engine, request_id)["status"] == "pending"
+    assert governance.ledger(engine, spec.name) == []
+    assert audit.verify_chain(engine).ok
+
+
+def test_concurrent_decisions_give_one_final_state(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
+    actors = [Actor(f"admin{i}", frozenset({"admin"})) for i in range(6)]
+    results: list[object] = []
+    barrier = threading.Barrier(len(actors))
+
+    def go(a: Actor, decision: str) -> None:
+        barrier.wait()
+        try:
+            results.append(_decide(engine, spec, mlflow_cfg, request_id, actor=a, decision=decision))
+        except GovernanceError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=go, args=(a, "approve" if i % 2 else "reject")) for i, a in enumerate(actors)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    final = [r for r in results if isinstance(r, dict) and r["status"] != "pending"]
+    assert len(final) == 1, results
+    assert all(isinstance(r, GovernanceError) and r.code == "not_pending" for r in results if r is not final[0])
+    events = [e["event_type"] for e in audit.events(engine)]
+    assert events.count("decision") == 1 and events.count("decision_refused") == len(actors) - 1
+    assert audit.verify_chain(engine).ok
