@@ -158,7 +158,7 @@ def build_train(spec: ModelSpec) -> DAG:
             return {"training_run_id": result.training_run_id, "data_version": result.data_version,
                     "chosen": result.chosen, "test_auc": result.metrics[result.chosen]["test_auc"]}
 
-        @task(retries=0)
+        @task
         def validate(trained: dict[str, Any]) -> dict[str, Any]:
             from airgate import gates
             from airgate.runtime import mlflow_config, runs_dir, warehouse_engine
@@ -190,7 +190,7 @@ def build_score(spec: ModelSpec) -> DAG:
                      "`champion` alias once, refuses any version the promotion ledger does not show approved, "
                      "scores in chunks into staging and swaps the partition for the logical date."))
     def score() -> None:
-        @task(retries=0)
+        @task
         def resolve_champion() -> dict[str, str]:
             from airgate import score as stage
             from airgate.runtime import mlflow_config, warehouse_engine

@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from airgate.governance import Actor
 from airgate.web.auth import CurrentActor, current_actor
 from airgate.web.pages import approvals_page
 
@@ -27,11 +28,16 @@ class DecisionIn(BaseModel):
     evidence_hash: str = Field(min_length=64, max_length=64)
 
 
-def require_csrf(request: Request) -> None:
+def actor_for_write(request: Request, actor: CurrentActor) -> Actor:
+    """The authenticated actor (401 first), then the CSRF check for cookie-authenticated writes (403)."""
     if request.headers.get("authorization"):
-        return  # an explicit Bearer token is not ambient authority: CSRF cannot forge it
+        return actor  # an explicit Bearer token is not ambient authority: CSRF cannot forge it
     if request.headers.get(CSRF_HEADER, "").lower() != CSRF_VALUE:
         raise HTTPException(403, f"missing CSRF header: send '{CSRF_HEADER}: {CSRF_VALUE}'")
+    return actor
+
+
+WritingActor = Annotated[Actor, Depends(actor_for_write)]
 
 
 def _engine() -> Any:
@@ -64,9 +70,8 @@ def create_app() -> FastAPI:
         except governance.GovernanceError as exc:
             return _error(exc)
 
-    @app.post("/api/approvals/{request_id}/decisions", tags=["approvals"],
-              dependencies=[Depends(require_csrf)])
-    def decide(request_id: str, body: DecisionIn, actor: CurrentActor) -> Any:
+    @app.post("/api/approvals/{request_id}/decisions", tags=["approvals"])
+    def decide(request_id: str, body: DecisionIn, actor: WritingActor) -> Any:
         from airgate import governance, registry
         from airgate.runtime import mlflow_config
         from airgate.spec import SpecError, find_spec

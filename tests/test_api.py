@@ -1,0 +1,122 @@
+"""The governance plugin's HTTP API, authenticated by Airflow's own auth manager (real JWTs, no mocks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from airgate import audit, governance, registry
+
+from .helpers import prepare_data, train_to_request
+
+pytestmark = pytest.mark.api
+
+
+@pytest.fixture
+def client(airflow_db, sqlite_engine, mlflow_cfg, monkeypatch) -> TestClient:  # type: ignore[no-untyped-def]
+    from airflow.api_fastapi.app import init_auth_manager
+
+    from airgate.web.app import mounted_app
+
+    # The app finds the warehouse and MLflow through the Airflow connections, as under the api-server.
+    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_WAREHOUSE", json.dumps(
+        {"conn_type": "sqlite", "host": str(sqlite_engine.url.database)}))
+    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_MLFLOW", json.dumps(
+        {"conn_type": "generic", "extra": {"tracking_uri": mlflow_cfg.tracking_uri,
+                                           "artifact_root": mlflow_cfg.artifact_root}}))
+    init_auth_manager()
+    return TestClient(mounted_app(), base_url="http://localhost")
+
+
+def token(username: str, role: str) -> str:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=role))
+
+
+def bearer(username: str, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(username, role)}"}
+
+
+@pytest.fixture
+def pending(sqlite_engine, spec, small_sim, mlflow_cfg, tmp_path: Path) -> dict:  # type: ignore[no-untyped-def]
+    labeled = prepare_data(sqlite_engine, spec, small_sim, tmp_path)
+    req = train_to_request(sqlite_engine, spec, mlflow_cfg, tmp_path, labeled)
+    return governance.get_request(sqlite_engine, req["approval_request_id"])
+
+
+def _decide(client: TestClient, req: dict, headers: dict[str, str], **body: str):  # type: ignore[no-untyped-def]
+    payload = {"decision": "approve", "comment": "reviewed the evidence", "evidence_hash": req["evidence_hash"]}
+    payload.update(body)
+    return client.post(f"/airgate/api/approvals/{req['id']}/decisions", json=payload, headers=headers)
+
+
+def test_no_user_gets_401(client: TestClient, pending: dict) -> None:
+    assert client.get("/airgate/api/approvals").status_code == 401
+    assert _decide(client, pending, {}).status_code == 401
+    assert client.get("/airgate/approvals").status_code == 401
+
+
+def test_viewer_can_read_but_not_approve(client: TestClient, pending: dict, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    listed = client.get("/airgate/api/approvals", headers=bearer("viewer", "viewer"))
+    assert listed.status_code == 200 and listed.json()[0]["id"] == pending["id"]
+    assert listed.json()[0]["gates"]["beats_baseline"] == "pass"
+    r = _decide(client, pending, bearer("viewer", "viewer"))
+    assert r.status_code == 403 and r.json()["code"] == "not_approver"
+    assert audit.events(sqlite_engine, event_type="decision_refused")[-1]["actor"] == "viewer"
+
+
+def test_trainer_cannot_approve_their_own_model(client: TestClient, pending: dict, mlflow_cfg, spec) -> None:  # type: ignore[no-untyped-def]
+    r = _decide(client, pending, bearer("trainer", "op"))
+    assert r.status_code == 403 and r.json()["code"] == "separation_of_duties"
+    assert registry.alias_version(mlflow_cfg, spec.name) is None
+
+
+def test_approver_approves_and_the_alias_moves(client: TestClient, pending: dict, mlflow_cfg, spec,  # type: ignore[no-untyped-def]
+                                               sqlite_engine) -> None:
+    r = _decide(client, pending, bearer("approver", "op"))
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "approved"
+    assert registry.alias_version(mlflow_cfg, spec.name) == pending["model_version"]
+    ledger = client.get(f"/airgate/api/models/{spec.name}/ledger", headers=bearer("viewer", "viewer")).json()
+    assert ledger[-1]["approval_id"] == pending["id"] and ledger[-1]["actor"] == "approver"
+    assert client.get("/airgate/api/audit/verify", headers=bearer("viewer", "viewer")).json()["ok"] is True
+
+
+def test_cookie_auth_needs_the_csrf_header(client: TestClient, pending: dict) -> None:
+    client.cookies.set("_token", token("approver", "op"))
+    r = _decide(client, pending, {})
+    assert r.status_code == 403 and "CSRF" in r.text
+    r = _decide(client, pending, {"X-Requested-With": "airgate"})
+    assert r.status_code == 200 and r.json()["status"] == "approved"
+
+
+def test_stale_evidence_and_bad_input_are_refused(client: TestClient, pending: dict) -> None:
+    r = _decide(client, pending, bearer("approver", "op"), evidence_hash="0" * 64)
+    assert r.status_code == 409 and r.json()["code"] == "evidence_changed"
+    assert _decide(client, pending, bearer("approver", "op"), comment="").status_code == 422
+    assert _decide(client, pending, bearer("approver", "op"), decision="maybe").status_code == 422
+    missing = client.get("/airgate/api/approvals/apr-nope", headers=bearer("viewer", "viewer"))
+    assert missing.status_code == 404
+
+
+def test_page_lists_requests_and_escapes_text(client: TestClient, pending: dict, sqlite_engine, spec,  # type: ignore[no-untyped-def]
+                                              mlflow_cfg) -> None:
+    evil = "<script>alert(1)</script>"
+    governance.decide(sqlite_engine, spec, pending["id"], governance.Actor("approver", frozenset()), "reject",
+                      evil, pending["evidence_hash"], lambda m, v: None)
+    page = client.get("/airgate/approvals", headers=bearer("viewer", "viewer"))
+    assert page.status_code == 200 and pending["id"] in page.text and "rejected" in page.text
+    assert "<script>alert" not in page.text.split("<script>", 1)[0]  # nothing injected before our own script
+    detail = client.get(f"/airgate/api/approvals/{pending['id']}", headers=bearer("viewer", "viewer")).json()
+    assert detail["decisions"][0]["comment"] == evil  # stored verbatim, rendered escaped
+
+
+def test_openapi_documents_every_route(client: TestClient) -> None:
+    paths = client.get("/airgate/openapi.json").json()["paths"]
+    assert {"/api/approvals", "/api/approvals/{request_id}", "/api/approvals/{request_id}/decisions",
+            "/api/audit/verify"} <= set(paths)
