@@ -61,9 +61,9 @@ def main() -> int:
     args = parser.parse_args()
     t_start = time.perf_counter()
 
-    from airgate import audit, datasets, governance
+    from airgate import governance
     from airgate.runtime import airgate_home, resolve_path, warehouse_engine
-    from airgate.simulator import SimConfig, Simulator, load_truth, oracle_auc
+    from airgate.simulator import SimConfig, Simulator
     from airgate.spec import find_spec
 
     spec = find_spec(MODEL)

@@ -78,7 +78,7 @@ def build_collect(spec: ModelSpec) -> DAG:
                 raise AirflowSkipException(f"no new batch ingested: {outcome['files']}")
             return outcome
 
-        ingest(wait_for_new_files())
+        ingest(wait_for_new_files())  # type: ignore[arg-type]  # TaskFlow passes an XComArg
 
     return collect()
 
@@ -178,7 +178,7 @@ def build_train(spec: ModelSpec) -> DAG:
             return gates.register_and_request(warehouse_engine(), spec, mlflow_config(),
                                               validated["training_run_id"], actor=_actor())
 
-        register_and_request_approval(validate(train_candidates()))
+        register_and_request_approval(validate(train_candidates()))  # type: ignore[arg-type]
 
     return train()
 
@@ -215,7 +215,7 @@ def build_score(spec: ModelSpec) -> DAG:
                                     model_version=champion["model_version"], actor=_actor())
             return stage.score(warehouse_engine(), cfg).to_dict()
 
-        score_batch(resolve_champion())
+        score_batch(resolve_champion())  # type: ignore[arg-type]
 
     return score()
 

@@ -20,6 +20,7 @@ FEATURES = [
     "stu_resid", "stu_skill_resid",
 ]
 PRIOR = 2.0  # pseudo-counts for smoothed rates: a new student or item starts near the global rate
+RECENT = 5  # answers in the "recent accuracy" window
 
 
 def _prior_counts(df: pd.DataFrame, keys: list[str], graded: pd.Series, correct: pd.Series) -> pd.DataFrame:
@@ -78,23 +79,23 @@ def build_features(events: pd.DataFrame) -> pd.DataFrame:
     # Last graded answer by the same student (and on the same skill), strictly earlier in time.
     last = df["correct"].astype("float64")
     for name, keys in (("stu_last_correct", ["student_id"]), ("stu_skill_last_correct", ["student_id", "skill_id"])):
-        prev = last.groupby([df[k] for k in keys], sort=False).transform(lambda s: s.shift().ffill())
+        grp = [df[k] for k in keys]
+        prev = last.groupby(grp, sort=False).shift().groupby(grp, sort=False).ffill()
         same_ts = df.groupby(keys + ["ts"], sort=False).ngroup()
-        prev = prev.groupby(same_ts).transform("first")
-        out[name] = prev.fillna(-1.0)
+        out[name] = prev.groupby(same_ts).transform("first").fillna(-1.0)
 
     prev_ts = df.groupby("student_id", sort=False)["ts"].shift()
     gap = (df["ts"] - prev_ts).dt.total_seconds()
     out["log_gap_s"] = np.log1p(gap.clip(lower=0)).fillna(-1.0)
 
-    # Exponentially weighted recent accuracy of the student: learning shows here before in the long-run rate.
-    ew_num = correct.astype("float64").groupby(df["student_id"], sort=False).transform(
-        lambda s: s.shift().fillna(0).ewm(alpha=0.3, adjust=False).mean())
-    ew_den = graded.astype("float64").groupby(df["student_id"], sort=False).transform(
-        lambda s: s.shift().fillna(0).ewm(alpha=0.3, adjust=False).mean())
-    out["stu_recent_rate"] = ((ew_num + 0.05 * global_rate) / (ew_den + 0.05)).where(stu["n"] > 0, global_rate)
-    same_ts_stu = df.groupby(["student_id", "ts"], sort=False).ngroup()
-    out["stu_recent_rate"] = out["stu_recent_rate"].groupby(same_ts_stu).transform("first")
+    # Recent accuracy: the student's last RECENT answers, where learning shows before it moves the long-run rate.
+    grp_s = df["student_id"]
+    c_prior = correct.groupby(grp_s, sort=False).cumsum() - correct
+    g_prior = graded.groupby(grp_s, sort=False).cumsum() - graded
+    c_win = c_prior - c_prior.groupby(grp_s, sort=False).shift(RECENT).fillna(0)
+    g_win = g_prior - g_prior.groupby(grp_s, sort=False).shift(RECENT).fillna(0)
+    recent = (c_win + global_rate) / (g_win + 1.0)
+    out["stu_recent_rate"] = recent.groupby(df.groupby(["student_id", "ts"], sort=False).ngroup()).transform("first")
     return out
 
 

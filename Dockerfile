@@ -1,0 +1,11 @@
+# airgate on Astro Runtime (Airflow 3.3). The runtime image's ONBUILD steps copy the project into
+# /usr/local/airflow and install requirements.txt; we add the airgate library and point Airflow at it.
+FROM astrocrpublic.azurecr.io/runtime:3.3-2
+
+ENV AIRGATE_HOME=/usr/local/airflow/.airgate \
+    AIRGATE_SPECS_DIR=/usr/local/airflow/include/specs \
+    PYTHONPATH=/usr/local/airflow/include \
+    GIT_PYTHON_REFRESH=quiet
+
+# The PyTorch CPU wheel keeps the image free of CUDA libraries; GPU work runs in pods (cncf-kubernetes).
+RUN pip install --no-cache-dir --no-deps -e /usr/local/airflow

@@ -1,0 +1,191 @@
+"""`make bench`: timing targets live here, not in tests. Writes bench/results.json.
+
+1. DAG parse cost: parsing dags/ as a ratio to a file of empty DAGs with the same number of DAGs and tasks,
+   each measured in a fresh interpreter with Airflow already imported (so only the DAG file's own cost counts).
+2. Scoring throughput: airgate's end-to-end scoring (champion check, features from the warehouse, predict, staging,
+   swap, audit) against raw ``booster.predict`` plus a raw bulk insert of the same rows, in the same run, on SQLite
+   and on PostgreSQL (COPY).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN = os.environ.get("AIRGATE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+# ------------------------------------------------------------------------------------------------ parse cost
+
+PARSE_PROBE = """
+import json, runpy, sys, time
+import airflow.sdk  # noqa: F401  (paid by every DAG file alike: not part of the comparison)
+t0 = time.perf_counter()
+runpy.run_path(sys.argv[1])
+print(json.dumps(time.perf_counter() - t0))
+"""
+
+
+def _empty_equivalent(dags: dict[str, int], path: Path) -> None:
+    lines = ["from datetime import datetime", "from airflow.sdk import DAG",
+             "from airflow.providers.standard.operators.empty import EmptyOperator", ""]
+    for i, (dag_id, n) in enumerate(dags.items()):
+        lines.append(f"with DAG('empty_{i}', schedule=None, start_date=datetime(2026, 1, 1)) as d{i}:")
+        lines.append(f"    prev = EmptyOperator(task_id='t0')  # {dag_id}")
+        for t in range(1, n):
+            lines.append(f"    prev = prev >> EmptyOperator(task_id='t{t}')")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def parse_cost(repeats: int) -> dict[str, Any]:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    shape = {dag_id: len(d.tasks) for dag_id, d in bag.dags.items()}
+    tmp = Path(tempfile.mkdtemp())
+    empty = tmp / "empty_dags.py"
+    _empty_equivalent(shape, empty)
+
+    def measure(path: Path) -> float:
+        runs = []
+        for _ in range(repeats):
+            out = subprocess.run([sys.executable, "-c", PARSE_PROBE, str(path)], capture_output=True, text=True,
+                                 env=os.environ.copy(), check=True)
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        return statistics.median(runs)
+
+    ours = measure(ROOT / "dags" / "airgate_dags.py")
+    base = measure(empty)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"dags": len(shape), "tasks": sum(shape.values()), "airgate_s": round(ours, 4),
+            "empty_equivalent_s": round(base, 4), "ratio": round(ours / base, 2), "repeats": repeats}
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+
+def _pg_database() -> tuple[str, Any] | None:
+    from sqlalchemy import create_engine, text
+
+    name = f"airgate_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        print(f"  PostgreSQL unavailable, skipping: {exc}")
+        return None
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname='{name}'"))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+def scoring(backend: str, url: str, work: Path, students: int) -> dict[str, Any]:
+    import numpy as np
+    from sqlalchemy import Column, Float, MetaData, String, Table
+
+    from airgate import clean, collect, datasets, gates, governance, label, migrations, registry, score, train
+    from airgate.features import FEATURES, build_features, load_history
+    from airgate.simulator import SimConfig, Simulator
+    from airgate.spec import find_spec
+    from airgate.warehouse import bulk_insert_tuples, make_engine
+
+    spec = find_spec("knowledge_tracing")
+    engine = make_engine(url)
+    migrations.upgrade(engine)
+    cfg = registry.MlflowConfig.under(work / f"mlflow-{backend}")
+    landing = work / f"landing-{backend}"
+    Simulator(SimConfig(students_per_batch=300)).write_batch(0, landing, work / "oracle")
+    Simulator(SimConfig(students_per_batch=300)).write_batch(1, landing, work / "oracle")
+    collect.ingest(engine, spec, landing)
+    clean.clean_pending(engine, spec)
+    labeled = label.label_pending(engine, spec).labeled_version_id or ""
+    train.train(engine, train.TrainConfig(spec, labeled, "tr-bench", "bench", cfg, str(work / "runs")))
+    gates.validate(engine, spec, cfg, "tr-bench", str(work / "runs"))
+    req = gates.register_and_request(engine, spec, cfg, "tr-bench")
+    r = governance.get_request(engine, req["approval_request_id"])
+    governance.decide(engine, spec, r["id"], governance.Actor("bench-approver", frozenset({"admin"})), "approve",
+                      "bench", r["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))
+    # the night's batch to score
+    Simulator(SimConfig(students_per_batch=students)).write_batch(2, landing, work / "oracle")
+    collect.ingest(engine, spec, landing)
+    clean.clean_pending(engine, spec)
+    target = datasets.latest(engine, spec.name, "clean")
+    assert target is not None
+
+    t0 = time.perf_counter()
+    res = score.score(engine, score.ScoreConfig(spec, cfg, "2026-09-03", "sr-bench"))
+    airgate_s = time.perf_counter() - t0
+
+    # raw: the same rows' features already in memory, then predict + one bulk insert
+    booster = registry.load_booster(cfg, spec.name, res.model_version)
+    hist = load_history(engine, spec.name)
+    feats = build_features(hist)
+    rows = hist[hist["version_id"] == target.version_id][["event_id"]].merge(feats, on="event_id")
+    raw_table = Table("bench_raw_scores", MetaData(), Column("event_id", String(128)), Column("score", Float))
+    raw_table.create(engine, checkfirst=True)
+    t0 = time.perf_counter()
+    p = np.asarray(booster.predict(rows[FEATURES]))
+    predict_s = time.perf_counter() - t0
+    with engine.begin() as conn:
+        bulk_insert_tuples(conn, raw_table, ["event_id", "score"], list(zip(rows["event_id"].tolist(), p.tolist(),
+                                                                             strict=True)))
+    raw_s = time.perf_counter() - t0
+    engine.dispose()
+    n = res.rows_scored
+    return {"rows": n, "airgate_s": round(airgate_s, 3), "airgate_rows_per_s": round(n / airgate_s),
+            "raw_predict_s": round(predict_s, 3), "raw_s": round(raw_s, 3), "raw_rows_per_s": round(n / raw_s),
+            "ratio_to_raw": round(airgate_s / raw_s, 2)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--students", type=int, default=2000, help="students in the scored batch (50 events each)")
+    ap.add_argument("--parse-repeats", type=int, default=5)
+    args = ap.parse_args()
+    results: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                           "platform": platform.platform()},
+                               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    print("parse cost ...")
+    results["dag_parse"] = parse_cost(args.parse_repeats)
+    print(f"  {results['dag_parse']}")
+    work = Path(tempfile.mkdtemp(prefix="airgate-bench-"))
+    try:
+        results["scoring"] = {}
+        print("scoring on SQLite ...")
+        results["scoring"]["sqlite"] = scoring("sqlite", f"sqlite:///{work / 'wh.db'}", work, args.students)
+        print(f"  {results['scoring']['sqlite']}")
+        pg = _pg_database()
+        if pg is not None:
+            url, drop = pg
+            try:
+                print("scoring on PostgreSQL ...")
+                results["scoring"]["postgres"] = scoring("postgres", url, work, args.students)
+                print(f"  {results['scoring']['postgres']}")
+            finally:
+                drop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out = ROOT / "bench" / "results.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
