@@ -1,0 +1,84 @@
+"""The plugin served by a real `airflow api-server` process: login, token, plugin routes, nav entry."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.api, pytest.mark.e2e]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(airflow_db, tmp_path_factory):  # type: ignore[no-untyped-def]
+    port = _free_port()
+    home = tmp_path_factory.mktemp("apiserver")
+    env = {**os.environ, "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", "AIRGATE_HOME": str(home),
+           "AIRFLOW_CONN_AIRGATE_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(home / "wh.db")}),
+           "AIRFLOW__API__WORKERS": "1"}
+    log = (home / "api-server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--host",
+                             "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(1)
+    else:
+        proc.kill()
+    if proc.poll() is not None:
+        pytest.fail("api-server did not start:\n" + Path(home / "api-server.log").read_text()[-4000:])
+    yield base
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+def _login(base: str, user: str) -> str:
+    passwords = json.loads(Path(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text())
+    r = httpx.post(f"{base}/auth/token", json={"username": user, "password": passwords[user]}, timeout=30)
+    assert r.status_code in (200, 201), r.text
+    return str(r.json()["access_token"])
+
+
+def test_plugin_routes_are_served_and_authenticated(server: str) -> None:
+    assert httpx.get(f"{server}/airgate/api/approvals", timeout=30).status_code == 401
+    token = _login(server, "approver")
+    me = httpx.get(f"{server}/airgate/api/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert me.status_code == 200 and me.json() == {"username": "approver", "roles": ["op"]}
+    listed = httpx.get(f"{server}/airgate/api/approvals", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert listed.status_code == 200 and listed.json() == []
+    page = httpx.get(f"{server}/airgate/approvals", cookies={"_token": token}, timeout=30)
+    assert page.status_code == 200 and "Approval requests" in page.text
+
+
+def test_governance_menu_is_registered(server: str) -> None:
+    token = _login(server, "viewer")
+    r = httpx.get(f"{server}/api/v2/plugins", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 200
+    plugin = next(p for p in r.json()["plugins"] if p["name"] == "airgate")
+    view = plugin["external_views"][0]
+    assert (view["category"], view["name"], view["url_route"]) == ("Governance", "Approvals", "airgate-approvals")
