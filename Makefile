@@ -45,7 +45,7 @@ init: venv
 	@$(BIN)/python scripts/load_settings.py airflow_settings.yaml 2>/dev/null | tail -1
 
 demo: init
-	@$(BIN)/python scripts/demo.py 2> $(AIRGATE_HOME)/demo.log || (echo "--- last lines of $(AIRGATE_HOME)/demo.log"; tail -40 $(AIRGATE_HOME)/demo.log; exit 1)
+	@$(BIN)/python scripts/demo.py || (echo "--- last lines of $(AIRGATE_HOME)/demo.log"; tail -40 $(AIRGATE_HOME)/demo.log; exit 1)
 
 test: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
