@@ -101,7 +101,7 @@ def scoring(backend: str, url: str, work: Path, students: int) -> dict[str, Any]
 
     from airgate import clean, collect, datasets, gates, governance, label, migrations, registry, score, train
     from airgate.features import FEATURES, build_features, load_history
-    from airgate.simulator import SimConfig, Simulator
+    from airgate.simulator import SimConfig, Simulator, write_catalog
     from airgate.spec import find_spec
     from airgate.warehouse import bulk_insert_tuples, make_engine
 
@@ -110,6 +110,8 @@ def scoring(backend: str, url: str, work: Path, students: int) -> dict[str, Any]
     migrations.upgrade(engine)
     cfg = registry.MlflowConfig.under(work / f"mlflow-{backend}")
     landing = work / f"landing-{backend}"
+    os.environ["AIRGATE_HOME"] = str(work)
+    write_catalog(Simulator(SimConfig()), work / "catalog" / "knowledge_tracing_items.csv")
     Simulator(SimConfig(students_per_batch=300)).write_batch(0, landing, work / "oracle")
     Simulator(SimConfig(students_per_batch=300)).write_batch(1, landing, work / "oracle")
     collect.ingest(engine, spec, landing)

@@ -102,7 +102,7 @@ def run(n_batches: int, log_path: Path) -> int:
     t_start = time.perf_counter()
     from airgate import governance
     from airgate.runtime import airgate_home, resolve_path, warehouse_engine
-    from airgate.simulator import SimConfig, Simulator
+    from airgate.simulator import SimConfig, Simulator, write_catalog
     from airgate.spec import find_spec
     from airgate.warehouse import model_candidates
 
@@ -110,6 +110,7 @@ def run(n_batches: int, log_path: Path) -> int:
     landing = resolve_path(spec.source.path)
     oracle_dir = airgate_home() / "oracle" / MODEL
     sim = Simulator(SimConfig())
+    write_catalog(sim, resolve_path(spec.cleaning.item_catalog or "catalog/items.csv"))
     first = len(list(landing.glob("interactions_*.csv"))) if landing.is_dir() else 0
     say(f"airgate demo: {MODEL}, AIRGATE_HOME={airgate_home()} (Airflow and task logs: {log_path})")
     say(f"1. the simulator lands interaction batches {first}..{first + n_batches - 1} in {landing}")

@@ -151,6 +151,9 @@ def mlflow_cfg(tmp_path: Path, _mlflow_template: Path):  # type: ignore[no-untyp
 
 @pytest.fixture
 def small_sim():  # type: ignore[no-untyped-def]
-    from airgate.simulator import SimConfig, Simulator
+    """A small simulator; its item catalog is published where the spec's cleaning rules look for it."""
+    from airgate.simulator import SimConfig, Simulator, write_catalog
 
-    return Simulator(SimConfig(students_per_batch=120, events_per_student=40))
+    sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40))
+    write_catalog(sim, Path(os.environ["AIRGATE_HOME"]) / "catalog" / "knowledge_tracing_items.csv")
+    return sim

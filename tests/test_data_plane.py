@@ -34,6 +34,19 @@ def test_rows_in_equal_accepted_plus_quarantined(engine, spec, small_sim, tmp_pa
     assert _count(engine, clean_events) + _count(engine, quarantine) == _count(engine, raw_rows)
 
 
+def test_parquet_batches_are_ingested_like_csv(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    events = small_sim.batch(0).events
+    events.to_parquet(landing / "batch.parquet")
+    pq_spec = spec.model_copy(update={"source": spec.source.model_copy(update={"pattern": "*.parquet"})})
+    result = collect.ingest(engine, pq_spec, landing)
+    assert result.rows == len(events)
+    outcome = clean.clean_pending(engine, pq_spec).versions[0]
+    assert outcome.rows_in == len(events) == outcome.accepted + outcome.quarantined
+    assert outcome.accepted > 0.9 * len(events)
+
+
 def test_ingesting_and_cleaning_twice_adds_nothing(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     landing = land(small_sim, tmp_path, range(2))
     collect.ingest(engine, spec, landing)
@@ -43,6 +56,10 @@ def test_ingesting_and_cleaning_twice_adds_nothing(engine, spec, small_sim, tmp_
     (landing / "copy_of_batch.csv").write_bytes((landing / "interactions_0000.csv").read_bytes())
     again = collect.ingest(engine, spec, landing)
     assert again.raw_version_ids == []
+    assert [(Path(f.path).name, f.status) for f in again.files] == [("copy_of_batch.csv", "duplicate")]
+    dup = audit.events(engine, event_type="duplicate_file")
+    assert len(dup) == 1 and dup[0]["details"]["same_as"].endswith("interactions_0000.csv")
+    assert collect.ingest(engine, spec, landing).files == []  # the copy is recorded: not even looked at again
     assert clean.clean_pending(engine, spec).versions == []
     assert (_count(engine, raw_rows), _count(engine, clean_events), _count(engine, quarantine)) == before
 
@@ -79,21 +96,48 @@ def test_bad_files_are_rejected_with_a_reason_and_good_ones_go_on(engine, spec, 
         assert conn.execute(select(file_ledger.c.status).where(file_ledger.c.path.like("%bad.csv"))).scalar() == "rejected"
 
 
-def test_each_rule_quarantines_with_its_reason(engine, spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_corrupt_parquet_is_rejected(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    small_sim.batch(0).events.to_parquet(landing / "good.parquet")
+    data = (landing / "good.parquet").read_bytes()
+    (landing / "bad.parquet").write_bytes(data[: len(data) // 2])  # cut off mid-write
+    pq_spec = spec.model_copy(update={"source": spec.source.model_copy(update={"pattern": "*.parquet"})})
+    status = {Path(f.path).name: f for f in collect.ingest(engine, pq_spec, landing).files}
+    assert status["good.parquet"].status == "ingested"
+    assert status["bad.parquet"].status == "rejected" and "corrupt Parquet" in (status["bad.parquet"].error or "")
+
+
+def test_truncated_csv_keeps_every_row_and_quarantines_the_cut_one(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "cut.csv").write_text(HEADER + "e1,s1,i000,k4,2026-09-01T10:00:00Z,5000,A,1\n"
+                                     "e2,s1,i000,k4,2026-09-01T10:01:00Z,5000,A,1,surplus\ne3,s1,i0\n"
+                                     'e4,s1,i000,k4,2026-09-01T10:02:00Z,5000,"A, half a quo')
+    collect.ingest(engine, spec, landing)
+    outcome = clean.clean_pending(engine, spec).versions[0]
+    assert (outcome.rows_in, outcome.quarantined) == (4, 3)
+    assert outcome.reasons == {"malformed_row": 3}
+
+
+def test_each_rule_quarantines_with_its_reason(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rows = [
-        "ok1,s1,i1,k1,2026-09-01T10:00:00Z,5000,A,1",
-        "ok2,s1,i2,k1,2026-09-01T10:01:00Z,5000,B,",          # ungraded: accepted, no label
-        ",s1,i1,k1,2026-09-01T10:02:00Z,5000,A,1",            # missing key
-        "bad_ts,s1,i1,k1,yesterday,5000,A,1",
-        "bad_rt,s1,i1,k1,2026-09-01T10:03:00Z,fast,A,1",
-        "huge_rt,s1,i1,k1,2026-09-01T10:03:00Z,99999999999999999999,A,1",
-        "bad_label,s1,i1,k1,2026-09-01T10:04:00Z,5000,A,7",
-        "future,s1,i1,k1,2999-01-01T00:00:00Z,5000,A,1",
-        "ancient,s1,i1,k1,1999-01-01T00:00:00Z,5000,A,1",
-        "rapid,s1,i1,k1,2026-09-01T10:05:00Z,200,A,1",
-        "ok1,s1,i1,k1,2026-09-01T10:06:00Z,5000,A,0",          # duplicate event_id
-        "sqli,s2,i1,k1,2026-09-01T10:07:00Z,5000,'); DROP TABLE clean_events;--,1",
-        "html,s2,i1,k1,2026-09-01T10:08:00Z,5000,<script>alert(1)</script>,0",
+        "ok1,s1,i000,k4,2026-09-01T10:00:00Z,5000,A,1",
+        "ok2,s1,i003,k4,2026-09-01T10:01:00Z,5000,B,",          # ungraded: accepted, no label
+        ",s1,i000,k4,2026-09-01T10:02:00Z,5000,A,1",            # missing key
+        "bad_ts,s1,i000,k4,yesterday,5000,A,1",
+        "bad_rt,s1,i000,k4,2026-09-01T10:03:00Z,fast,A,1",
+        "huge_rt,s1,i000,k4,2026-09-01T10:03:00Z,99999999999999999999,A,1",
+        "bad_label,s1,i000,k4,2026-09-01T10:04:00Z,5000,A,7",
+        "future,s1,i000,k4,2999-01-01T00:00:00Z,5000,A,1",
+        "ancient,s1,i000,k4,1999-01-01T00:00:00Z,5000,A,1",
+        "rapid,s1,i000,k4,2026-09-01T10:05:00Z,200,A,1",
+        "ok1,s1,i000,k4,2026-09-01T10:06:00Z,5000,A,0",          # duplicate event_id
+        "sqli,s2,i000,k4,2026-09-01T10:07:00Z,5000,'); DROP TABLE clean_events;--,1",
+        "html,s2,i000,k4,2026-09-01T10:08:00Z,5000,<script>alert(1)</script>,0",
+        "unk_item,s2,i999,k4,2026-09-01T10:09:00Z,5000,A,1",
+        "unk_skill,s2,i000,k9,2026-09-01T10:10:00Z,5000,A,1",
+        "mismatch,s2,i000,k3,2026-09-01T10:11:00Z,5000,A,1",
     ]
     landing = tmp_path / "landing"
     landing.mkdir()
@@ -106,7 +150,8 @@ def test_each_rule_quarantines_with_its_reason(engine, spec, tmp_path: Path) -> 
         accepted = dict(conn.execute(select(clean_events.c.event_id, clean_events.c.answer)).all())
     assert q == {"<empty>": "missing_value", "bad_ts": "bad_type", "bad_rt": "bad_type", "huge_rt": "out_of_range",
                  "bad_label": "bad_label", "future": "ts_in_future", "ancient": "ts_out_of_range",
-                 "rapid": "rapid_guess", "ok1": "duplicate_event_id"}
+                 "rapid": "rapid_guess", "ok1": "duplicate_event_id", "unk_item": "unknown_item",
+                 "unk_skill": "unknown_skill", "mismatch": "skill_mismatch"}
     assert set(accepted) == {"ok1", "ok2", "sqli", "html"}
     assert accepted["sqli"] == "'); DROP TABLE clean_events;--"  # stored as data, bound as a parameter
 

@@ -28,6 +28,9 @@ def env(airflow_db, tmp_path: Path, monkeypatch, small_sim):  # type: ignore[no-
     cfg = registry.MlflowConfig.under(home)
     monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_MLFLOW", json.dumps(
         {"conn_type": "generic", "extra": {"tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root}}))
+    from airgate.simulator import write_catalog
+
+    write_catalog(small_sim, home / "catalog" / "knowledge_tracing_items.csv")
     for b in range(2):
         small_sim.write_batch(b, home / "landing" / MODEL, home / "oracle")
     from airflow.dag_processing.dagbag import DagBag

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from airgate import audit, datasets
+from airgate.collect import MALFORMED
 from airgate.spec import ModelSpec
 from airgate.warehouse import as_utc, bulk_insert, clean_events, dataset_versions, quarantine, raw_rows
 
@@ -58,8 +59,8 @@ def _iso_year(value: str) -> float | None:
         return None
 
 
-def apply_rules(raw: pd.DataFrame, spec: ModelSpec, as_of: pd.Timestamp,
-                known_event_ids: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def apply_rules(raw: pd.DataFrame, spec: ModelSpec, as_of: pd.Timestamp, known_event_ids: set[str],
+                catalog: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split raw string rows into (accepted typed rows, rejected rows with reason and detail).
 
     Each row gets the first rule it breaks, in a fixed order, so the reason is stable.
@@ -73,6 +74,10 @@ def apply_rules(raw: pd.DataFrame, spec: ModelSpec, as_of: pd.Timestamp,
         m = mask & reason.isna()
         reason[m] = code
         detail[m] = text[m] if isinstance(text, pd.Series) else text
+
+    if MALFORMED in df.columns:
+        flag(df[MALFORMED].notna() & (df[MALFORMED].astype(str) != ""), "malformed_row",
+             "row does not match the header: " + df[MALFORMED].fillna("").astype(str))
 
     for col in ["event_id", "student_id", "item_id", "skill_id", "ts", "response_time_ms"]:
         vals = df[col].fillna("").astype(str).str.strip()
@@ -100,6 +105,14 @@ def apply_rules(raw: pd.DataFrame, spec: ModelSpec, as_of: pd.Timestamp,
     flag(rt < rules.min_response_time_ms, "rapid_guess",
          f"response_time_ms under {rules.min_response_time_ms}")
 
+    if catalog is not None:
+        skill_of = dict(zip(catalog["item_id"].astype(str), catalog["skill_id"].astype(str), strict=True))
+        known_skill = df["skill_id"].isin(set(skill_of.values()))
+        flag(~df["item_id"].isin(skill_of.keys()), "unknown_item", "item_id is not in the item catalog")
+        flag(~known_skill, "unknown_skill", "skill_id is not in the item catalog")
+        flag(df["item_id"].map(skill_of) != df["skill_id"], "skill_mismatch",
+             "skill_id differs from the catalog's skill for this item")
+
     flag(df["event_id"].isin(known_event_ids), "duplicate_event_id", "event_id already in an earlier version")
     dup = df["event_id"].duplicated(keep="first") & reason.isna()
     flag(dup, "duplicate_event_id", "event_id repeated within the batch")
@@ -121,6 +134,19 @@ def apply_rules(raw: pd.DataFrame, spec: ModelSpec, as_of: pd.Timestamp,
     return accepted, rejected
 
 
+def load_catalog(spec: ModelSpec) -> pd.DataFrame | None:
+    """The item catalog (item_id, skill_id) named by the spec, if any. Relative paths are under $AIRGATE_HOME."""
+    if not spec.cleaning.item_catalog:
+        return None
+    from airgate.runtime import resolve_path
+
+    path = resolve_path(spec.cleaning.item_catalog)
+    if not path.is_file():
+        raise FileNotFoundError(f"item catalog {path} (spec field cleaning.item_catalog) does not exist: "
+                                "publish the catalog there, or remove the field to skip the check")
+    return pd.read_csv(path, dtype=str)
+
+
 def pending_raw_versions(engine: Engine, model: str) -> list[str]:
     """Raw versions that no clean version derives from yet, oldest first."""
     raws = datasets.list_versions(engine, model, "raw")
@@ -140,7 +166,7 @@ def clean_version(engine: Engine, spec: ModelSpec, raw_version_id: str, actor: s
         if col not in raw.columns:
             raw[col] = ""
     as_of = pd.Timestamp(as_utc(meta.created_at))
-    accepted, rejected = apply_rules(raw, spec, as_of, known)
+    accepted, rejected = apply_rules(raw, spec, as_of, known, load_catalog(spec))
     if len(accepted) + len(rejected) != len(raw):
         raise InvariantBroken(f"{raw_version_id}: {len(raw)} in != {len(accepted)} accepted + {len(rejected)} quarantined")
 

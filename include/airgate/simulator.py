@@ -130,6 +130,15 @@ class Simulator:
         return target
 
 
+def write_catalog(sim: Simulator, path: Path | str) -> Path:
+    """The app's item catalog (item_id, skill_id): what cleaning checks items and skills against."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"item_id": [f"i{i:03d}" for i in range(sim.config.n_items)],
+                  "skill_id": [f"k{k}" for k in sim.item_skill]}).to_csv(path, index=False)
+    return path
+
+
 def load_truth(oracle_dir: Path | str) -> pd.DataFrame:
     files = sorted(Path(oracle_dir).glob("truth_*.csv"))
     if not files:

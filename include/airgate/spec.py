@@ -67,6 +67,7 @@ class Cleaning(_Strict):
     max_future_skew_s: int = Field(300, ge=0)
     earliest_ts: str = "2000-01-01T00:00:00+00:00"
     min_events_per_student: int = Field(1, ge=1)
+    item_catalog: str | None = None  # CSV with item_id, skill_id: rows with unknown items or skills are quarantined
 
 
 class LabelPolicy(_Strict):

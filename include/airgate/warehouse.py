@@ -65,10 +65,12 @@ file_ledger = Table(
     Column("size_bytes", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("batch_id", String(80), nullable=False),
-    Column("status", String(16), nullable=False),  # ingested | rejected
+    Column("status", String(16), nullable=False),  # ingested | rejected | duplicate
     Column("error", Text),
     _ts("ingested_at", nullable=False),
-    UniqueConstraint("model", "sha256", name="uq_file_ledger_model_sha256"),
+    # One row per (file name, content). Exactly-once of the *content* is the raw version's content-addressed id.
+    UniqueConstraint("model", "path", "sha256", name="uq_file_ledger_model_path_sha256"),
+    Index("ix_file_ledger_model_sha256", "model", "sha256"),
 )
 
 dataset_versions = Table(
