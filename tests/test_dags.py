@@ -94,7 +94,8 @@ def test_stages_are_chained_by_assets(dagbag) -> None:  # type: ignore[no-untype
     assert dagbag.dags[f"{m}__score"].timetable.expression == "0 2 * * *"
     collect = dagbag.dags[f"{m}__collect"]
     assert [t.task_id for t in collect.tasks] == ["wait_for_new_files", "ingest"]
-    assert collect.get_task("wait_for_new_files").mode == "reschedule"
+    sensor = collect.get_task("wait_for_new_files")
+    assert type(sensor).__name__ == "LandingZoneSensor" and sensor.deferrable and sensor.soft_fail
 
 
 @pytest.mark.dag_structure

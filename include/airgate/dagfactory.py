@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Asset, PokeReturnValue, dag, get_current_context, task
+from airflow.sdk import DAG, Asset, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airgate.spec import ModelSpec
@@ -58,27 +58,26 @@ def build_collect(spec: ModelSpec) -> DAG:
                      f"`{spec.source.path}`, then ingests each one exactly once as a raw dataset version "
                      "(file ledger keyed by SHA-256). Updates the raw Asset."))
     def collect() -> None:
-        @task.sensor(poke_interval=30, timeout=spec.source.sensor_timeout_s, mode="reschedule", soft_fail=True)
-        def wait_for_new_files() -> PokeReturnValue:
-            from airgate import collect as stage
-            from airgate.runtime import resolve_path, warehouse_engine
+        from airgate.sensors import LandingZoneSensor
 
-            files = stage.new_files(warehouse_engine(), spec.name, resolve_path(spec.source.path), spec.source.pattern)
-            return PokeReturnValue(is_done=bool(files), xcom_value=[f.path for f in files])
+        wait = LandingZoneSensor(task_id="wait_for_new_files", model=spec.name, landing=spec.source.path,
+                                 pattern=spec.source.pattern, poke_interval=spec.source.poke_interval_s,
+                                 timeout=spec.source.sensor_timeout_s, mode="reschedule", soft_fail=True,
+                                 deferrable=spec.source.deferrable)
 
         @task(outlets=[a["raw"]])
         def ingest(paths: list[str]) -> dict[str, Any]:
             from airgate import collect as stage
-            from airgate.runtime import resolve_path, warehouse_engine
+            from airgate.runtime import resolve_location, warehouse_engine
 
-            result = stage.ingest(warehouse_engine(), spec, resolve_path(spec.source.path), actor=_actor())
+            result = stage.ingest(warehouse_engine(), spec, resolve_location(spec.source.path), actor=_actor())
             outcome = {"raw_version_ids": result.raw_version_ids, "rows": result.rows,
                        "files": [f.__dict__ for f in result.files]}
             if not result.raw_version_ids:
                 raise AirflowSkipException(f"no new batch ingested: {outcome['files']}")
             return outcome
 
-        ingest(wait_for_new_files())  # type: ignore[arg-type]  # TaskFlow passes an XComArg
+        ingest(wait.output)  # type: ignore[arg-type]  # TaskFlow passes an XComArg
 
     return collect()
 

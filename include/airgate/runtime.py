@@ -11,6 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -29,6 +30,17 @@ def airgate_home() -> Path:
 def resolve_path(path: str) -> Path:
     p = Path(os.path.expandvars(path))
     return p if p.is_absolute() else airgate_home() / p
+
+
+def resolve_location(location: str) -> Any:
+    """A landing location: object storage URIs (s3://, gs://, file://, ...) through Airflow's ObjectStoragePath,
+    plain paths as local folders (relative ones under $AIRGATE_HOME)."""
+    expanded = os.path.expandvars(location)
+    if "://" in expanded:
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(expanded)
+    return resolve_path(expanded)
 
 
 def _conn(conn_id: str):  # type: ignore[no-untyped-def]

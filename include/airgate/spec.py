@@ -37,13 +37,16 @@ class _Strict(BaseModel):
 
 
 class Source(_Strict):
-    """Where new interactions land. Relative paths are under $AIRGATE_HOME."""
+    """Where new interactions land: a local folder (relative paths are under $AIRGATE_HOME) or an object-storage
+    URI such as s3://bucket/landing/ (read through Airflow's ObjectStoragePath)."""
 
     kind: Literal["landing_files"] = "landing_files"
     path: str
     pattern: str = "*.csv"
     poll_schedule: str = "*/10 * * * *"
     sensor_timeout_s: int = Field(600, ge=1)
+    poke_interval_s: float = Field(30, gt=0)
+    deferrable: bool = True  # wait in the triggerer, not in a worker slot
 
 
 class Schema(_Strict):
