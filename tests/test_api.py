@@ -120,3 +120,26 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
     paths = client.get("/airgate/openapi.json").json()["paths"]
     assert {"/api/approvals", "/api/approvals/{request_id}", "/api/approvals/{request_id}/decisions",
             "/api/audit/verify"} <= set(paths)
+
+
+def test_review_answers_through_the_api(client: TestClient, sqlite_engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from airgate import clean, collect, label
+
+    from .helpers import land
+
+    collect.ingest(sqlite_engine, spec, land(small_sim, tmp_path, range(1)))
+    clean.clean_pending(sqlite_engine, spec)
+    label.label_pending(sqlite_engine, spec)
+    unlabeled = small_sim.batch(0).events.query("correct.isna() and response_time_ms >= 1000")["event_id"].tolist()
+    body = {"answers": [{"event_id": unlabeled[0], "label": 1}]}
+    assert client.post(f"/airgate/api/reviews/{spec.name}/answers", json=body).status_code == 401
+    viewer = client.post(f"/airgate/api/reviews/{spec.name}/answers", json=body, headers=bearer("viewer", "viewer"))
+    assert viewer.status_code == 403
+    ok = client.post(f"/airgate/api/reviews/{spec.name}/answers", json=body, headers=bearer("approver", "op"))
+    assert ok.status_code == 200 and ok.json() == {"accepted": 1, "duplicates": 0}
+    bad = client.post(f"/airgate/api/reviews/{spec.name}/answers", headers=bearer("approver", "op"),
+                      json={"answers": [{"event_id": "nope", "label": 1}]})
+    assert bad.status_code == 422 and "unknown event ids" in bad.text
+    assert client.get(f"/airgate/api/reviews/{spec.name}/queue", headers=bearer("viewer", "viewer")).json() == []
+    result = label.label_pending(sqlite_engine, spec)
+    assert result.by_source.get("human") == 1

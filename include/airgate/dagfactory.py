@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Asset, dag, get_current_context, task
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airgate.spec import ModelSpec
@@ -108,23 +108,47 @@ def build_clean(spec: ModelSpec) -> DAG:
 
 def build_label(spec: ModelSpec) -> DAG:
     a = assets(spec)
+    policy = spec.label_policy
+    schedule: Any = [a["clean"]]
+    if policy.schedule:
+        # New clean data, or the clock: late grades and review answers arrive on their own time.
+        schedule = AssetOrTimeSchedule(timetable=CronTriggerTimetable(policy.schedule, timezone="UTC"),
+                                       assets=a["clean"])
 
-    @dag(dag_id=spec.dag_id("label"), schedule=[a["clean"]], start_date=START, catchup=False, max_active_runs=1,
+    @dag(dag_id=spec.dag_id("label"), schedule=schedule, start_date=START, catchup=False, max_active_runs=1,
          default_args=_defaults(spec), tags=_tags(spec, "label"),
-         doc_md=_doc(spec, "label", "Builds the next labeled version: the previous one plus the labels of the "
-                     "clean versions that arrived since, with provenance for every label."))
+         doc_md=_doc(spec, "label", "Collects late grades and review answers (label files), then builds the next "
+                     "labeled version: ground truth, late, human and (from the approved champion, at confidence "
+                     f">= {policy.auto_label_min_confidence}) auto labels, each with provenance; queues the "
+                     f"{policy.review_budget} most uncertain unlabeled rows for people."))
     def label() -> None:
-        @task(outlets=[a["labeled"]])
-        def build_labeled_version() -> dict[str, Any]:
+        @task
+        def collect_label_files() -> dict[str, Any]:
             from airgate import label as stage
-            from airgate.runtime import warehouse_engine
+            from airgate.runtime import resolve_path, warehouse_engine
 
-            result = stage.label_pending(warehouse_engine(), spec, actor=_actor())
+            engine = warehouse_engine()
+            out: dict[str, Any] = {}
+            for source, path in (("late", policy.late_labels_path), ("human", policy.reviews_path)):
+                if path:
+                    out[source] = [o.__dict__ for o in stage.ingest_label_files(engine, spec, resolve_path(path),
+                                                                                  source, actor=_actor())]
+            return out
+
+        @task(outlets=[a["labeled"]])
+        def build_labeled_version(files: dict[str, Any]) -> dict[str, Any]:
+            from airgate import label as stage
+            from airgate.runtime import mlflow_config, warehouse_engine
+
+            engine = warehouse_engine()
+            predictor = stage.champion_predictor(engine, spec, mlflow_config())
+            result = stage.label_pending(engine, spec, actor=_actor(), predictor=predictor)
             if not result.created:
-                raise AirflowSkipException("no new clean version to label")
-            return result.__dict__
+                raise AirflowSkipException("no new clean data and no new label events")
+            return {"labeled_version_id": result.labeled_version_id, "rows": result.rows,
+                    "by_source": result.by_source, "queued": result.queued, "relabeled": result.relabeled}
 
-        build_labeled_version()
+        build_labeled_version(collect_label_files())  # type: ignore[arg-type]
 
     return label()
 

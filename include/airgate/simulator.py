@@ -130,6 +130,25 @@ class Simulator:
         return target
 
 
+def write_late_grades(batch: Batch, folder: Path | str) -> Path:
+    """The late grader: the true grades of the batch's rows that awaited grading, as a late-labels file."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pending = batch.events.loc[batch.events["correct"].isna(), ["event_id"]]
+    grades = pending.merge(batch.truth[["event_id", "true_correct"]], on="event_id")
+    target = folder / f"late_{batch.number:04d}.csv"
+    tmp = folder / f".{target.name}.tmp"
+    grades.rename(columns={"true_correct": "label"}).to_csv(tmp, index=False)
+    tmp.replace(target)
+    return target
+
+
+def answer_reviews(truth: pd.DataFrame, event_ids: list[str], reviewer: str = "sim-reviewer") -> pd.DataFrame:
+    """The human reviewer: answers queued rows with the realised (true) answer."""
+    t = truth.set_index("event_id").loc[event_ids, "true_correct"]
+    return pd.DataFrame({"event_id": event_ids, "label": t.astype(int).to_numpy(), "reviewer": reviewer})
+
+
 def write_catalog(sim: Simulator, path: Path | str) -> Path:
     """The app's item catalog (item_id, skill_id): what cleaning checks items and skills against."""
     path = Path(path)

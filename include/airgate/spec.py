@@ -73,10 +73,19 @@ class Cleaning(_Strict):
     item_catalog: str | None = None  # CSV with item_id, skill_id: rows with unknown items or skills are quarantined
 
 
+class Approvers(_Strict):
+    users: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+
+
 class LabelPolicy(_Strict):
     use_ground_truth: bool = True
     auto_label_min_confidence: float = Field(0.95, gt=0.5, le=1.0)
-    review_budget: int = Field(0, ge=0)
+    review_budget: int = Field(0, ge=0)  # rows queued for people per labeled version (uncertainty sampling)
+    late_labels_path: str | None = None  # CSV files (event_id, label) of grades that arrive afterwards
+    reviews_path: str | None = None  # CSV files (event_id, label, reviewer) answering the review queue
+    schedule: str | None = "0 * * * *"  # also run labeling on this cron, for late labels and review answers
+    reviewers: Approvers | None = None  # who may answer the queue through the API (default: role user or above)
 
 
 class Candidate(_Strict):
@@ -119,11 +128,6 @@ class Gates(_Strict):
     beat_baseline_by: float = Field(0.01, ge=0)
     champion_tolerance: float = Field(0.005, ge=0)
     primary_metric: str = "auc"
-
-
-class Approvers(_Strict):
-    users: list[str] = Field(default_factory=list)
-    roles: list[str] = Field(default_factory=list)
 
 
 class Approval(_Strict):

@@ -64,19 +64,24 @@ def training_frame(engine: Engine, spec: ModelSpec, labeled_version_id: str) -> 
     history = load_history(engine, spec.name, list(v.summary["clean_versions"]))
     feats = build_features(history)
     with engine.connect() as conn:
-        lab = pd.DataFrame(conn.execute(select(labels.c.event_id, labels.c.label)
+        lab = pd.DataFrame(conn.execute(select(labels.c.event_id, labels.c.label, labels.c.source)
                                         .where(labels.c.version_id == labeled_version_id)).all(),
-                           columns=["event_id", "label"])
+                           columns=["event_id", "label", "source"])
     meta = history[["event_id", "student_id", "item_id", "ts"]]
     return feats.merge(lab, on="event_id").merge(meta, on="event_id").sort_values(["ts", "event_id"],
                                                                                    kind="mergesort")
 
 
 def time_split(df: pd.DataFrame, spec: ModelSpec) -> dict[str, pd.DataFrame]:
+    """Train on every label; validate and test only on labels no model made (auto-labels would grade
+    the model on its own homework)."""
+    from airgate.label import TRUSTED_SOURCES
+
     n = len(df)
     a = int(n * spec.splits.train)
     b = int(n * (spec.splits.train + spec.splits.valid))
-    return {"train": df.iloc[:a], "valid": df.iloc[a:b], "test": df.iloc[b:]}
+    trusted = df["source"].isin(TRUSTED_SOURCES) if "source" in df.columns else pd.Series(True, index=df.index)
+    return {"train": df.iloc[:a], "valid": df.iloc[a:b][trusted.iloc[a:b]], "test": df.iloc[b:][trusted.iloc[b:]]}
 
 
 def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

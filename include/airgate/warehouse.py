@@ -128,9 +128,41 @@ labels = Table(
     Column("version_id", String(80), ForeignKey("dataset_versions.version_id"), primary_key=True),
     Column("event_id", String(128), primary_key=True),
     Column("label", Integer, nullable=False),
-    Column("source", String(24), nullable=False),  # ground_truth | late | auto | human
-    Column("labeler", String(128)),
+    Column("source", String(24), nullable=False),  # ground_truth | late | human | auto
+    Column("labeler", String(128)),  # the grader, the reviewer's tool, or the model version for auto-labels
     Column("confidence", Float),
+    _ts("labeled_at"),  # when the label was observed (migration 0004)
+    Column("person", String(128)),  # the human who gave it, for human labels (migration 0004)
+)
+
+# Labels that arrive outside the interaction data: late grades, human review answers. Append-only; one per
+# (event, source), so a file dropped twice or an answer re-sent cannot count twice.
+label_events = Table(
+    "label_events", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model", String(64), nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("label", Integer, nullable=False),
+    Column("source", String(24), nullable=False),  # late | human
+    Column("labeler", String(128), nullable=False),
+    Column("person", String(128)),
+    Column("origin", Text, nullable=False),  # the file or API call it came from
+    _ts("observed_at", nullable=False),
+    UniqueConstraint("model", "event_id", "source", name="uq_label_events_event_source"),
+)
+
+# The rows people are asked to label: the most uncertain unlabeled rows under the current champion.
+review_queue = Table(
+    "review_queue", metadata,
+    Column("model", String(64), primary_key=True),
+    Column("event_id", String(128), primary_key=True),
+    Column("p", Float, nullable=False),
+    Column("uncertainty", Float, nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("labeled_version_id", String(80), nullable=False),
+    Column("status", String(16), nullable=False),  # open | answered
+    _ts("queued_at", nullable=False),
+    _ts("answered_at"),
 )
 
 model_candidates = Table(

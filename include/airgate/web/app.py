@@ -22,6 +22,25 @@ CSRF_HEADER = "x-requested-with"
 CSRF_VALUE = "airgate"
 
 
+class ReviewAnswer(BaseModel):
+    event_id: str = Field(min_length=1, max_length=128)
+    label: int = Field(ge=0, le=1)
+
+
+class ReviewAnswersIn(BaseModel):
+    answers: list[ReviewAnswer] = Field(min_length=1, max_length=5000)
+
+
+DEFAULT_REVIEWER_ROLES = {"user", "op", "admin"}
+
+
+def _may_review(spec: Any, actor: Actor) -> bool:
+    rules = spec.label_policy.reviewers
+    if rules is None:
+        return bool(actor.roles & DEFAULT_REVIEWER_ROLES)
+    return actor.username in rules.users or bool(actor.roles & set(rules.roles))
+
+
 class DecisionIn(BaseModel):
     decision: str = Field(pattern="^(approve|reject)$")
     comment: str = Field(min_length=1, max_length=4000)
@@ -98,6 +117,33 @@ def create_app() -> FastAPI:
         from airgate import governance
 
         return governance.ledger(_engine(), model)
+
+    @app.get("/api/reviews/{model}/queue", tags=["labeling"])
+    def review_queue(model: str, actor: CurrentActor, limit: int = 100) -> list[dict[str, Any]]:
+        """The rows people are asked to label, most uncertain first."""
+        from airgate import label
+
+        return label.open_queue(_engine(), model, limit=min(limit, 1000))
+
+    @app.post("/api/reviews/{model}/answers", tags=["labeling"])
+    def review_answers(model: str, body: ReviewAnswersIn, actor: WritingActor) -> Any:
+        """Answer queued rows; each answer becomes a human label with the caller as the person."""
+        from airgate import label
+        from airgate.spec import SpecError, find_spec
+
+        try:
+            spec = find_spec(model)
+        except SpecError as exc:
+            raise HTTPException(404, f"no model spec named {model!r}") from exc
+        if not _may_review(spec, actor):
+            raise HTTPException(403, f"user '{actor.username}' may not label data for {model}")
+        try:
+            accepted, duplicates = label.answer_reviews(
+                _engine(), spec, [a.model_dump() for a in body.answers], actor.username,
+                origin=f"api:{actor.username}")
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        return {"accepted": accepted, "duplicates": duplicates}
 
     @app.get("/api/audit/verify", tags=["audit"])
     def verify_audit(actor: CurrentActor) -> dict[str, Any]:
