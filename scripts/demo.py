@@ -109,7 +109,7 @@ def run(n_batches: int, log_path: Path) -> int:
     spec = find_spec(MODEL)
     landing = resolve_path(spec.source.path)
     oracle_dir = airgate_home() / "oracle" / MODEL
-    sim = Simulator(SimConfig())
+    sim = Simulator(SimConfig(ungraded_rate=0.15))  # 15% of answers await grading: late grades, or people
     write_catalog(sim, resolve_path(spec.cleaning.item_catalog or "catalog/items.csv"))
     first = len(list(landing.glob("interactions_*.csv"))) if landing.is_dir() else 0
     say(f"airgate demo: {MODEL}, AIRGATE_HOME={airgate_home()} (Airflow and task logs: {log_path})")
@@ -144,8 +144,35 @@ def run(n_batches: int, log_path: Path) -> int:
 
     say("4. nightly scoring with the champion:")
     run_dag(dags, "score")
+    labeling_loop(dags, engine, spec, sim, range(first, first + n_batches), oracle_dir)
     _summary(engine, spec, oracle_dir, time.perf_counter() - t_start)
     return 0
+
+
+def labeling_loop(dags: dict[str, Any], engine: Any, spec: Any, sim: Any, batches: range, oracle_dir: Path) -> None:
+    """Late grades arrive, the champion auto-labels what it is sure of, people answer the review queue."""
+    from airgate import datasets, label
+    from airgate.runtime import resolve_path
+    from airgate.simulator import answer_reviews, load_truth, write_late_grades
+
+    say("5. the labeling loop (the simulator is the late grader and the reviewer):")
+    for b in batches:
+        write_late_grades(sim.batch(b), resolve_path(spec.label_policy.late_labels_path or "late_labels"),
+                          fraction=0.5)
+    run_dag(dags, "label")
+    queue = label.open_queue(engine, spec.name, limit=50)
+    if queue:
+        answers = answer_reviews(load_truth(oracle_dir), [q["event_id"] for q in queue], "approver")
+        client = api_client()
+        r = client.post(f"/airgate/api/reviews/{spec.name}/answers",
+                        json={"answers": answers[["event_id", "label"]].to_dict("records")},
+                        headers={"Authorization": f"Bearer {token_for('approver', 'op')}"})
+        say(f"   {len(queue)} most uncertain rows answered through the review API -> {r.status_code} {r.json()}")
+        run_dag(dags, "label")
+    v = datasets.latest(engine, spec.name, "labeled")
+    if v is not None:
+        say(f"   labeled version {v.version_id}: {v.summary.get('by_source')}, "
+            f"{v.summary.get('queued', 0)} queued for review, {v.summary.get('unlabeled', 0)} still unlabeled")
 
 
 def approve_through_api(req: dict[str, Any]) -> None:
@@ -180,6 +207,7 @@ def _summary(engine: Any, spec: Any, oracle_dir: Path, wall: float) -> None:
         n_pred = conn.execute(select(func.count()).select_from(predictions)
                               .where(predictions.c.model == spec.name)).scalar_one()
         n_quar = conn.execute(select(func.count()).select_from(quarantine)).scalar_one()
+        reasons = dict(conn.execute(select(quarantine.c.reason, func.count()).group_by(quarantine.c.reason)).all())
         lineage = conn.execute(select(predictions.c.model_version, predictions.c.approval_id,
                                       predictions.c.scoring_run_id, predictions.c.feature_data_version)
                                .where(predictions.c.model == spec.name).limit(1)).first()
@@ -195,8 +223,18 @@ def _summary(engine: Any, spec: Any, oracle_dir: Path, wall: float) -> None:
         by_kind[v.kind] = by_kind.get(v.kind, 0) + 1
     latest_labeled = datasets.latest(engine, spec.name, "labeled")
     say("\n================ airgate demo summary ================")
-    say(f"dataset versions   : {by_kind}  (rows quarantined: {n_quar})")
-    say(f"training data      : {cand['data_version']} ({latest_labeled.row_count if latest_labeled else 0} labeled rows)")
+    say(f"dataset versions   : {by_kind}")
+    say(f"quarantined rows   : {n_quar} {reasons}")
+    if latest_labeled is not None:
+        src = latest_labeled.summary.get("by_source", {})
+        total = max(sum(src.values()), 1)
+        shares = ", ".join(f"{k} {v} ({v / total:.1%})" for k, v in sorted(src.items(), key=lambda kv: -kv[1]))
+        say(f"label shares       : {shares}")
+        auto_acc = _auto_label_accuracy(engine, latest_labeled.version_id, oracle_dir)
+        if auto_acc is not None:
+            say(f"auto-label accuracy: {auto_acc[0]:.3f} on {auto_acc[1]} rows, against the truth graded later")
+    trained_on = datasets.get(engine, cand["data_version"])
+    say(f"training data      : {cand['data_version']} ({trained_on.row_count if trained_on else 0} labeled rows)")
     say(f"model              : {spec.name} v{cand['model_version']} ({m['chosen']}), champion per ledger: "
           f"v{champ.version} (approval {champ.approval_id})")
     say(f"test AUC           : {chosen['test_auc']:.4f}  | baseline {base['test_auc']:.4f} | "
@@ -214,6 +252,23 @@ def _summary(engine: Any, spec: Any, oracle_dir: Path, wall: float) -> None:
     say("  - make up, then http://localhost:8080 -> Governance -> Approvals")
     if not chain.ok:
         raise SystemExit("audit chain does not verify")
+
+
+def _auto_label_accuracy(engine: Any, version_id: str, oracle_dir: Path) -> tuple[float, int] | None:
+    import pandas as pd
+    from sqlalchemy import select
+
+    from airgate.simulator import load_truth
+    from airgate.warehouse import labels
+
+    with engine.connect() as conn:
+        auto = pd.DataFrame(conn.execute(select(labels.c.event_id, labels.c.label).where(
+            labels.c.version_id == version_id, labels.c.source == "auto")).all(), columns=["event_id", "label"])
+    if auto.empty:
+        return None
+    truth = load_truth(oracle_dir)[["event_id", "true_correct"]]
+    joined = auto.merge(truth, on="event_id")
+    return float((joined["label"] == joined["true_correct"]).mean()), len(joined)
 
 
 if __name__ == "__main__":

@@ -294,9 +294,11 @@ def _auto_and_queue(engine: Engine, spec: ModelSpec, predictor: Predictor,
     rest = pd.DataFrame({"event_id": target["event_id"].to_numpy()[~take], "p": p[~take],
                          "uncertainty": 1.0 - np.abs(p[~take] - 0.5) * 2})
     with engine.connect() as conn:
-        queued = set(conn.execute(select(review_queue.c.event_id).where(review_queue.c.model == spec.name)).scalars())
+        queued = dict(conn.execute(select(review_queue.c.event_id, review_queue.c.status)
+                                   .where(review_queue.c.model == spec.name)).tuples().all())
     rest = rest[~rest["event_id"].isin(queued)].sort_values(["uncertainty", "event_id"], ascending=[False, True])
-    budget = spec.label_policy.review_budget
+    # The budget is the size of the open queue: people are never handed more than that at once.
+    budget = max(spec.label_policy.review_budget - sum(s == "open" for s in queued.values()), 0)
     queue = [{"model": spec.name, "event_id": r.event_id, "p": float(r.p), "uncertainty": float(r.uncertainty),
               "model_version": predictor.model_version} for r in rest.head(budget).itertuples(index=False)]
     return auto, queue

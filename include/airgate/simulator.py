@@ -130,11 +130,13 @@ class Simulator:
         return target
 
 
-def write_late_grades(batch: Batch, folder: Path | str) -> Path:
-    """The late grader: the true grades of the batch's rows that awaited grading, as a late-labels file."""
+def write_late_grades(batch: Batch, folder: Path | str, fraction: float = 1.0, seed: int = 0) -> Path:
+    """The late grader: true grades for (a seeded ``fraction`` of) the batch's rows that awaited grading."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     pending = batch.events.loc[batch.events["correct"].isna(), ["event_id"]]
+    if fraction < 1.0:
+        pending = pending.sample(frac=fraction, random_state=np.random.default_rng([seed, batch.number]).integers(2**31))
     grades = pending.merge(batch.truth[["event_id", "true_correct"]], on="event_id")
     target = folder / f"late_{batch.number:04d}.csv"
     tmp = folder / f".{target.name}.tmp"

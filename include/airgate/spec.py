@@ -81,7 +81,7 @@ class Approvers(_Strict):
 class LabelPolicy(_Strict):
     use_ground_truth: bool = True
     auto_label_min_confidence: float = Field(0.95, gt=0.5, le=1.0)
-    review_budget: int = Field(0, ge=0)  # rows queued for people per labeled version (uncertainty sampling)
+    review_budget: int = Field(0, ge=0)  # size of the open review queue (uncertainty sampling)
     late_labels_path: str | None = None  # CSV files (event_id, label) of grades that arrive afterwards
     reviews_path: str | None = None  # CSV files (event_id, label, reviewer) answering the review queue
     schedule: str | None = "0 * * * *"  # also run labeling on this cron, for late labels and review answers
