@@ -294,7 +294,7 @@ def _auto_and_queue(engine: Engine, spec: ModelSpec, predictor: Predictor,
     rest = pd.DataFrame({"event_id": target["event_id"].to_numpy()[~take], "p": p[~take],
                          "uncertainty": 1.0 - np.abs(p[~take] - 0.5) * 2})
     with engine.connect() as conn:
-        queued = dict(conn.execute(select(review_queue.c.event_id, review_queue.c.status)
+        queued: dict[str, str] = dict(conn.execute(select(review_queue.c.event_id, review_queue.c.status)
                                    .where(review_queue.c.model == spec.name)).tuples().all())
     rest = rest[~rest["event_id"].isin(queued)].sort_values(["uncertainty", "event_id"], ascending=[False, True])
     # The budget is the size of the open queue: people are never handed more than that at once.
