@@ -170,7 +170,10 @@ def build_train(spec: ModelSpec) -> DAG:
 
             ctx = get_current_context()
             engine = warehouse_engine()
-            labeled = datasets.latest(engine, spec.name, "labeled")
+            pinned = (ctx["dag_run"].conf or {}).get("labeled_version_id")  # a run can be pinned to a version
+            labeled = datasets.get(engine, pinned) if pinned else datasets.current(engine, spec.name, "labeled")
+            if pinned and (labeled is None or labeled.kind != "labeled" or labeled.model != spec.name):
+                raise AirflowFailException(f"pinned version {pinned} is not a labeled version of {spec.name}")
             if labeled is None:
                 raise AirflowSkipException("no labeled dataset version yet")
             run_id = f"tr-{spec.name}-{ctx['dag_run'].run_id}"[:80]

@@ -233,9 +233,8 @@ def label_pending(engine: Engine, spec: ModelSpec, actor: str = "airflow",
 
     resolved = resolved.sort_values("event_id").reset_index(drop=True)
     resolved["label"] = resolved["label"].astype(int)
-    digest = datasets.content_hash(
-        "labeled", spec.name, resolved[["event_id", "label", "source", "labeler"]].itertuples(index=False, name=None),
-        extra={"clean_versions": versions})
+    digest = datasets.content_hash("labeled", spec.name, labeled_rows_for_hash(resolved),
+                                   extra={"clean_versions": versions})
     merged = old.merge(resolved[["event_id", "label"]], on="event_id", how="outer", suffixes=("_old", "_new"),
                        indicator=True)
     added = int((merged["_merge"] == "right_only").sum())
@@ -269,12 +268,19 @@ def label_pending(engine: Engine, spec: ModelSpec, actor: str = "airflow",
                                                  for q in queue_rows])
             audit.append(conn, actor=actor, event_type="label", model=spec.name,
                          entity={"labeled_version_id": vid, "parents": parents}, details=summary)
+            datasets.move_current(conn, spec.name, "labeled", vid, actor, "new labeled version")
     except IntegrityError:
         # The same content as an existing version (e.g. a retry after commit): that version is the answer.
         vid = datasets.version_id("labeled", digest)
     log.info("labeled version %s: %d rows %s, %d queued for review", vid, len(resolved), by_source, len(queue_rows))
     return LabelResult(spec.name, vid, True, len(resolved), added, by_source, versions, relabeled,
                        len(queue_rows), auto_share, summary)
+
+
+def labeled_rows_for_hash(rows: pd.DataFrame) -> list[tuple[str, int, str, str]]:
+    """The canonical content of a labeled version: (event_id, label, source, labeler), sorted in Python."""
+    return sorted((str(r.event_id), int(r.label), str(r.source), str(r.labeler))
+                  for r in rows[["event_id", "label", "source", "labeler"]].itertuples(index=False))
 
 
 def _auto_and_queue(engine: Engine, spec: ModelSpec, predictor: Predictor,

@@ -88,6 +88,17 @@ dataset_versions = Table(
     Index("ix_dataset_versions_model_kind", "model", "kind"),
 )
 
+# Which version of each kind is "current" for a model. New versions move it forward; a rollback moves it back.
+current_versions = Table(
+    "current_versions", metadata,
+    Column("model", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("version_id", String(80), ForeignKey("dataset_versions.version_id"), nullable=False),
+    Column("moved_by", String(128), nullable=False),
+    Column("reason", Text),
+    _ts("moved_at", nullable=False),
+)
+
 raw_rows = Table(
     "raw_rows", metadata,
     Column("version_id", String(80), ForeignKey("dataset_versions.version_id"), primary_key=True),
