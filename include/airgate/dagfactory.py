@@ -88,9 +88,11 @@ def build_clean(spec: ModelSpec) -> DAG:
     @dag(dag_id=spec.dag_id("clean"), schedule=[a["raw"]], start_date=START, catchup=False, max_active_runs=1,
          default_args=_defaults(spec), tags=_tags(spec, "clean"),
          doc_md=_doc(spec, "clean", "Turns every raw version not yet cleaned into a clean version; each rejected "
-                     "row goes to quarantine with a reason code. rows in = accepted + quarantined."))
+                     "row goes to quarantine with a reason code. rows in = accepted + quarantined. Then validates "
+                     "each clean version with Great Expectations (suite built from the spec): a critical failure "
+                     "stops the downstream DAGs; warnings pass and are kept as evidence with GX Data Docs."))
     def clean() -> None:
-        @task(outlets=[a["clean"]])
+        @task
         def clean_batches() -> dict[str, Any]:
             from airgate import clean as stage
             from airgate.runtime import warehouse_engine
@@ -101,7 +103,19 @@ def build_clean(spec: ModelSpec) -> DAG:
             return {"clean_version_ids": result.clean_version_ids,
                     "batches": [v.__dict__ for v in result.versions]}
 
-        clean_batches()
+        @task(outlets=[a["clean"]])
+        def validate_batches(cleaned: dict[str, Any]) -> dict[str, Any]:
+            from airgate import data_checks
+            from airgate.runtime import warehouse_engine
+
+            outcomes = data_checks.validate_pending(warehouse_engine(), spec, actor=_actor())
+            failed = {o.version_id: o.critical for o in outcomes if o.status == "fail"}
+            if failed:
+                raise AirflowFailException(f"critical data validation failures, downstream stopped: {failed}")
+            return {o.version_id: {"status": o.status, "warnings": o.warnings, "docs": o.docs_path}
+                    for o in outcomes}
+
+        validate_batches(clean_batches())  # type: ignore[arg-type]
 
     return clean()
 

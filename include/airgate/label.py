@@ -196,7 +196,10 @@ def label_pending(engine: Engine, spec: ModelSpec, actor: str = "airflow",
                   predictor: Predictor | None = None) -> LabelResult:
     prev = datasets.latest(engine, spec.name, "labeled")
     included: list[str] = list(prev.summary.get("clean_versions", [])) if prev else []
-    all_clean = [v.version_id for v in datasets.list_versions(engine, spec.name, "clean")]
+    from airgate.data_checks import failed_versions
+
+    failed = failed_versions(engine, spec.name)  # a version that failed critical validation is never labeled
+    all_clean = [v.version_id for v in datasets.list_versions(engine, spec.name, "clean") if v.version_id not in failed]
     new = [v for v in all_clean if v not in set(included)]
     with engine.connect() as conn:
         upto = int(conn.execute(select(func.coalesce(func.max(label_events.c.id), 0))

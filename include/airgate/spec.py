@@ -78,6 +78,18 @@ class Approvers(_Strict):
     roles: list[str] = Field(default_factory=list)
 
 
+class Validation(_Strict):
+    """Great Expectations checks on every clean version. Schema, keys, ranges and the catalog are critical;
+    distribution shift against the previous version and near-duplicate columns are ``shift_severity``."""
+
+    label_mean_shift: float = Field(0.1, gt=0)
+    response_time_median_shift: float = Field(0.5, gt=0)  # relative change of the median
+    skill_kl_divergence: float = Field(0.2, gt=0)
+    max_unlabeled_fraction: float = Field(0.5, gt=0, le=1)
+    duplicate_column_correlation: float = Field(0.99, gt=0, le=1)
+    shift_severity: Literal["warning", "critical"] = "warning"
+
+
 class LabelPolicy(_Strict):
     use_ground_truth: bool = True
     auto_label_min_confidence: float = Field(0.95, gt=0.5, le=1.0)
@@ -157,6 +169,7 @@ class ModelSpec(_Strict):
     source: Source
     data_schema: Schema = Field(alias="schema")
     cleaning: Cleaning = Cleaning()
+    validation: Validation = Validation()
     label_policy: LabelPolicy = LabelPolicy()
     splits: Splits = Splits()
     candidates: list[Candidate]

@@ -99,6 +99,20 @@ current_versions = Table(
     _ts("moved_at", nullable=False),
 )
 
+# Great Expectations results per clean version: pass | warn | fail, with the evidence kept next to the version.
+data_validations = Table(
+    "data_validations", metadata,
+    Column("version_id", String(80), ForeignKey("dataset_versions.version_id"), primary_key=True),
+    Column("model", String(64), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("critical", JSON, nullable=False),
+    Column("warnings", JSON, nullable=False),
+    Column("checks", JSON, nullable=False),
+    Column("results_path", Text, nullable=False),
+    Column("docs_path", Text),
+    _ts("evaluated_at", nullable=False),
+)
+
 raw_rows = Table(
     "raw_rows", metadata,
     Column("version_id", String(80), ForeignKey("dataset_versions.version_id"), primary_key=True),
