@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 PG_ADMIN = os.environ.get("AIRGATE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -159,6 +160,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--students", type=int, default=2000, help="students in the scored batch (50 events each)")
     ap.add_argument("--parse-repeats", type=int, default=5)
+    ap.add_argument("--ingest-batches", type=int, default=10, help="batches of 10,000 rows for the ingest figures")
     args = ap.parse_args()
     results: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                            "platform": platform.platform()},
@@ -181,6 +183,33 @@ def main() -> int:
                 print(f"  {results['scoring']['postgres']}")
             finally:
                 drop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    import data_plane
+
+    work = Path(tempfile.mkdtemp(prefix="airgate-bench-dp-"))
+    try:
+        results["data_plane"] = {}
+        print("ingest and GX validation on SQLite ...")
+        results["data_plane"]["sqlite"] = data_plane.ingest_and_validate(f"sqlite:///{work / 'dp.db'}", work,
+                                                                         args.ingest_batches, 200)
+        print(f"  {results['data_plane']['sqlite']}")
+        pg = _pg_database()
+        if pg is not None:
+            url, drop = pg
+            try:
+                print("ingest and GX validation on PostgreSQL ...")
+                results["data_plane"]["postgres"] = data_plane.ingest_and_validate(url, work / "pg",
+                                                                                   args.ingest_batches, 200)
+                print(f"  {results['data_plane']['postgres']}")
+            finally:
+                drop()
+        print("auto-labels ...")
+        results["auto_labels"] = data_plane.auto_labels(work)
+        print(f"  {results['auto_labels']}")
+        print("active learning vs random sampling ...")
+        results["active_learning"] = data_plane.active_learning()
+        print(f"  { {k: v for k, v in results['active_learning'].items() if k != 'curves'} }")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = ROOT / "bench" / "results.json"

@@ -110,8 +110,10 @@ def scoring_latency_ms_per_1k(predict: Any, frame: pd.DataFrame, repeats: int = 
 def lgbm_params(spec_params: dict[str, Any]) -> dict[str, Any]:
     p = dict(spec_params)
     rounds = int(p.pop("n_estimators", 300))
-    base = {"objective": "binary", "metric": "auc", "verbosity": -1, "seed": SEED, "deterministic": True,
-            "force_row_wise": True, "num_threads": 2}
+    # Early stopping watches log-loss, not AUC: AUC is rank-only and peaks after a handful of trees, leaving
+    # probabilities squeezed around the base rate (fine ranking, useless for calibration and auto-labels).
+    base = {"objective": "binary", "metric": ["binary_logloss", "auc"], "first_metric_only": True, "verbosity": -1,
+            "seed": SEED, "deterministic": True, "force_row_wise": True, "num_threads": 2}
     base.update(p)
     base["num_boost_round"] = rounds
     return base
@@ -165,7 +167,7 @@ def train(engine: Engine, cfg: TrainConfig) -> TrainResult:
                 dtrain = lgb.Dataset(parts["train"][FEATURES], parts["train"]["label"], free_raw_data=False)
                 dvalid = lgb.Dataset(parts["valid"][FEATURES], parts["valid"]["label"], reference=dtrain)
                 booster = lgb.train(params, dtrain, num_boost_round=rounds, valid_sets=[dvalid],
-                                    callbacks=[lgb.early_stopping(30, verbose=False)])
+                                    callbacks=[lgb.early_stopping(30, first_metric_only=True, verbose=False)])
                 valid_p = booster.predict(parts["valid"][FEATURES], num_iteration=booster.best_iteration)
                 test_p = booster.predict(parts["test"][FEATURES], num_iteration=booster.best_iteration)
                 latency = scoring_latency_ms_per_1k(booster.predict, parts["test"])
