@@ -41,6 +41,9 @@ def test_shipped_spec_loads_with_every_section() -> None:
         (lambda d: d.update(colour="blue"), "colour", "remove it"),
         (lambda d: d["schema"].update(label="passed"), "schema", "not declared in schema.columns"),
         (lambda d: d["approval"].update(quorum=0), "approval.quorum", "larger value"),
+        (lambda d: d.update(source={"kind": "sql", "conn_id": "app"}), "source", "watermark_column"),
+        (lambda d: d["label_policy"].update(auto_label_min_confidence=0.4), "label_policy.auto_label_min_confidence",
+         "larger value"),
     ],
 )
 def test_bad_spec_names_file_field_and_fix(tmp_path: Path, mutate, field: str, fix: str) -> None:  # type: ignore[no-untyped-def]

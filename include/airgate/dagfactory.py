@@ -13,7 +13,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
+from airflow.sdk import (
+    DAG,
+    Asset,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    PokeReturnValue,
+    dag,
+    get_current_context,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airgate.spec import ModelSpec
@@ -51,26 +60,57 @@ def _doc(spec: ModelSpec, stage: str, body: str) -> str:
 
 def build_collect(spec: ModelSpec) -> DAG:
     a = assets(spec)
+    src = spec.source
+    if src.kind == "sql":
+        what = (f"Waits until at least {src.min_new_rows} rows above the watermark `{src.watermark_column}` exist in "
+                f"`{src.table}` (connection `{src.conn_id}`), then ingests them as one raw dataset version; the "
+                "watermark advances in the same transaction.")
+    else:
+        what = (f"Waits (deferred, in the triggerer) for new files matching `{src.pattern}` in the landing zone "
+                f"`{src.path}`, then ingests each one exactly once as a raw dataset version (file ledger keyed by "
+                "path and SHA-256).")
 
-    @dag(dag_id=spec.dag_id("collect"), schedule=spec.source.poll_schedule, start_date=START, catchup=False,
+    @dag(dag_id=spec.dag_id("collect"), schedule=src.poll_schedule, start_date=START, catchup=False,
          max_active_runs=1, default_args=_defaults(spec), tags=_tags(spec, "collect"),
-         doc_md=_doc(spec, "collect", f"Waits for new files matching `{spec.source.pattern}` in the landing zone "
-                     f"`{spec.source.path}`, then ingests each one exactly once as a raw dataset version "
-                     "(file ledger keyed by SHA-256). Updates the raw Asset."))
+         doc_md=_doc(spec, "collect", what + " Updates the raw Asset."))
     def collect() -> None:
+        if src.kind == "sql":
+            @task.sensor(task_id="wait_for_new_rows", poke_interval=src.poke_interval_s,
+                         timeout=src.sensor_timeout_s, mode="reschedule", soft_fail=True)
+            def wait_for_new_rows() -> PokeReturnValue:
+                from airgate import collect_sql
+                from airgate.runtime import source_engine, warehouse_engine
+
+                n = collect_sql.count_new_rows(warehouse_engine(), source_engine(src.conn_id or ""), spec)
+                return PokeReturnValue(is_done=n >= src.min_new_rows, xcom_value=n)
+
+            @task(outlets=[a["raw"]])
+            def ingest_rows(waiting: int) -> dict[str, Any]:
+                from airgate import collect_sql
+                from airgate.runtime import source_engine, warehouse_engine
+
+                out = collect_sql.ingest_new_rows(warehouse_engine(), source_engine(src.conn_id or ""), spec,
+                                                  actor=_actor())
+                if out.status != "ingested":
+                    raise AirflowSkipException(f"no new batch: {out.status}")
+                return out.__dict__
+
+            ingest_rows(wait_for_new_rows())  # type: ignore[arg-type]
+            return
+
         from airgate.sensors import LandingZoneSensor
 
-        wait = LandingZoneSensor(task_id="wait_for_new_files", model=spec.name, landing=spec.source.path,
-                                 pattern=spec.source.pattern, poke_interval=spec.source.poke_interval_s,
-                                 timeout=spec.source.sensor_timeout_s, mode="reschedule", soft_fail=True,
-                                 deferrable=spec.source.deferrable)
+        wait = LandingZoneSensor(task_id="wait_for_new_files", model=spec.name, landing=src.path,
+                                 pattern=src.pattern, poke_interval=src.poke_interval_s,
+                                 timeout=src.sensor_timeout_s, mode="reschedule", soft_fail=True,
+                                 deferrable=src.deferrable)
 
         @task(outlets=[a["raw"]])
         def ingest(paths: list[str]) -> dict[str, Any]:
             from airgate import collect as stage
             from airgate.runtime import resolve_location, warehouse_engine
 
-            result = stage.ingest(warehouse_engine(), spec, resolve_location(spec.source.path), actor=_actor())
+            result = stage.ingest(warehouse_engine(), spec, resolve_location(src.path), actor=_actor())
             outcome = {"raw_version_ids": result.raw_version_ids, "rows": result.rows,
                        "files": [f.__dict__ for f in result.files]}
             if not result.raw_version_ids:

@@ -80,6 +80,13 @@ def warehouse_engine() -> Engine:
     return _engine_for(warehouse_url())
 
 
+def source_engine(conn_id: str) -> Engine:
+    """An engine for a SQL source, from any Airflow connection (read only; never migrated)."""
+    c = _conn(conn_id)
+    return make_engine(url_from_connection(c.conn_type, os.path.expandvars(c.host or ""), c.login, c.password,
+                                           c.port, c.schema, c.extra_dejson))
+
+
 def mlflow_config() -> MlflowConfig:
     if os.environ.get("AIRGATE_MLFLOW_URI"):
         return MlflowConfig(os.environ["AIRGATE_MLFLOW_URI"],

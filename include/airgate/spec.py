@@ -37,16 +37,32 @@ class _Strict(BaseModel):
 
 
 class Source(_Strict):
-    """Where new interactions land: a local folder (relative paths are under $AIRGATE_HOME) or an object-storage
-    URI such as s3://bucket/landing/ (read through Airflow's ObjectStoragePath)."""
+    """Where new interactions come from.
 
-    kind: Literal["landing_files"] = "landing_files"
-    path: str
+    ``landing_files``: a local folder (relative paths are under $AIRGATE_HOME) or an object-storage URI such as
+    s3://bucket/landing/ (read through Airflow's ObjectStoragePath). ``sql``: a table behind any Airflow
+    connection, read incrementally by a watermark column once at least ``min_new_rows`` new rows exist.
+    """
+
+    kind: Literal["landing_files", "sql"] = "landing_files"
+    path: str = ""
     pattern: str = "*.csv"
+    conn_id: str | None = None
+    table: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+    watermark_column: str | None = None
+    min_new_rows: int = Field(1, ge=1)
     poll_schedule: str = "*/10 * * * *"
     sensor_timeout_s: int = Field(600, ge=1)
     poke_interval_s: float = Field(30, gt=0)
     deferrable: bool = True  # wait in the triggerer, not in a worker slot
+
+    @model_validator(mode="after")
+    def _complete(self) -> Source:
+        if self.kind == "landing_files" and not self.path:
+            raise ValueError("a landing_files source needs 'path'")
+        if self.kind == "sql" and not (self.conn_id and self.table and self.watermark_column):
+            raise ValueError("a sql source needs 'conn_id', 'table' and 'watermark_column'")
+        return self
 
 
 class Schema(_Strict):

@@ -113,6 +113,16 @@ data_validations = Table(
     _ts("evaluated_at", nullable=False),
 )
 
+# How far each SQL source has been read: advanced in the same transaction as the raw version it produced.
+source_watermarks = Table(
+    "source_watermarks", metadata,
+    Column("model", String(64), primary_key=True),
+    Column("source", String(256), primary_key=True),
+    Column("watermark", Text, nullable=False),
+    Column("raw_version_id", String(80), nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
 raw_rows = Table(
     "raw_rows", metadata,
     Column("version_id", String(80), ForeignKey("dataset_versions.version_id"), primary_key=True),
