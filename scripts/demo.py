@@ -196,7 +196,7 @@ def _summary(engine: Any, spec: Any, oracle_dir: Path, wall: float) -> None:
     from airgate import audit, datasets, governance
     from airgate.runtime import airgate_home, mlflow_config
     from airgate.simulator import load_truth, oracle_auc
-    from airgate.warehouse import model_candidates, predictions, quarantine
+    from airgate.warehouse import data_validations, model_candidates, predictions, quarantine
 
     champ = governance.current_champion(engine, spec.name)
     if champ is None:
@@ -208,6 +208,9 @@ def _summary(engine: Any, spec: Any, oracle_dir: Path, wall: float) -> None:
                               .where(predictions.c.model == spec.name)).scalar_one()
         n_quar = conn.execute(select(func.count()).select_from(quarantine)).scalar_one()
         reasons = dict(conn.execute(select(quarantine.c.reason, func.count()).group_by(quarantine.c.reason)).all())
+        checks = dict(conn.execute(select(data_validations.c.status, func.count())
+                                   .group_by(data_validations.c.status)).all())
+        docs = conn.execute(select(data_validations.c.docs_path).limit(1)).scalar()
         lineage = conn.execute(select(predictions.c.model_version, predictions.c.approval_id,
                                       predictions.c.scoring_run_id, predictions.c.feature_data_version)
                                .where(predictions.c.model == spec.name).limit(1)).first()
@@ -225,6 +228,7 @@ def _summary(engine: Any, spec: Any, oracle_dir: Path, wall: float) -> None:
     say("\n================ airgate demo summary ================")
     say(f"dataset versions   : {by_kind}")
     say(f"quarantined rows   : {n_quar} {reasons}")
+    say(f"GX validation      : {checks} (clean versions by status; Data Docs: {docs})")
     if latest_labeled is not None:
         src = latest_labeled.summary.get("by_source", {})
         total = max(sum(src.values()), 1)

@@ -108,6 +108,8 @@ def test_scoring_dag_refuses_an_unapproved_champion(env) -> None:  # type: ignor
     run(env, "train")
     engine = make_engine(env["wh"])
     req = governance.list_requests(engine, model=MODEL, status="pending")[0]
+    pinned = env["dags"][f"{MODEL}__train"].test(run_conf={"labeled_version_id": "labeled-does-not-exist"})
+    assert str(pinned.state) == "failed"  # a run pinned to a version that is not there fails, it does not guess
     registry.set_alias(env["mlflow"], MODEL, req["model_version"])  # bypassing approval
     dr = env["dags"][f"{MODEL}__score"].test()
     assert str(dr.state) == "failed"

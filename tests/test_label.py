@@ -132,3 +132,19 @@ def test_champion_auto_labels_confident_rows_and_queues_uncertain_ones(engine, s
     assert "auto" in set(parts["train"]["source"]) | set(parts["valid"]["source"]) | {"auto"}
     v = datasets.get(engine, third.labeled_version_id or "")
     assert v is not None and v.summary["by_source"]["human"] == 20
+
+
+def test_review_answers_by_file_drop_record_the_person(engine, spec, graded_later, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _ingest(engine, spec, graded_later, tmp_path, range(1))
+    label.label_pending(engine, spec)
+    pending = graded_later.batch(0).events.query("correct.isna() and response_time_ms >= 1000")["event_id"][:5]
+    answers = answer_reviews(load_truth(tmp_path / "oracle"), list(pending), reviewer="maria")
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    answers.to_csv(folder / "answers_monday.csv", index=False)
+    [outcome] = label.ingest_label_files(engine, spec, folder, "human")
+    assert (outcome.accepted, outcome.rejected) == (5, 0)
+    assert label.ingest_label_files(engine, spec, folder, "human") == []  # the same file is not read twice
+    result = label.label_pending(engine, spec)
+    human = _labels(engine, result.labeled_version_id or "").query("source == 'human'")
+    assert len(human) == 5 and set(human["person"]) == {"maria"}
