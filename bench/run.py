@@ -156,6 +156,27 @@ def scoring(backend: str, url: str, work: Path, students: int) -> dict[str, Any]
             "ratio_to_raw": round(airgate_s / raw_s, 2)}
 
 
+def on_both_databases(what: str, work: Path, run: Any) -> dict[str, Any]:
+    """Run one benchmark on a SQLite file, then on a throwaway PostgreSQL database when one is reachable."""
+    out: dict[str, Any] = {}
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"{what} on SQLite ...")
+    (work / "sqlite").mkdir(exist_ok=True)
+    (work / "postgres").mkdir(exist_ok=True)
+    out["sqlite"] = run("sqlite", f"sqlite:///{work / 'sqlite.db'}", work / "sqlite")
+    print(f"  {out['sqlite']}")
+    pg = _pg_database()
+    if pg is not None:
+        url, drop = pg
+        try:
+            print(f"{what} on PostgreSQL ...")
+            out["postgres"] = run("postgres", url, work / "postgres")
+            print(f"  {out['postgres']}")
+        finally:
+            drop()
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--students", type=int, default=2000, help="students in the scored batch (50 events each)")
@@ -168,42 +189,15 @@ def main() -> int:
     print("parse cost ...")
     results["dag_parse"] = parse_cost(args.parse_repeats)
     print(f"  {results['dag_parse']}")
-    work = Path(tempfile.mkdtemp(prefix="airgate-bench-"))
-    try:
-        results["scoring"] = {}
-        print("scoring on SQLite ...")
-        results["scoring"]["sqlite"] = scoring("sqlite", f"sqlite:///{work / 'wh.db'}", work, args.students)
-        print(f"  {results['scoring']['sqlite']}")
-        pg = _pg_database()
-        if pg is not None:
-            url, drop = pg
-            try:
-                print("scoring on PostgreSQL ...")
-                results["scoring"]["postgres"] = scoring("postgres", url, work, args.students)
-                print(f"  {results['scoring']['postgres']}")
-            finally:
-                drop()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     import data_plane
 
-    work = Path(tempfile.mkdtemp(prefix="airgate-bench-dp-"))
+    work = Path(tempfile.mkdtemp(prefix="airgate-bench-"))
     try:
-        results["data_plane"] = {}
-        print("ingest and GX validation on SQLite ...")
-        results["data_plane"]["sqlite"] = data_plane.ingest_and_validate(f"sqlite:///{work / 'dp.db'}", work,
-                                                                         args.ingest_batches, 200)
-        print(f"  {results['data_plane']['sqlite']}")
-        pg = _pg_database()
-        if pg is not None:
-            url, drop = pg
-            try:
-                print("ingest and GX validation on PostgreSQL ...")
-                results["data_plane"]["postgres"] = data_plane.ingest_and_validate(url, work / "pg",
-                                                                                   args.ingest_batches, 200)
-                print(f"  {results['data_plane']['postgres']}")
-            finally:
-                drop()
+        results["scoring"] = on_both_databases(
+            "scoring", work, lambda backend, url, w: scoring(backend, url, w, args.students))
+        results["data_plane"] = on_both_databases(
+            "ingest and GX validation", work / "dp",
+            lambda backend, url, w: data_plane.ingest_and_validate(url, w, args.ingest_batches, 200))
         print("auto-labels ...")
         results["auto_labels"] = data_plane.auto_labels(work)
         print(f"  {results['auto_labels']}")

@@ -46,6 +46,12 @@ def run(env, stage: str, **kw) -> object:  # type: ignore[no-untyped-def]
     return dr
 
 
+def train_chain(env) -> None:  # type: ignore[no-untyped-def]
+    """collect -> clean -> label -> train, in the order their Assets chain them."""
+    for stage in ("collect", "clean", "label", "train"):
+        run(env, stage)
+
+
 def counts(engine) -> dict[str, int]:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
         return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
@@ -68,10 +74,7 @@ def approve_via_api(engine, req: dict) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_lifecycle_lands_a_scored_table_and_reruns_add_nothing(env) -> None:  # type: ignore[no-untyped-def]
-    run(env, "collect")
-    run(env, "clean")
-    run(env, "label")
-    run(env, "train")
+    train_chain(env)
     engine = make_engine(env["wh"])
     reqs = governance.list_requests(engine, model=MODEL, status="pending")
     assert len(reqs) == 1 and reqs[0]["gates"]["beats_baseline"] == "pass"
@@ -102,10 +105,7 @@ def test_lifecycle_lands_a_scored_table_and_reruns_add_nothing(env) -> None:  # 
 
 
 def test_scoring_dag_refuses_an_unapproved_champion(env) -> None:  # type: ignore[no-untyped-def]
-    run(env, "collect")
-    run(env, "clean")
-    run(env, "label")
-    run(env, "train")
+    train_chain(env)
     engine = make_engine(env["wh"])
     req = governance.list_requests(engine, model=MODEL, status="pending")[0]
     pinned = env["dags"][f"{MODEL}__train"].test(run_conf={"labeled_version_id": "labeled-does-not-exist"})
