@@ -243,6 +243,8 @@ def _summary(engine: Any, spec: Any, oracle_dir: Path, wall: float) -> None:
           f"v{champ.version} (approval {champ.approval_id})")
     say(f"test AUC           : {chosen['test_auc']:.4f}  | baseline {base['test_auc']:.4f} | "
           f"oracle (Bayes limit) {o_auc:.4f} | model/oracle {chosen['test_auc'] / o_auc:.3f}")
+    gate_states = ", ".join(f"{g['name']}={g['state']}" for g in (cand["gate_report"] or {}).get("gates", []))
+    say(f"gates              : {gate_states}")
     say(f"other metrics      : logloss {chosen['test_logloss']:.4f}, ECE {chosen['test_ece']:.4f}, "
           f"p95 latency/1k rows {chosen['p95_latency_ms_per_1k']:.2f} ms")
     say(f"rows scored        : {n_pred} (lineage of a row: model v{lineage[0]}, approval {lineage[1]}, "
@@ -252,7 +254,7 @@ def _summary(engine: Any, spec: Any, oracle_dir: Path, wall: float) -> None:
     say("where to look next :")
     say(f"  - warehouse (SQLite): {airgate_home() / 'warehouse.db'}  tables predictions, audit_log, promotion_ledger")
     say(f"  - MLflow: {mlflow_config().tracking_uri}  (mlflow ui --backend-store-uri <that>)")
-    say(f"  - evidence bundle: {airgate_home() / 'runs' / cand['training_run_id'] / 'gate_report.json'}")
+    say(f"  - evidence bundle: {airgate_home() / 'runs' / cand['training_run_id'] / 'gate_report.html'} (and .json)")
     say("  - make up, then http://localhost:8080 -> Governance -> Approvals")
     if not chain.ok:
         raise SystemExit("audit chain does not verify")

@@ -85,6 +85,21 @@ def evaluate_gates(spec: ModelSpec, chosen: dict[str, float], baseline: dict[str
                           -spec.gates.champion_tolerance,
                           f"test_auc {chosen.get('test_auc', float('nan')):.4f} vs champion v{champion_version} "
                           f"{champion_auc:.4f} on the same test rows"))
+    ece = chosen.get("test_ece")
+    limit = spec.gates.max_calibration_error
+    if ece is None:
+        gates.append(Gate("calibration", GateState.NOT_EVALUATED, None, limit, "test_ece was not measured"))
+    else:
+        gates.append(Gate("calibration", GateState.PASS if ece <= limit else GateState.FAIL, ece, limit,
+                          f"expected calibration error {ece:.4f}, must be <= {limit}"))
+    diff = chosen.get("repro_max_abs_diff")
+    tol = spec.gates.reproducibility_tolerance
+    if diff is None:
+        gates.append(Gate("reproducible", GateState.NOT_EVALUATED, None, tol,
+                          "the candidate was not retrained on the same data version"))
+    else:
+        gates.append(Gate("reproducible", GateState.PASS if diff <= tol else GateState.FAIL, diff, tol,
+                          f"retraining on the same data version moved predictions by up to {diff:.3g}"))
     for c in spec.constraints:
         value = chosen.get(c.metric)
         name = f"constraint_{c.metric}"
@@ -97,6 +112,31 @@ def evaluate_gates(spec: ModelSpec, chosen: dict[str, float], baseline: dict[str
         gates.append(Gate(name, GateState.PASS if ok else GateState.FAIL, value,
                           c.max if c.max is not None else c.min, f"{c.metric} = {value:.3f}, must be {bound}"))
     return gates
+
+
+def render_html(evidence: dict[str, Any], digest: str) -> str:
+    """The evidence bundle as a page a person can read; every value is escaped."""
+    from html import escape
+
+    rows = "".join(
+        f"<tr><td>{escape(str(g['name']))}</td><td class='{escape(str(g['state']))}'>{escape(str(g['state']))}</td>"
+        f"<td>{escape(str(g['detail']))}</td></tr>" for g in evidence["gates"])
+    def cell(value: Any) -> str:
+        return f"<td>{value:.4f}</td>" if isinstance(value, (int, float)) else "<td>-</td>"
+
+    metrics = "".join(
+        f"<tr><td>{escape(str(name))}</td>" + "".join(cell(m.get(k)) for k in ("test_auc", "test_logloss", "test_ece"))
+        + "</tr>" for name, m in evidence["metrics"].items())
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>Evidence {escape(evidence['training_run_id'])}"
+            "</title><style>body{font:14px system-ui;margin:16px}td,th{padding:4px 8px;text-align:left}"
+            ".pass{color:#1f7a3a}.fail{color:#b42318}.not_evaluated{color:#8a6d00}</style></head><body>"
+            f"<h2>{escape(evidence['model'])}: evidence for {escape(evidence['training_run_id'])}</h2>"
+            f"<p>Data version <code>{escape(str(evidence['data_version']))}</code>, code "
+            f"<code>{escape(str(evidence.get('code_version')))}</code>, evidence SHA-256 <code>{escape(digest)}</code>"
+            f"</p><h3>Gates ({'approvable' if evidence['approvable'] else 'not approvable'})</h3><table>"
+            f"<tr><th>Gate</th><th>State</th><th>Detail</th></tr>{rows}</table><h3>Candidates</h3><table>"
+            f"<tr><th>Candidate</th><th>Test AUC</th><th>Log-loss</th><th>ECE</th></tr>{metrics}</table>"
+            "</body></html>")
 
 
 def _champion_auc(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig,
@@ -142,6 +182,7 @@ def validate(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, traini
     out = Path(runs_dir) / training_run_id / "gate_report.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"evidence": evidence, "evidence_hash": digest}, indent=2, default=str))
+    (out.parent / "gate_report.html").write_text(render_html(evidence, digest))
     report = GateReport(spec.name, training_run_id, approvable, gates, evidence, digest)
     with engine.begin() as conn:
         conn.execute(update(model_candidates).where(model_candidates.c.training_run_id == training_run_id).values(

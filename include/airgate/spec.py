@@ -156,6 +156,8 @@ class Gates(_Strict):
     beat_baseline_by: float = Field(0.01, ge=0)
     champion_tolerance: float = Field(0.005, ge=0)
     primary_metric: str = "auc"
+    max_calibration_error: float = Field(0.05, gt=0, le=1)  # expected calibration error (10 bins) on the test set
+    reproducibility_tolerance: float = Field(1e-9, ge=0)  # max |p1 - p2| between two trainings on the same data
 
 
 class Approval(_Strict):

@@ -170,6 +170,13 @@ def train(engine: Engine, cfg: TrainConfig) -> TrainResult:
                                     callbacks=[lgb.early_stopping(30, first_metric_only=True, verbose=False)])
                 valid_p = booster.predict(parts["valid"][FEATURES], num_iteration=booster.best_iteration)
                 test_p = booster.predict(parts["test"][FEATURES], num_iteration=booster.best_iteration)
+                # Reproducibility is a gate: train again from scratch on the same version and compare.
+                again = lgb.train(params, lgb.Dataset(parts["train"][FEATURES], parts["train"]["label"]),
+                                  num_boost_round=rounds, valid_sets=[lgb.Dataset(
+                                      parts["valid"][FEATURES], parts["valid"]["label"])],
+                                  callbacks=[lgb.early_stopping(30, first_metric_only=True, verbose=False)])
+                again_p = np.asarray(again.predict(parts["test"][FEATURES], num_iteration=again.best_iteration))
+                repro_diff = float(np.max(np.abs(again_p - np.asarray(test_p))))
                 latency = scoring_latency_ms_per_1k(booster.predict, parts["test"])
                 mlflow.log_param("best_iteration", booster.best_iteration)
                 example = parts["train"][FEATURES].head(5)
@@ -180,6 +187,8 @@ def train(engine: Engine, cfg: TrainConfig) -> TrainResult:
             m = {f"valid_{k}": v for k, v in metrics(parts["valid"]["label"].to_numpy(), valid_p).items()}
             m.update({f"test_{k}": v for k, v in metrics(parts["test"]["label"].to_numpy(), test_p).items()})
             m["p95_latency_ms_per_1k"] = latency
+            if cand.kind != "baseline":
+                m["repro_max_abs_diff"] = repro_diff
             mlflow.log_metrics(m)
             results[cand.name] = m
             test_pred[f"p_{cand.name}"] = test_p
