@@ -65,3 +65,19 @@ def test_training_and_scoring_paths_give_identical_features(engine, spec, small_
     common = train_side.index.intersection(target)
     assert len(common) > 100
     pd.testing.assert_frame_equal(train_side.loc[common].sort_index(), score_side.loc[common].sort_index())
+
+
+def test_splits_are_by_time_and_grouped_by_student(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from airgate.train import time_split, training_frame
+
+    from .helpers import prepare_data
+
+    frame = training_frame(engine, spec, prepare_data(engine, spec, small_sim, tmp_path))
+    parts = time_split(frame, spec)
+    students = {k: set(v["student_id"]) for k, v in parts.items()}
+    assert not (students["train"] & students["valid"]) and not (students["train"] & students["test"])
+    assert not (students["valid"] & students["test"])
+    first = frame.groupby("student_id")["ts"].min()
+    assert first[list(students["train"])].max() <= first[list(students["test"])].min()  # later students are the test
+    share = len(parts["train"]) / len(frame)
+    assert abs(share - spec.splits.train) < 0.05

@@ -77,11 +77,18 @@ def time_split(df: pd.DataFrame, spec: ModelSpec) -> dict[str, pd.DataFrame]:
     the model on its own homework)."""
     from airgate.label import TRUSTED_SOURCES
 
+    # Grouped by student and ordered by time: students are ranked by their first answer and each student's rows
+    # all land in one split, so no student is both learned from and tested on, and later students are the test.
+    first = df.groupby("student_id")["ts"].min().sort_values(kind="mergesort")
+    rows_per = df.groupby("student_id").size().reindex(first.index).cumsum()
     n = len(df)
-    a = int(n * spec.splits.train)
-    b = int(n * (spec.splits.train + spec.splits.valid))
+    in_train = set(rows_per.index[rows_per <= n * spec.splits.train])
+    in_valid = set(rows_per.index[(rows_per > n * spec.splits.train)
+                                  & (rows_per <= n * (spec.splits.train + spec.splits.valid))])
+    part = df["student_id"].map(lambda s: "train" if s in in_train else "valid" if s in in_valid else "test")
     trusted = df["source"].isin(TRUSTED_SOURCES) if "source" in df.columns else pd.Series(True, index=df.index)
-    return {"train": df.iloc[:a], "valid": df.iloc[a:b][trusted.iloc[a:b]], "test": df.iloc[b:][trusted.iloc[b:]]}
+    return {"train": df[part == "train"], "valid": df[(part == "valid") & trusted],
+            "test": df[(part == "test") & trusted]}
 
 
 def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
