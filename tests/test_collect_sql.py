@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +11,8 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, creat
 
 from airgate import clean, collect_sql
 from airgate.warehouse import raw_rows
+
+from .test_dags import _subprocess_json
 
 pytestmark = pytest.mark.data
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +87,5 @@ def test_a_sql_spec_builds_a_row_threshold_sensor(tmp_path: Path) -> None:
             "d = b.dags['app_answers__collect']\n"
             "print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()},"
             " 'tasks': [t.task_id for t in d.tasks], 'mode': d.get_task('wait_for_new_rows').mode}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
-                         env={**os.environ, "AIRGATE_SPECS_DIR": str(tmp_path)})
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = _subprocess_json(code, AIRGATE_SPECS_DIR=str(tmp_path))
     assert got == {"errors": {}, "tasks": ["wait_for_new_rows", "ingest_rows"], "mode": "reschedule"}

@@ -398,7 +398,7 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
                 columns: Sequence[str] | None = None) -> int:
     """Insert many rows by the fastest path the database has.
 
-    PostgreSQL: binary-free COPY through psycopg (an order of magnitude above executemany). SQLite:
+    PostgreSQL: COPY through psycopg (an order of magnitude above executemany). SQLite:
     executemany in the caller's transaction, which is already the fast path there.
     """
     rows = rows if isinstance(rows, Sequence) else list(rows)
@@ -406,12 +406,7 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         return 0
     cols = list(columns or rows[0].keys())
     if is_postgres(conn):
-        dbapi = conn.connection.driver_connection
-        quoted = ", ".join(f'"{c}"' for c in cols)
-        with dbapi.cursor() as cur, cur.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as cp:  # type: ignore[union-attr]
-            for r in rows:
-                cp.write_row([_copy_value(r.get(c)) for c in cols])
-        return len(rows)
+        return bulk_insert_tuples(conn, table, cols, [tuple(_copy_value(r.get(c)) for c in cols) for r in rows])
     conn.execute(table.insert(), [dict(r) for r in rows])
     return len(rows)
 
