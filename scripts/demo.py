@@ -98,6 +98,19 @@ def main() -> int:
     return code
 
 
+def _print_training(m: dict) -> None:  # type: ignore[type-arg]
+    """Every candidate, the Pareto front size and the chosen point, as the train DAG left them."""
+    for name, c in m["candidates"].items():
+        test = f", test AUC {c['test_auc']:.4f}" if "test_auc" in c else " (not read on test: not chosen)"
+        say(f"   candidate {name:<9}: {int(c.get('n_trials', 1)):>2} trials, {c.get('train_seconds', 0):5.1f}s, "
+            f"valid AUC {c['valid_auc']:.4f}, p95 {c['valid_p95_latency_ms_per_1k']:.2f} ms/1k rows, "
+            f"{c['valid_model_size_kb']:.0f} KB{test}")
+    pareto = m.get("pareto") or {}
+    chosen = pareto.get("chosen") or {}
+    say(f"   Pareto front: {pareto.get('size')} of {pareto.get('trials')} trials (AUC up, latency down); chosen: "
+        f"{chosen.get('candidate')} trial {chosen.get('trial')} {chosen.get('params')}")
+
+
 def run(n_batches: int, log_path: Path) -> int:
     t_start = time.perf_counter()
     from airgate import governance
@@ -115,7 +128,7 @@ def run(n_batches: int, log_path: Path) -> int:
     say(f"airgate demo: {MODEL}, AIRGATE_HOME={airgate_home()} (Airflow and task logs: {log_path})")
     say(f"1. the simulator lands interaction batches {first}..{first + n_batches - 1} in {landing}")
     for b in range(first, first + n_batches):
-        sim.write_batch(b, landing, oracle_dir)
+        sim.write_batch(b, landing, oracle_dir, roster_path=resolve_path(spec.slices.roster or "catalog/roster.csv"))
 
     dags = _dags()
     say("2. the lifecycle DAGs, each under dag.test():")
@@ -129,6 +142,8 @@ def run(n_batches: int, log_path: Path) -> int:
 
     with engine.connect() as conn:
         cand = conn.execute(select(model_candidates).order_by(model_candidates.c.id.desc()).limit(1)).first()
+    if cand is not None:
+        _print_training(cand.metrics)
     if str(train_run.state) != "success":
         if cand is not None and cand.status == "gates_failed":
             failures = [f"{g['name']}: {g['detail']}" for g in cand.gate_report["gates"] if g["state"] != "pass"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,15 @@ from airgate.simulator import Simulator
 from airgate.spec import ModelSpec
 
 
+def roster_path() -> Path:
+    """Where the shipped spec's slices look for the student roster (under the session's AIRGATE_HOME)."""
+    return Path(os.environ["AIRGATE_HOME"]) / "catalog" / "knowledge_tracing_students.csv"
+
+
 def land(sim: Simulator, root: Path, batches: range) -> Path:
     landing = root / "landing"
     for b in batches:
-        sim.write_batch(b, landing, root / "oracle")
+        sim.write_batch(b, landing, root / "oracle", roster_path=roster_path())
     return landing
 
 

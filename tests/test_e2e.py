@@ -32,7 +32,8 @@ def env(airflow_db, tmp_path: Path, monkeypatch, small_sim):  # type: ignore[no-
 
     write_catalog(small_sim, home / "catalog" / "knowledge_tracing_items.csv")
     for b in range(2):
-        small_sim.write_batch(b, home / "landing" / MODEL, home / "oracle")
+        small_sim.write_batch(b, home / "landing" / MODEL, home / "oracle",
+                              roster_path=home / "catalog" / "knowledge_tracing_students.csv")
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags"))

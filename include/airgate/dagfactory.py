@@ -207,20 +207,32 @@ def build_label(spec: ModelSpec) -> DAG:
     return label()
 
 
+def _train_config(spec: ModelSpec, labeled_version_id: str, training_run_id: str, trained_by: str) -> Any:
+    from airgate import train as stage
+    from airgate.runtime import code_version, mlflow_config, runs_dir
+
+    return stage.TrainConfig(spec, labeled_version_id, training_run_id, trained_by, mlflow_config(), runs_dir(),
+                             code_version())
+
+
 def build_train(spec: ModelSpec) -> DAG:
     a = assets(spec)
+    names = [c.name for c in spec.candidates]
 
     @dag(dag_id=spec.dag_id("train"), schedule=[a["labeled"]], start_date=START, catchup=False, max_active_runs=1,
          default_args=_defaults(spec), tags=_tags(spec, "train"),
-         doc_md=_doc(spec, "train", "Trains the spec's candidates on the newest labeled version, gates the best "
-                     "one against the baseline and the champion, registers it in MLflow and opens an approval "
-                     "request. Approval itself happens in the Governance view, by someone other than the trainer."))
+         doc_md=_doc(spec, "train", "Splits the newest labeled version (or the one pinned in the run's conf as "
+                     "`labeled_version_id`), trains and tunes every candidate in parallel (one mapped task each"
+                     f"{', as Kubernetes pods' if spec.kubernetes else ''}: {', '.join(names)}), picks one by the "
+                     "spec's rule from the Pareto front, reads the test split once, gates it against the baseline "
+                     "and the champion, registers it in MLflow and opens an approval request. Approval itself "
+                     "happens in the Governance view, by someone other than the trainer."))
     def train() -> None:
-        @task(pool="airgate_training")
-        def train_candidates() -> dict[str, Any]:
+        @task
+        def prepare_split() -> dict[str, Any]:
             from airgate import datasets
             from airgate import train as stage
-            from airgate.runtime import code_version, mlflow_config, runs_dir, warehouse_engine
+            from airgate.runtime import warehouse_engine
 
             ctx = get_current_context()
             engine = warehouse_engine()
@@ -232,11 +244,44 @@ def build_train(spec: ModelSpec) -> DAG:
                 raise AirflowSkipException("no labeled dataset version yet")
             run_id = f"tr-{spec.name}-{ctx['dag_run'].run_id}"[:80]
             trained_by = getattr(ctx["dag_run"], "triggering_user_name", None) or spec.owner
-            cfg = stage.TrainConfig(spec, labeled.version_id, run_id, trained_by, mlflow_config(), runs_dir(),
-                                    code_version())
-            result = stage.train(engine, cfg)
+            cfg = _train_config(spec, labeled.version_id, run_id, trained_by)
+            manifest = stage.prepare(engine, cfg)
+            return {"training_run_id": run_id, "labeled_version_id": labeled.version_id, "trained_by": trained_by,
+                    "rows": manifest["rows"], "split_hash": manifest["split_hash"]}
+
+        split = prepare_split()
+        if spec.kubernetes is not None:
+            from airgate import kube
+
+            # Sets prepare_split >> pods itself; the pods' results reach select_and_test through the run's files.
+            trained: Any = kube.candidate_pod_operator(spec, upstream_task_id="prepare_split").output
+        else:
+            @task(pool="airgate_training", map_index_template="{{ candidate }}")
+            def train_candidate(split: dict[str, Any], candidate: str) -> dict[str, Any]:
+                from airgate import train as stage
+                from airgate.runtime import warehouse_engine
+
+                cfg = _train_config(spec, split["labeled_version_id"], split["training_run_id"], split["trained_by"])
+                r = stage.train_candidate(warehouse_engine(), cfg, candidate)
+                return {"candidate": candidate, "valid_auc": r["valid"]["auc"], "n_trials": r["n_trials"]}
+
+            trained = train_candidate.partial(split=split).expand(candidate=names)
+
+        @task(pool="airgate_training")
+        def select_and_test(split: dict[str, Any], trained: list[Any]) -> dict[str, Any]:
+            import json
+            from pathlib import Path
+
+            from airgate import train as stage
+            from airgate.runtime import warehouse_engine
+
+            cfg = _train_config(spec, split["labeled_version_id"], split["training_run_id"], split["trained_by"])
+            # Each candidate's full result (every trial) is a file of the run, not an XCom: tasks pass ids.
+            results = [json.loads(Path(stage.result_path(cfg, n)).read_text()) for n in names]
+            result = stage.finalize(warehouse_engine(), cfg, results)
             return {"training_run_id": result.training_run_id, "data_version": result.data_version,
-                    "chosen": result.chosen, "test_auc": result.metrics[result.chosen]["test_auc"]}
+                    "chosen": result.chosen, "test_auc": result.metrics[result.chosen]["test_auc"],
+                    "pareto_size": result.pareto.get("size")}
 
         @task
         def validate(trained: dict[str, Any]) -> dict[str, Any]:
@@ -258,7 +303,7 @@ def build_train(spec: ModelSpec) -> DAG:
             return gates.register_and_request(warehouse_engine(), spec, mlflow_config(),
                                               validated["training_run_id"], actor=_actor())
 
-        register_and_request_approval(validate(train_candidates()))  # type: ignore[arg-type]
+        register_and_request_approval(validate(select_and_test(split, trained)))  # type: ignore[arg-type]
 
     return train()
 

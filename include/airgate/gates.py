@@ -14,7 +14,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
@@ -41,6 +40,7 @@ class Gate:
     threshold: float | None
     detail: str
     blocking_if_not_evaluated: bool = True
+    blocking: bool = True  # False: evidence only (e.g. drift unless the spec makes it a gate)
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,14 @@ class GateReport:
 
     @property
     def failures(self) -> list[str]:
-        return [f"{g.name}: {g.detail}" for g in self.gates
-                if g.state == GateState.FAIL or (g.state == GateState.NOT_EVALUATED and g.blocking_if_not_evaluated)]
+        return [f"{g.name}: {g.detail}" for g in self.gates if blocks(g)]
+
+
+def blocks(g: Gate) -> bool:
+    """A gate stops approval when it failed, or when it could not be evaluated and is required."""
+    if not g.blocking:
+        return False
+    return g.state == GateState.FAIL or (g.state == GateState.NOT_EVALUATED and g.blocking_if_not_evaluated)
 
 
 def evidence_hash(evidence: dict[str, Any]) -> str:
@@ -115,45 +121,134 @@ def evaluate_gates(spec: ModelSpec, chosen: dict[str, float], baseline: dict[str
 
 
 def render_html(evidence: dict[str, Any], digest: str) -> str:
-    """The evidence bundle as a page a person can read; every value is escaped."""
+    """The evidence bundle as a page a person can read; every value is escaped, the Pareto plot is inlined."""
+    import base64
     from html import escape
 
-    rows = "".join(
-        f"<tr><td>{escape(str(g['name']))}</td><td class='{escape(str(g['state']))}'>{escape(str(g['state']))}</td>"
-        f"<td>{escape(str(g['detail']))}</td></tr>" for g in evidence["gates"])
+    def e(v: Any) -> str:
+        return escape(str(v))
+
     def cell(value: Any) -> str:
         return f"<td>{value:.4f}</td>" if isinstance(value, (int, float)) else "<td>-</td>"
 
-    metrics = "".join(
-        f"<tr><td>{escape(str(name))}</td>" + "".join(cell(m.get(k)) for k in ("test_auc", "test_logloss", "test_ece"))
-        + "</tr>" for name, m in evidence["metrics"].items())
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>Evidence {escape(evidence['training_run_id'])}"
+    rows = "".join(f"<tr><td>{e(g['name'])}</td><td class='{e(g['state'])}'>{e(g['state'])}"
+                   f"{'' if g.get('blocking', True) else ' (evidence)'}</td><td>{e(g['detail'])}</td></tr>"
+                   for g in evidence["gates"])
+    cols = ("valid_auc", "test_auc", "test_logloss", "test_ece", "p95_latency_ms_per_1k", "model_size_kb",
+            "n_trials", "train_seconds")
+    metrics = "".join(f"<tr><td>{e(name)}</td>" + "".join(cell(m.get(k)) for k in cols) + "</tr>"
+                      for name, m in evidence["metrics"].items())
+    champ = evidence.get("champion") or {}
+    if champ.get("version"):
+        metrics += f"<tr><td>champion v{e(champ['version'])}</td><td>-</td>" + "".join(
+            cell(champ.get(k)) for k in ("test_auc", "test_logloss", "test_ece")) + "<td>-</td>" * 4 + "</tr>"
+    pareto = evidence.get("pareto") or {}
+    plot = ""
+    if pareto.get("plot") and Path(pareto["plot"]).exists():
+        data = base64.b64encode(Path(pareto["plot"]).read_bytes()).decode()
+        plot = f"<img alt='Pareto front' src='data:image/png;base64,{data}' style='max-width:640px'>"
+    chosen = pareto.get("chosen") or {}
+    slices = "".join(f"<tr><td>{e(col)}</td><td>{e(val)}</td><td>{r['rows']}</td>{cell(r['auc'])}"
+                     f"<td>{'yes' if r['counted'] else 'no'}</td></tr>"
+                     for col, t in (evidence.get("slices") or {}).items() for val, r in t["slices"].items())
+    drift = evidence.get("drift") or {}
+    drift_html = (f"<p>Drift share {e(drift.get('drift_share'))}, drifted: {e(drift.get('drifted_columns'))}. "
+                  f"Report: <code>{e(drift.get('html_path'))}</code></p>") if drift else "<p>No drift report.</p>"
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>Evidence {e(evidence['training_run_id'])}"
             "</title><style>body{font:14px system-ui;margin:16px}td,th{padding:4px 8px;text-align:left}"
             ".pass{color:#1f7a3a}.fail{color:#b42318}.not_evaluated{color:#8a6d00}</style></head><body>"
-            f"<h2>{escape(evidence['model'])}: evidence for {escape(evidence['training_run_id'])}</h2>"
-            f"<p>Data version <code>{escape(str(evidence['data_version']))}</code>, code "
-            f"<code>{escape(str(evidence.get('code_version')))}</code>, evidence SHA-256 <code>{escape(digest)}</code>"
-            f"</p><h3>Gates ({'approvable' if evidence['approvable'] else 'not approvable'})</h3><table>"
-            f"<tr><th>Gate</th><th>State</th><th>Detail</th></tr>{rows}</table><h3>Candidates</h3><table>"
-            f"<tr><th>Candidate</th><th>Test AUC</th><th>Log-loss</th><th>ECE</th></tr>{metrics}</table>"
-            "</body></html>")
+            f"<h2>{e(evidence['model'])}: evidence for {e(evidence['training_run_id'])}</h2>"
+            f"<p>Data version <code>{e(evidence['data_version'])}</code>, code <code>{e(evidence.get('code_version'))}"
+            f"</code>, chosen <b>{e(evidence.get('candidate'))}</b> (trial {e(chosen.get('trial'))}), evidence SHA-256 "
+            f"<code>{e(digest)}</code></p><h3>Gates ({'approvable' if evidence['approvable'] else 'not approvable'})"
+            f"</h3><table><tr><th>Gate</th><th>State</th><th>Detail</th></tr>{rows}</table><h3>Candidates</h3><table>"
+            "<tr><th>Candidate</th>" + "".join(f"<th>{e(c)}</th>" for c in cols) + f"</tr>{metrics}</table>"
+            f"<h3>Pareto front: {e(pareto.get('size'))} of {e(pareto.get('trials'))} trials</h3>{plot}"
+            "<h3>Slices (test rows)</h3><table><tr><th>Column</th><th>Slice</th><th>Rows</th><th>AUC</th>"
+            f"<th>Counted</th></tr>{slices}</table><h3>Data drift (Evidently)</h3>{drift_html}</body></html>")
 
 
-def _champion_auc(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig,
-                  test_pred: pd.DataFrame, data_version: str) -> tuple[float | None, str | None]:
-    """Score the champion on exactly the candidate's test rows, through the scoring feature path."""
-    champ = governance.current_champion(engine, spec.name)
-    if champ is None:
-        return None, None
+def slice_gate(spec: ModelSpec, test_pred: pd.DataFrame, p_col: str) -> tuple[Gate, dict[str, Any]]:
+    """Primary metric per slice (grade level, cohort...) of the test rows; the largest gap within a column."""
     from sklearn.metrics import roc_auc_score
 
-    from airgate.train import training_frame
+    from airgate.runtime import resolve_path
 
-    frame = training_frame(engine, spec, data_version)
-    frame = frame[frame["event_id"].isin(set(test_pred["event_id"]))]
-    booster = registry.load_booster(cfg, spec.name, champ.version)
-    p = booster.predict(frame[FEATURES])
-    return float(roc_auc_score(frame["label"].to_numpy(), np.asarray(p))), champ.version
+    limit = spec.gates.max_slice_gap
+    if not spec.slices.by:
+        return Gate("slice_gap", GateState.NOT_EVALUATED, None, limit, "the spec declares no slices",
+                    blocking_if_not_evaluated=False), {}
+    roster_path = resolve_path(spec.slices.roster or "")
+    if not roster_path.exists():
+        return Gate("slice_gap", GateState.NOT_EVALUATED, None, limit, f"roster {roster_path} not found"), {}
+    roster = pd.read_csv(roster_path, dtype=str)
+    missing = [c for c in spec.slices.by if c not in roster.columns]
+    if missing:
+        return Gate("slice_gap", GateState.NOT_EVALUATED, None, limit, f"roster lacks columns {missing}"), {}
+    df = test_pred.merge(roster, on="student_id", how="left")
+    table: dict[str, Any] = {}
+    worst, worst_col = 0.0, ""
+    for col in spec.slices.by:
+        rows = {}
+        for value, part in df.groupby(df[col].fillna("(unknown)"), sort=True):
+            ok = len(part) >= spec.slices.min_rows and part["label"].nunique() == 2
+            auc = float(roc_auc_score(part["label"], part[p_col])) if part["label"].nunique() == 2 else None
+            rows[str(value)] = {"rows": int(len(part)), "auc": auc, "counted": ok}
+        counted = [r["auc"] for r in rows.values() if r["counted"]]
+        gap = float(max(counted) - min(counted)) if len(counted) >= 2 else 0.0
+        table[col] = {"slices": rows, "gap": gap, "compared": len(counted)}
+        if gap >= worst:
+            worst, worst_col = gap, col
+    if not any(t["compared"] for t in table.values()):
+        return Gate("slice_gap", GateState.NOT_EVALUATED, None, limit,
+                    f"no slice has {spec.slices.min_rows}+ test rows with both outcomes"), table
+    detail = "; ".join(f"{c}: gap {t['gap']:.3f} over {t['compared']} slices" for c, t in table.items())
+    state = GateState.PASS if worst <= limit else GateState.FAIL
+    return Gate("slice_gap", state, worst, limit, f"largest {spec.gates.primary_metric} gap {worst:.3f} "
+                f"({worst_col}), must be <= {limit}. {detail}"), table
+
+
+def drift_gate(engine: Engine, spec: ModelSpec, training_run_id: str, runs_dir: str,
+               data_version: str) -> tuple[Gate, dict[str, Any]]:
+    """Evidently: the training split's features against the newest clean version's. Evidence unless the spec
+    makes it blocking."""
+    limit = spec.gates.max_drift_share
+    blocking = spec.gates.drift_blocking
+    try:
+        from airgate import datasets, drift
+        from airgate.features import build_features, load_history
+
+        reference = pd.read_parquet(Path(runs_dir) / training_run_id / "split" / "train.parquet")
+        latest = datasets.latest(engine, spec.name, "clean")
+        if latest is None:
+            raise ValueError("no clean version to compare with")
+        history = load_history(engine, spec.name)
+        feats = build_features(history)
+        current = feats[feats["event_id"].isin(set(history.loc[history["version_id"] == latest.version_id,
+                                                                  "event_id"]))]
+        result = drift.drift_report(reference[FEATURES], current[FEATURES], FEATURES,
+                                    Path(runs_dir) / training_run_id / "drift", max_drift_share=limit,
+                                    title=f"{spec.name}: training data ({data_version}) vs {latest.version_id}")
+    except Exception as exc:  # noqa: BLE001 - the report failing is itself evidence, never a silent pass
+        log.warning("drift report failed: %s", exc)
+        return Gate("data_drift", GateState.NOT_EVALUATED, None, limit, f"drift report failed: {exc}",
+                    blocking_if_not_evaluated=blocking, blocking=blocking), {}
+    summary = dict(result.summary())
+    summary["current_version"] = latest.version_id
+    state = GateState.FAIL if result.dataset_drift else GateState.PASS
+    return Gate("data_drift", state, result.drift_share, limit,
+                f"{result.drift_share:.0%} of features drifted between training data and {latest.version_id} "
+                f"(dataset drift at >= {limit:.0%}){'' if blocking else '; evidence only, not blocking'}",
+                blocking=blocking), summary
+
+
+def test_read_gate(engine: Engine, training_run_id: str, model_uri: str) -> Gate:
+    from airgate.train import test_reads
+
+    reads = test_reads(engine, training_run_id)
+    ok = len(reads) == 1 and str(reads[0]["reader"]).endswith(model_uri)
+    return Gate("test_set_read_once", GateState.PASS if ok else GateState.FAIL, float(len(reads)), 1.0,
+                f"test split read {len(reads)} time(s)" + (f", to evaluate {reads[0]['reader']}" if reads else ""))
 
 
 def validate(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, training_run_id: str,
@@ -164,19 +259,21 @@ def validate(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, traini
     m = cand["metrics"]
     chosen_name = m["chosen"]
     baseline_name = next(c.name for c in spec.candidates if c.kind == "baseline")
-    test_pred = pd.read_csv(m["test_predictions"])
-    champion_auc, champion_version = _champion_auc(engine, spec, cfg, test_pred, cand["data_version"])
-    gates = evaluate_gates(spec, m["candidates"][chosen_name], m["candidates"][baseline_name], champion_auc,
-                           champion_version)
-    approvable = all(g.state == GateState.PASS or (g.state == GateState.NOT_EVALUATED and
-                                                   not g.blocking_if_not_evaluated) for g in gates)
+    champion = m.get("champion") or {}
+    gates = evaluate_gates(spec, m["candidates"][chosen_name], m["candidates"][baseline_name],
+                           champion.get("test_auc"), champion.get("version"))
+    test_pred = pd.read_csv(m["test_predictions"], dtype={"event_id": str, "student_id": str})
+    slice_g, slices = slice_gate(spec, test_pred, f"p_{chosen_name}")
+    drift_g, drift_summary = drift_gate(engine, spec, training_run_id, runs_dir, cand["data_version"])
+    gates += [slice_g, drift_g, test_read_gate(engine, training_run_id, m["model_uri"])]
+    approvable = not any(blocks(g) for g in gates)
     evidence = {
         "model": spec.name, "training_run_id": training_run_id, "data_version": cand["data_version"],
         "trained_by": cand["trained_by"], "mlflow_run_id": cand["mlflow_run_id"], "model_uri": m["model_uri"],
-        "candidate": chosen_name, "metrics": m["candidates"], "rows": m["rows"],
-        "champion": {"version": champion_version, "test_auc": champion_auc},
+        "candidate": chosen_name, "kind": m.get("kind"), "metrics": m["candidates"], "rows": m["rows"],
+        "champion": champion, "pareto": m.get("pareto", {}), "slices": slices, "drift": drift_summary,
         "gates": [asdict(g) for g in gates], "approvable": approvable, "spec_hash": spec.spec_hash,
-        "code_version": m.get("code_version", "unknown"),
+        "code_version": m.get("code_version", "unknown"), "split_hash": m.get("split_hash"),
     }
     digest = evidence_hash(evidence)
     out = Path(runs_dir) / training_run_id / "gate_report.json"
@@ -211,7 +308,9 @@ def register_and_request(engine: Engine, spec: ModelSpec, cfg: registry.MlflowCo
         version = registry.register(cfg, spec.name, m["model_uri"], {
             "airgate.training_run_id": training_run_id, "airgate.data_version": cand["data_version"],
             "airgate.evidence_hash": cand["evidence_hash"], "airgate.spec_hash": spec.spec_hash,
-            "airgate.trained_by": cand["trained_by"], "airgate.code_version": m.get("code_version", "unknown")})
+            "airgate.trained_by": cand["trained_by"], "airgate.code_version": m.get("code_version", "unknown"),
+            "airgate.label_version": cand["data_version"], "airgate.kind": str(m.get("kind") or "lightgbm"),
+            "airgate.mlflow_run_id": str(cand["mlflow_run_id"])})
         with engine.begin() as conn:
             conn.execute(update(model_candidates).where(model_candidates.c.training_run_id == training_run_id)
                          .values(model_version=version, status="registered"))

@@ -40,10 +40,10 @@ TRUSTED_SOURCES = ("ground_truth", "late", "human")  # evaluation never scores a
 
 @dataclass(frozen=True)
 class Predictor:
-    """The approved champion as a labeler: its version and a function from feature rows to P(correct)."""
+    """The approved champion as a labeler: its version and ``predictors.Predictor.predict`` (history, rows)."""
 
     model_version: str
-    predict: Callable[[pd.DataFrame], np.ndarray]
+    predict: Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
 
 
 @dataclass
@@ -289,12 +289,12 @@ def labeled_rows_for_hash(rows: pd.DataFrame) -> list[tuple[str, int, str, str]]
 def _auto_and_queue(engine: Engine, spec: ModelSpec, predictor: Predictor,
                     unlabeled: set[str]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Auto-label the confident unlabeled rows; queue the most uncertain of the rest, within the budget."""
-    from airgate.features import FEATURES, build_features, load_history
+    from airgate.features import build_features, load_history
 
     hist = load_history(engine, spec.name)
-    feats = build_features(hist)
+    feats = build_features(hist).merge(hist[["event_id", "student_id"]], on="event_id")
     target = feats[feats["event_id"].isin(unlabeled)]
-    p = np.asarray(predictor.predict(target[FEATURES]), dtype="float64")
+    p = np.asarray(predictor.predict(hist, target), dtype="float64")
     conf = np.maximum(p, 1 - p)
     take = conf >= spec.label_policy.auto_label_min_confidence
     auto = pd.DataFrame({"event_id": target["event_id"].to_numpy()[take], "label": (p[take] >= 0.5).astype(int),
@@ -315,10 +315,11 @@ def _auto_and_queue(engine: Engine, spec: ModelSpec, predictor: Predictor,
 
 def champion_predictor(engine: Engine, spec: ModelSpec, mlflow_cfg: Any) -> Predictor | None:
     """The approved champion (per the promotion ledger) as an auto-labeler, or None before the first approval."""
-    from airgate import governance, registry
+    from airgate import governance
 
     champ = governance.current_champion(engine, spec.name)
     if champ is None:
         return None
-    booster = registry.load_booster(mlflow_cfg, spec.name, champ.version)
-    return Predictor(champ.version, booster.predict)
+    from airgate import predictors
+
+    return Predictor(champ.version, predictors.load_version(mlflow_cfg, spec.name, champ.version).predict)

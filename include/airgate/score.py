@@ -17,8 +17,8 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
-from airgate import audit, datasets, governance, registry
-from airgate.features import FEATURES, build_features, load_history
+from airgate import audit, datasets, governance, predictors, registry
+from airgate.features import build_features, load_history
 from airgate.spec import ModelSpec
 from airgate.warehouse import bulk_insert_tuples, predictions, predictions_staging, scoring_runs, utcnow
 
@@ -86,7 +86,7 @@ def score(engine: Engine, cfg: ScoreConfig) -> ScoreResult:
             run_id=cfg.scoring_run_id, model=spec.name, partition_key=cfg.partition_key, model_version=version,
             approval_id=approval_id, feature_data_version=target.version_id, status="running", started_at=utcnow()))
 
-    booster = registry.load_booster(cfg.mlflow, spec.name, version)
+    predictor = predictors.load_version(cfg.mlflow, spec.name, version)
     history = load_history(engine, spec.name)
     feats = build_features(history)
     meta = history[history["version_id"] == target.version_id][["event_id", "student_id", "item_id"]]
@@ -95,7 +95,7 @@ def score(engine: Engine, cfg: ScoreConfig) -> ScoreResult:
     written = 0
     for start in range(0, len(rows), chunk):
         part = rows.iloc[start:start + chunk]
-        p = np.asarray(booster.predict(part[FEATURES]), dtype="float64")
+        p = np.asarray(predictor.predict(history, part), dtype="float64")
         tuples = list(zip([spec.name] * len(part), [cfg.partition_key] * len(part), part["event_id"].tolist(),
                           part["student_id"].tolist(), part["item_id"].tolist(), p.tolist(),
                           [version] * len(part), [approval_id] * len(part), [cfg.scoring_run_id] * len(part),

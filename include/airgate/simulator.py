@@ -116,9 +116,13 @@ class Simulator:
         truth_df = pd.DataFrame(truth, columns=["event_id", "true_p", "true_correct", "cohort", "grade", "rapid_guess"])
         return Batch(batch_no, events, truth_df)
 
-    def write_batch(self, batch_no: int, landing_dir: Path | str, oracle_dir: Path | str) -> Path:
-        """Write batch ``n`` as the app would: atomically (temp name, then rename) into the landing zone."""
+    def write_batch(self, batch_no: int, landing_dir: Path | str, oracle_dir: Path | str,
+                    roster_path: Path | str | None = None) -> Path:
+        """Write batch ``n`` as the app would: atomically (temp name, then rename) into the landing zone, and
+        register its students in the roster when one is given."""
         b = self.batch(batch_no)
+        if roster_path is not None:
+            update_roster(b, roster_path)
         landing, oracle = Path(landing_dir), Path(oracle_dir)
         landing.mkdir(parents=True, exist_ok=True)
         oracle.mkdir(parents=True, exist_ok=True)
@@ -157,6 +161,23 @@ def write_catalog(sim: Simulator, path: Path | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"item_id": [f"i{i:03d}" for i in range(sim.config.n_items)],
                   "skill_id": [f"k{k}" for k in sim.item_skill]}).to_csv(path, index=False)
+    return path
+
+
+def update_roster(batch: Batch, path: Path | str) -> Path:
+    """The app's student roster (student_id, grade_level, cohort), extended with the batch's students.
+
+    Slice metrics (the bias gate) join it at evaluation; it is rewritten atomically, so a reader never sees half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = (batch.events[["event_id", "student_id"]].merge(batch.truth[["event_id", "grade", "cohort"]], on="event_id")
+           .drop_duplicates("student_id").rename(columns={"grade": "grade_level"})
+           [["student_id", "grade_level", "cohort"]])
+    if path.exists():
+        new = pd.concat([pd.read_csv(path, dtype={"student_id": str}), new]).drop_duplicates("student_id", keep="last")
+    tmp = path.with_name(f".{path.name}.tmp")
+    new.sort_values("student_id").to_csv(tmp, index=False)
+    tmp.replace(path)
     return path
 
 

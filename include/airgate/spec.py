@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 NAME_RE = r"^[a-z][a-z0-9_]{1,62}$"
+# Metrics every candidate reports on validation (tuning objectives, constraints, the selection rule).
+TUNING_METRICS = ("auc", "logloss", "brier", "ece", "p95_latency_ms_per_1k", "model_size_kb")
 DEFAULT_SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 
 
@@ -116,10 +118,85 @@ class LabelPolicy(_Strict):
     reviewers: Approvers | None = None  # who may answer the queue through the API (default: role user or above)
 
 
+class Resources(_Strict):
+    """Kubernetes requests for one pod (limits are set equal, so the pod is Guaranteed QoS)."""
+
+    cpu: str = Field("1", pattern=r"^[0-9]+(\.[0-9]+)?m?$")
+    memory: str = Field("2Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+    gpu: int = Field(0, ge=0)
+
+
+class Kubernetes(_Strict):
+    """When present, training candidates (and their tuning trials) run as pods through the cncf-kubernetes
+    provider instead of on the Airflow worker. The image must contain this project (see the Dockerfile)."""
+
+    image: str = Field(min_length=1)
+    namespace: str = Field("airgate", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    service_account: str | None = None
+    env_secret: str | None = None  # a Secret with AIRGATE_* and AIRFLOW_CONN_* variables, loaded as env
+    gpu_resource: str = "nvidia.com/gpu"
+    resources: Resources = Resources()  # default for every candidate pod
+    startup_timeout_s: int = Field(600, ge=1)
+
+
+class SearchParam(_Strict):
+    """One tuned hyper-parameter: a numeric range, or a list of choices."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    type: Literal["int", "float", "categorical"] = "float"
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs 'choices'")
+        elif self.low is None or self.high is None or self.low > self.high:
+            raise ValueError("a numeric parameter needs 'low' <= 'high'")
+        elif self.log and self.low <= 0:
+            raise ValueError("a log-scale parameter needs 'low' > 0")
+        return self
+
+
 class Candidate(_Strict):
     name: str = Field(pattern=NAME_RE)
-    kind: Literal["baseline", "lightgbm"]
-    params: dict[str, Any] = Field(default_factory=dict)
+    kind: Literal["baseline", "lightgbm", "dkt"]
+    params: dict[str, Any] = Field(default_factory=dict)  # fixed parameters (the starting point when tuned)
+    search: dict[str, SearchParam] = Field(default_factory=dict)  # tuned by Optuna within these ranges
+    n_trials: int | None = Field(None, ge=1)  # overrides tuning.n_trials for this candidate
+    resources: Resources | None = None  # Kubernetes requests for this candidate's pod (overrides the default)
+
+    @model_validator(mode="after")
+    def _baseline_is_fixed(self) -> Candidate:
+        if self.kind == "baseline" and self.search:
+            raise ValueError("the baseline is not tuned: remove 'search'")
+        return self
+
+
+class Selection(_Strict):
+    """How the final model is picked from every candidate's Pareto front: the best ``metric`` among the points
+    that meet every constraint (``feasible``), or among all points (``all``)."""
+
+    metric: str = "auc"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    among: Literal["feasible", "all"] = "feasible"
+
+
+class Tuning(_Strict):
+    n_trials: int = Field(12, ge=1)
+    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    seed: int = 42
+    select: Selection = Selection()
+
+
+class Slices(_Strict):
+    """Slice metrics for the bias gate: a roster CSV (student_id + the ``by`` columns) joined at evaluation."""
+
+    roster: str | None = None
+    by: list[str] = Field(default_factory=list)
+    min_rows: int = Field(100, ge=1)  # smaller slices are reported but do not count toward the gap
 
 
 class Objective(_Strict):
@@ -158,6 +235,9 @@ class Gates(_Strict):
     primary_metric: str = "auc"
     max_calibration_error: float = Field(0.05, gt=0, le=1)  # expected calibration error (10 bins) on the test set
     reproducibility_tolerance: float = Field(1e-9, ge=0)  # max |p1 - p2| between two trainings on the same data
+    max_slice_gap: float = Field(0.1, gt=0, le=1)  # largest primary-metric gap between slices of one column
+    max_drift_share: float = Field(0.5, gt=0, le=1)  # share of drifted features (Evidently) that counts as drift
+    drift_blocking: bool = False  # drift is evidence by default; a gate that can fail when true
 
 
 class Approval(_Strict):
@@ -193,9 +273,12 @@ class ModelSpec(_Strict):
     candidates: list[Candidate]
     objectives: list[Objective] = Field(default_factory=lambda: [Objective(metric="auc", direction="maximize")])
     constraints: list[Constraint] = Field(default_factory=list)
+    tuning: Tuning = Tuning()
+    slices: Slices = Slices()
     gates: Gates = Gates()
     approval: Approval
     scoring: Scoring = Scoring()
+    kubernetes: Kubernetes | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -211,6 +294,20 @@ class ModelSpec(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("candidate names must be unique")
         return v
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> ModelSpec:
+        named = [("objectives", o.metric) for o in self.objectives] + [("constraints", c.metric)
+                                                                          for c in self.constraints]
+        named.append(("tuning.select.metric", self.tuning.select.metric))
+        for where, metric in named:
+            if metric not in TUNING_METRICS:
+                raise ValueError(f"{where}: unknown metric '{metric}'; use one of {list(TUNING_METRICS)}")
+        if len({o.metric for o in self.objectives}) != len(self.objectives):
+            raise ValueError("objectives: each metric may appear once")
+        if self.slices.by and not self.slices.roster:
+            raise ValueError("slices.by needs slices.roster, the CSV that maps students to slices")
+        return self
 
     @property
     def spec_hash(self) -> str:
@@ -253,6 +350,8 @@ def _problems(err: ValidationError) -> list[tuple[str, str, str]]:
     for e in err.errors():
         msg = re.sub(r"^Value error, ", "", e["msg"])
         fix = _FIXES.get(e["type"], "correct the value as the message says")
+        if e["type"] == "string_pattern_mismatch" and e["loc"] and e["loc"][-1] in ("cpu", "memory"):
+            fix = "use a Kubernetes quantity such as '500m' or '2' (cpu), '512Mi' or '4Gi' (memory)"
         if e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
             fix = f"use one of {e['ctx']['expected']}"
         out.append((_field_path(tuple(e["loc"])), msg, fix))

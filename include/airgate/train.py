@@ -1,15 +1,24 @@
-"""Training: the spec's candidates on one labeled version, split by time, every run logged to MLflow.
+"""Training in three steps, so candidates can train in parallel (one mapped task or pod each):
 
-The test split is scored once, here, after the model is fixed on train and valid. Everything is seeded and
-single-process deterministic, so retraining the same data version gives the same metrics. A training run id is
-idempotent: a retried task finds its finished run and returns it instead of training twice.
+1. ``prepare`` splits one labeled version by time, grouped by student, and writes the splits once per training run.
+2. ``train_candidate`` tunes one candidate with Optuna on train and validation only, logs every trial and the
+   final model to MLflow, and checks that retraining its chosen configuration reproduces it.
+3. ``finalize`` applies the spec's selection rule to every candidate's points, then reads the test split, once,
+   to evaluate the chosen model, the baseline and the current champion on the same rows. The read is recorded in
+   the warehouse; a second read for the same run with a different model is refused.
+
+Everything is seeded and deterministic. Each step is idempotent per training run id: a retry returns the finished
+result (or resumes the Optuna study) instead of training twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import shutil
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +27,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
-from airgate import audit, datasets, registry
+from airgate import audit, datasets, predictors, registry, tuning
 from airgate.features import FEATURES, build_features, load_history
-from airgate.spec import ModelSpec
-from airgate.warehouse import labels, model_candidates, utcnow
+from airgate.spec import Candidate, ModelSpec
+from airgate.warehouse import labels, model_candidates, test_set_reads, utcnow
 
 log = logging.getLogger(__name__)
 SEED = 42
@@ -48,9 +58,10 @@ class TrainResult:
     chosen: str
     mlflow_run_id: str
     model_uri: str
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     test_predictions: str = ""
     rows: dict[str, int] = field(default_factory=dict)
+    pareto: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,19 +112,6 @@ def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
             "brier": float(brier_score_loss(y, p)), "ece": float(ece)}
 
 
-def scoring_latency_ms_per_1k(predict: Any, frame: pd.DataFrame, repeats: int = 30) -> float:
-    """p95 wall time to score 1,000 rows through the same predict call scoring uses."""
-    chunk = frame[FEATURES].iloc[:1000]
-    if len(chunk) < 1000:
-        chunk = pd.concat([chunk] * (1000 // max(len(chunk), 1) + 1)).iloc[:1000]
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        predict(chunk)
-        times.append((time.perf_counter() - t0) * 1000)
-    return float(np.percentile(times, 95))
-
-
 def lgbm_params(spec_params: dict[str, Any]) -> dict[str, Any]:
     p = dict(spec_params)
     rounds = int(p.pop("n_estimators", 300))
@@ -126,97 +124,380 @@ def lgbm_params(spec_params: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
+# ----------------------------------------------------------------------------------------------------- splits
+
+SPLIT_COLUMNS = ["event_id", "student_id", "item_id", "ts", "label", "source", *FEATURES]
+
+
+class TestSetAlreadyRead(RuntimeError):
+    """The test split of this training run was already read for another model: a second look is refused."""
+
+
+def run_dir(cfg: TrainConfig) -> Path:
+    return Path(cfg.runs_dir) / cfg.training_run_id
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def prepare(engine: Engine, cfg: TrainConfig) -> dict[str, Any]:
+    """Split the labeled version once per training run; later calls (retries, other workers) get the same split."""
+    out = run_dir(cfg) / "split"
+    manifest = out / "manifest.json"
+    if manifest.exists():
+        return dict(json.loads(manifest.read_text()))
+    spec = cfg.spec
+    df = training_frame(engine, spec, cfg.labeled_version_id)
+    parts = time_split(df, spec)
+    if min(len(p) for p in parts.values()) < 50 or parts["train"]["label"].nunique() < 2:
+        raise ValueError(f"labeled version {cfg.labeled_version_id} has too few rows to train ({len(df)})")
+    tmp = run_dir(cfg) / f".split-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    hashes = {}
+    for name, part in parts.items():
+        path = tmp / f"{name}.parquet"
+        part[SPLIT_COLUMNS].to_parquet(path, index=False)
+        hashes[name] = _sha256(path)
+    body = {"model": spec.name, "training_run_id": cfg.training_run_id, "labeled_version_id": cfg.labeled_version_id,
+            "trained_by": cfg.trained_by, "code_version": cfg.code_version, "spec_hash": spec.spec_hash,
+            "rows": {k: len(v) for k, v in parts.items()},
+            "students": {k: int(v["student_id"].nunique()) for k, v in parts.items()}, "sha256": hashes,
+            "split_hash": hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()}
+    (tmp / "manifest.json").write_text(json.dumps(body, indent=2))
+    try:
+        tmp.rename(out)  # atomic: a split is there whole, or not at all
+    except OSError:  # another worker won the race; theirs is the split
+        shutil.rmtree(tmp, ignore_errors=True)
+        return dict(json.loads(manifest.read_text()))
+    audit.record(engine, actor=cfg.trained_by, event_type="train_split", model=spec.name,
+                 entity={"training_run_id": cfg.training_run_id, "data_version": cfg.labeled_version_id},
+                 details={"rows": body["rows"], "students": body["students"], "split_hash": body["split_hash"]})
+    return body
+
+
+def load_split(cfg: TrainConfig, part: str) -> pd.DataFrame:
+    """Train or validation rows. The test split is not served here: only ``read_test_once`` opens it."""
+    if part not in ("train", "valid"):
+        raise ValueError(f"load_split serves 'train' and 'valid' only, not {part!r}: the test split is read once "
+                         "by finalize()")
+    return pd.read_parquet(run_dir(cfg) / "split" / f"{part}.parquet")
+
+
+def read_test_once(engine: Engine, cfg: TrainConfig, model_uri: str) -> pd.DataFrame:
+    """The one read of the test split, recorded with the model it evaluates.
+
+    A retry of the same evaluation (same model) may read again, since the choice was fixed before the first read;
+    any other model is refused, so no one can pick among models by looking at the test set.
+    """
+    path = run_dir(cfg) / "split" / "test.parquet"
+    manifest = json.loads((run_dir(cfg) / "split" / "manifest.json").read_text())
+    if _sha256(path) != manifest["sha256"]["test"]:
+        raise TestSetAlreadyRead(f"the test split of {cfg.training_run_id} changed on disk since it was written")
+    reader = f"{cfg.trained_by}:{model_uri}"[:128]
+    try:
+        with engine.begin() as conn:
+            conn.execute(test_set_reads.insert().values(
+                training_run_id=cfg.training_run_id, model=cfg.spec.name, split_hash=manifest["split_hash"],
+                rows=manifest["rows"]["test"], reader=reader, read_at=utcnow()))
+    except IntegrityError:
+        with engine.connect() as conn:
+            first = conn.execute(select(test_set_reads.c.reader)
+                                 .where(test_set_reads.c.training_run_id == cfg.training_run_id)).scalar_one()
+        if first != reader:
+            raise TestSetAlreadyRead(
+                f"the test split of {cfg.training_run_id} was already read to evaluate {first}; "
+                f"refusing a second read for {reader}. Start a new training run instead.") from None
+    return pd.read_parquet(path)
+
+
+def test_reads(engine: Engine, training_run_id: str) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(
+            select(test_set_reads).where(test_set_reads.c.training_run_id == training_run_id))]
+
+
+# ------------------------------------------------------------------------------------------------- candidates
+
+def _history(engine: Engine, cfg: TrainConfig) -> pd.DataFrame:
+    v = datasets.get(engine, cfg.labeled_version_id)
+    assert v is not None
+    return load_history(engine, cfg.spec.name, list(v.summary["clean_versions"]))
+
+
+class _Fitter:
+    """Fits one candidate kind with given parameters and returns (predictor, valid predictions)."""
+
+    def __init__(self, engine: Engine, cfg: TrainConfig, cand: Candidate) -> None:
+        self.cand = cand
+        self.train = load_split(cfg, "train")
+        self.valid = load_split(cfg, "valid")
+        self.history = _history(engine, cfg) if cand.kind == "dkt" else self.valid[["event_id", "student_id"]]
+
+    def fit(self, params: dict[str, Any]) -> tuple[predictors.Predictor, np.ndarray, dict[str, Any]]:
+        if self.cand.kind == "baseline":
+            pred: predictors.Predictor = predictors.BaselinePredictor()
+            info: dict[str, Any] = {}
+        elif self.cand.kind == "lightgbm":
+            import lightgbm as lgb
+
+            p = lgbm_params(params)
+            # Small data trains faster on one thread, and OpenMP on a busy two-core worker can stall badly.
+            p["num_threads"] = 1 if len(self.train) < 100_000 else p["num_threads"]
+            rounds = p.pop("num_boost_round")
+            dtrain = lgb.Dataset(self.train[FEATURES], self.train["label"], free_raw_data=False)
+            dvalid = lgb.Dataset(self.valid[FEATURES], self.valid["label"], reference=dtrain)
+            booster = lgb.train(p, dtrain, num_boost_round=rounds, valid_sets=[dvalid],
+                                callbacks=[lgb.early_stopping(30, first_metric_only=True, verbose=False)])
+            # Keep only the trees early stopping chose, so the logged model is exactly the evaluated one.
+            booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+            pred = predictors.LightGBMPredictor(booster)
+            info = {"best_iteration": booster.current_iteration()}
+        else:
+            from airgate import dkt
+
+            targets = pd.concat([self.train[["event_id", "label"]], self.valid[["event_id", "label"]]])
+            model = dkt.fit(self.history, targets, set(self.train["student_id"]), set(self.valid["student_id"]),
+                            dkt.DKTParams.from_dict(params))
+            pred = predictors.DKTPredictor(model)
+            info = {"best_epoch": model.best_epoch}
+        return pred, pred.predict(self.history, self.valid), info
+
+    def measure(self, pred: predictors.Predictor, valid_p: np.ndarray) -> dict[str, float]:
+        m = metrics(self.valid["label"].to_numpy(), valid_p)
+        m["p95_latency_ms_per_1k"] = predictors.latency_ms_per_1k(pred, self.history, self.valid)
+        m["model_size_kb"] = pred.size_kb
+        return m
+
+
+def result_path(cfg: TrainConfig, name: str) -> Path:
+    return run_dir(cfg) / "candidates" / f"{name}.json"
+
+
+def train_candidate(engine: Engine, cfg: TrainConfig, name: str) -> dict[str, Any]:
+    """Tune, fit and log one candidate on train + validation. Idempotent: a finished candidate is returned as is."""
+    import mlflow
+
+    done = result_path(cfg, name)
+    if done.exists():
+        return dict(json.loads(done.read_text()))
+    spec = cfg.spec
+    cand = next((c for c in spec.candidates if c.name == name), None)
+    if cand is None:
+        raise ValueError(f"{name!r} is not a candidate of {spec.name}: {[c.name for c in spec.candidates]}")
+    manifest = prepare(engine, cfg)
+    t0 = time.perf_counter()
+    fitter = _Fitter(engine, cfg, cand)
+    exp_id = registry.experiment_id(cfg.mlflow, spec.name)
+    registry.client(cfg.mlflow)
+    tags = {"airgate.model": spec.name, "airgate.data_version": cfg.labeled_version_id,
+            "airgate.label_version": cfg.labeled_version_id, "airgate.training_run_id": cfg.training_run_id,
+            "airgate.spec_hash": spec.spec_hash, "airgate.code_version": cfg.code_version,
+            "airgate.trained_by": cfg.trained_by, "airgate.split_hash": manifest["split_hash"],
+            "airgate.candidate": name, predictors.KIND_TAG: cand.kind}
+    valid_preds: dict[int, np.ndarray] = {}
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{cfg.training_run_id}:{name}", tags=tags) as run:
+        mlflow.log_params({f"rows_{k}": v for k, v in manifest["rows"].items()})
+
+        def evaluate(params: dict[str, Any]) -> dict[str, float]:
+            pred, valid_p, info = fitter.fit(params)
+            m = fitter.measure(pred, valid_p)
+            evaluate.last = (valid_p, info)  # type: ignore[attr-defined]
+            return m
+
+        def on_trial(number: int, params: dict[str, Any], m: dict[str, float]) -> None:
+            valid_preds[number] = evaluate.last[0]  # type: ignore[attr-defined]
+            with mlflow.start_run(experiment_id=exp_id, run_name=f"trial-{number}", nested=True,
+                                  tags={**tags, "airgate.trial": str(number)}):
+                mlflow.log_params({k: v for k, v in params.items()})
+                mlflow.log_params({k: v for k, v in evaluate.last[1].items()})  # type: ignore[attr-defined]
+                mlflow.log_metrics({f"valid_{k}": v for k, v in m.items()})
+
+        storage = engine.url.render_as_string(hide_password=False)
+        points = tuning.run_study(spec, cand, storage, f"{cfg.training_run_id}:{name}", evaluate, on_trial=on_trial)
+        best = tuning.select(points, spec) if any(p.feasible for p in points) or spec.tuning.select.among == "all" \
+            else tuning.select(points, spec.model_copy(update={"tuning": spec.tuning.model_copy(
+                update={"select": spec.tuning.select.model_copy(update={"among": "all"})})}))
+        # Reproducibility: fit the chosen configuration again from scratch and compare with its trial.
+        pred, valid_p, info = fitter.fit(best.params)
+        if best.trial in valid_preds:
+            reference = valid_preds[best.trial]
+        else:  # resumed study: the trial's predictions died with the earlier process; fit a second time
+            reference = fitter.fit(best.params)[1]
+        repro = float(np.max(np.abs(np.asarray(valid_p) - np.asarray(reference)))) if len(valid_p) else 0.0
+        final = fitter.measure(pred, valid_p)
+        mlflow.log_params({k: v for k, v in best.params.items()})
+        mlflow.log_params({"chosen_trial": best.trial, "n_trials": len(points), **info})
+        mlflow.log_metrics({f"valid_{k}": v for k, v in final.items()} | {"repro_max_abs_diff": repro})
+        model_uri = _log_model(pred, fitter.train, fitter.history)
+        seconds = time.perf_counter() - t0
+        mlflow.log_metric("train_seconds", seconds)
+        result = {"candidate": name, "kind": cand.kind, "mlflow_run_id": run.info.run_id, "model_uri": model_uri,
+                  "params": best.params, "chosen_trial": best.trial, "n_trials": len(points),
+                  "feasible": best.feasible, "valid": final, "repro_max_abs_diff": repro,
+                  "train_seconds": seconds, "points": [p.to_dict() for p in points]}
+    audit.record(engine, actor=cfg.trained_by, event_type="tune", model=spec.name,
+                 entity={"training_run_id": cfg.training_run_id, "candidate": name,
+                         "mlflow_run_id": result["mlflow_run_id"]},
+                 details={"n_trials": len(points), "front": sum(p.on_front for p in points),
+                          "chosen_trial": best.trial, "valid_auc": final["auc"], "feasible": best.feasible})
+    done.parent.mkdir(parents=True, exist_ok=True)
+    tmp = done.with_suffix(f".{uuid.uuid4().hex[:6]}.tmp")
+    tmp.write_text(json.dumps(result, default=float))
+    tmp.replace(done)
+    log.info("candidate %s of %s: valid auc %.4f after %d trials (%.1fs)", name, cfg.training_run_id, final["auc"],
+             len(points), seconds)
+    return result
+
+
+def _log_model(pred: predictors.Predictor, train: pd.DataFrame, history: pd.DataFrame) -> str:
+    """Log the final model with its signature, an input example and its requirements; '' for the baseline."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    if isinstance(pred, predictors.LightGBMPredictor):
+        import lightgbm as lgb
+
+        example = train[FEATURES].head(5)
+        info = mlflow.lightgbm.log_model(
+            pred.booster, name="model", signature=infer_signature(example, pred.booster.predict(example)),
+            input_example=example, pip_requirements=[f"lightgbm=={lgb.__version__}", f"pandas=={pd.__version__}"])
+        return str(info.model_uri)
+    if isinstance(pred, predictors.DKTPredictor):
+        from airgate import dkt
+
+        example = history[history["student_id"] == history["student_id"].iloc[0]].head(20)
+        return str(dkt.log_model(pred.model, "model", example).model_uri)
+    return ""
+
+
+def train_candidate_from_env(model: str, training_run_id: str, candidate: str) -> dict[str, Any]:
+    """Entry point for a pod: everything but the ids comes from the environment and the run's split manifest."""
+    from airgate.runtime import code_version, mlflow_config, runs_dir, warehouse_engine
+    from airgate.spec import find_spec
+
+    spec = find_spec(model)
+    manifest = json.loads((Path(runs_dir()) / training_run_id / "split" / "manifest.json").read_text())
+    cfg = TrainConfig(spec, manifest["labeled_version_id"], training_run_id, manifest["trained_by"], mlflow_config(),
+                      runs_dir(), manifest.get("code_version") or code_version())
+    return train_candidate(warehouse_engine(), cfg, candidate)
+
+
+# --------------------------------------------------------------------------------------------------- finalize
+
 def existing(engine: Engine, training_run_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         r = conn.execute(select(model_candidates).where(model_candidates.c.training_run_id == training_run_id)).first()
     return dict(r._mapping) if r else None
 
 
-def train(engine: Engine, cfg: TrainConfig) -> TrainResult:
-    import lightgbm as lgb
-    import mlflow
-    from mlflow.models import infer_signature
+def _from_row(row: dict[str, Any]) -> TrainResult:
+    m = row["metrics"]
+    return TrainResult(row["training_run_id"], row["model"], row["data_version"], row["trained_by"], m["chosen"],
+                       row["mlflow_run_id"], m["model_uri"], m["candidates"], m["test_predictions"], m["rows"],
+                       m.get("pareto", {}))
 
-    spec = cfg.spec
+
+def finalize(engine: Engine, cfg: TrainConfig, results: list[dict[str, Any]]) -> TrainResult:
+    """Select by the spec's rule, then evaluate the chosen model, the baseline and the champion on the test split."""
+    import mlflow
+
+    from airgate import governance
+
     done = existing(engine, cfg.training_run_id)
     if done is not None:
         log.info("training run %s already finished; returning it", cfg.training_run_id)
-        m = done["metrics"]
-        return TrainResult(cfg.training_run_id, spec.name, done["data_version"], done["trained_by"], m["chosen"],
-                           done["mlflow_run_id"], m["model_uri"], m["candidates"], m["test_predictions"], m["rows"])
+        return _from_row(done)
+    spec = cfg.spec
+    manifest = prepare(engine, cfg)
+    by_name = {r["candidate"]: r for r in results}
+    missing = [c.name for c in spec.candidates if c.name not in by_name]
+    if missing:
+        raise ValueError(f"candidates {missing} have no result for {cfg.training_run_id}")
+    baseline = next(c.name for c in spec.candidates if c.kind == "baseline")
+    points = [tuning.Point.from_dict(p) for r in results for p in r["points"]]
+    reps = [tuning.Point(r["candidate"], r["chosen_trial"], r["params"], r["valid"], r["feasible"])
+            for r in results if r["candidate"] != baseline]
+    chosen_point = tuning.select(reps, spec)  # raises NoFeasiblePoint: nothing may be chosen
+    chosen = by_name[chosen_point.candidate]
+    overall = {(p.candidate, p.trial) for p in tuning.front(points, spec)}
+    out = run_dir(cfg)
+    pareto = {"size": len(overall), "trials": len(points), "objectives": [o.model_dump() for o in spec.objectives],
+              "chosen": {"candidate": chosen["candidate"], "trial": chosen["chosen_trial"],
+                         "params": chosen["params"], "valid": chosen["valid"]},
+              "points": [dict(p.to_dict(), on_front=(p.candidate, p.trial) in overall) for p in points]}
+    (out / "pareto.json").write_text(json.dumps(pareto, indent=1, default=float))
+    plot = tuning.plot_front(points, spec, tuning.Point(chosen["candidate"], chosen["chosen_trial"],
+                                                        chosen["params"], chosen["valid"], True), str(out / "pareto.png"))
+    pareto["path"], pareto["plot"] = str(out / "pareto.json"), plot
 
-    df = training_frame(engine, spec, cfg.labeled_version_id)
-    parts = time_split(df, spec)
-    if min(len(p) for p in parts.values()) < 50 or parts["train"]["label"].nunique() < 2:
-        raise ValueError(f"labeled version {cfg.labeled_version_id} has too few rows to train ({len(df)})")
-    rows = {k: len(v) for k, v in parts.items()}
-    exp_id = registry.experiment_id(cfg.mlflow, spec.name)
-    registry.client(cfg.mlflow)
-    tags = {"airgate.model": spec.name, "airgate.data_version": cfg.labeled_version_id,
-            "airgate.training_run_id": cfg.training_run_id, "airgate.spec_hash": spec.spec_hash,
-            "airgate.code_version": cfg.code_version, "airgate.trained_by": cfg.trained_by}
-    results: dict[str, dict[str, float]] = {}
-    test_pred = pd.DataFrame({"event_id": parts["test"]["event_id"].to_numpy(),
-                              "label": parts["test"]["label"].to_numpy()})
-    chosen_uri, chosen_run, chosen = "", "", ""
-    for cand in spec.candidates:
-        with mlflow.start_run(experiment_id=exp_id, run_name=f"{cfg.training_run_id}:{cand.name}", tags=tags) as run:
-            mlflow.log_params({"candidate": cand.name, "kind": cand.kind, **cand.params})
-            mlflow.log_params({f"rows_{k}": v for k, v in rows.items()})
-            if cand.kind == "baseline":
-                # Per-item historical accuracy, point in time: what a teacher's gradebook would say.
-                valid_p = parts["valid"]["item_rate"].to_numpy()
-                test_p = parts["test"]["item_rate"].to_numpy()
-                latency = scoring_latency_ms_per_1k(lambda x: x["item_rate"].to_numpy(), parts["test"])
-            else:
-                params = lgbm_params(cand.params)
-                rounds = params.pop("num_boost_round")
-                dtrain = lgb.Dataset(parts["train"][FEATURES], parts["train"]["label"], free_raw_data=False)
-                dvalid = lgb.Dataset(parts["valid"][FEATURES], parts["valid"]["label"], reference=dtrain)
-                booster = lgb.train(params, dtrain, num_boost_round=rounds, valid_sets=[dvalid],
-                                    callbacks=[lgb.early_stopping(30, first_metric_only=True, verbose=False)])
-                valid_p = booster.predict(parts["valid"][FEATURES], num_iteration=booster.best_iteration)
-                test_p = booster.predict(parts["test"][FEATURES], num_iteration=booster.best_iteration)
-                # Reproducibility is a gate: train again from scratch on the same version and compare.
-                again = lgb.train(params, lgb.Dataset(parts["train"][FEATURES], parts["train"]["label"]),
-                                  num_boost_round=rounds, valid_sets=[lgb.Dataset(
-                                      parts["valid"][FEATURES], parts["valid"]["label"])],
-                                  callbacks=[lgb.early_stopping(30, first_metric_only=True, verbose=False)])
-                again_p = np.asarray(again.predict(parts["test"][FEATURES], num_iteration=again.best_iteration))
-                repro_diff = float(np.max(np.abs(again_p - np.asarray(test_p))))
-                latency = scoring_latency_ms_per_1k(booster.predict, parts["test"])
-                mlflow.log_param("best_iteration", booster.best_iteration)
-                example = parts["train"][FEATURES].head(5)
-                info = mlflow.lightgbm.log_model(
-                    booster, name="model", signature=infer_signature(example, booster.predict(example)),
-                    input_example=example, pip_requirements=[f"lightgbm=={lgb.__version__}"])
-                chosen_uri, chosen_run, chosen = info.model_uri, run.info.run_id, cand.name
-            m = {f"valid_{k}": v for k, v in metrics(parts["valid"]["label"].to_numpy(), valid_p).items()}
-            m.update({f"test_{k}": v for k, v in metrics(parts["test"]["label"].to_numpy(), test_p).items()})
-            m["p95_latency_ms_per_1k"] = latency
-            if cand.kind != "baseline":
-                m["repro_max_abs_diff"] = repro_diff
-            mlflow.log_metrics(m)
-            results[cand.name] = m
-            test_pred[f"p_{cand.name}"] = test_p
-
-    out_dir = Path(cfg.runs_dir) / cfg.training_run_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pred_path = out_dir / "test_predictions.csv"
+    # The one read of the test split.
+    test = read_test_once(engine, cfg, chosen["model_uri"])
+    kinds = {chosen["kind"]}
+    champ = governance.current_champion(engine, spec.name)
+    champ_pred = predictors.load_version(cfg.mlflow, spec.name, champ.version) if champ else None
+    if champ_pred is not None:
+        kinds.add(champ_pred.kind)
+    history = _history(engine, cfg) if "dkt" in kinds else test[["event_id", "student_id"]]
+    y = test["label"].to_numpy()
+    test_pred = pd.DataFrame({"event_id": test["event_id"].to_numpy(), "student_id": test["student_id"].to_numpy(),
+                              "label": y})
+    candidates: dict[str, dict[str, Any]] = {}
+    for r in results:
+        m: dict[str, Any] = {f"valid_{k}": v for k, v in r["valid"].items()}
+        m["train_seconds"] = r["train_seconds"]
+        m["n_trials"] = r["n_trials"]
+        if r["candidate"] in (chosen["candidate"], baseline):
+            pred = predictors.load(r["kind"], r["model_uri"])
+            p = pred.predict(history, test)
+            test_pred[f"p_{r['candidate']}"] = p
+            m.update({f"test_{k}": v for k, v in metrics(y, p).items()})
+            m["p95_latency_ms_per_1k"] = r["valid"]["p95_latency_ms_per_1k"]
+            m["model_size_kb"] = r["valid"]["model_size_kb"]
+            if r["kind"] != "baseline":
+                m["repro_max_abs_diff"] = r["repro_max_abs_diff"]
+        candidates[r["candidate"]] = m
+    champion: dict[str, Any] = {"version": None, "test_auc": None}
+    if champ is not None and champ_pred is not None:
+        p = champ_pred.predict(history, test)
+        test_pred["p_champion"] = p
+        champion = {"version": champ.version, "kind": champ_pred.kind, **{f"test_{k}": v for k, v in
+                                                                          metrics(y, p).items()}}
+    pred_path = out / "test_predictions.csv"
     test_pred.to_csv(pred_path, index=False)
-    mlflow.log_artifact(str(pred_path), run_id=chosen_run)
-    result = TrainResult(cfg.training_run_id, spec.name, cfg.labeled_version_id, cfg.trained_by, chosen,
-                         chosen_run, chosen_uri, results, str(pred_path), rows)
+    registry.client(cfg.mlflow)
+    with mlflow.start_run(run_id=chosen["mlflow_run_id"]):
+        mlflow.log_metrics({k: v for k, v in candidates[chosen["candidate"]].items() if k.startswith("test_")})
+        mlflow.log_artifact(str(pred_path))
+        mlflow.log_artifact(str(out / "pareto.json"))
+        if plot:
+            mlflow.log_artifact(plot)
+    result = TrainResult(cfg.training_run_id, spec.name, cfg.labeled_version_id, cfg.trained_by, chosen["candidate"],
+                         chosen["mlflow_run_id"], chosen["model_uri"], candidates, str(pred_path), manifest["rows"],
+                         pareto)
+    body = {"candidates": candidates, "chosen": chosen["candidate"], "kind": chosen["kind"],
+            "model_uri": chosen["model_uri"], "test_predictions": str(pred_path), "rows": manifest["rows"],
+            "code_version": cfg.code_version, "pareto": {k: v for k, v in pareto.items() if k != "points"},
+            "champion": champion, "split_hash": manifest["split_hash"]}
     with engine.begin() as conn:
         conn.execute(model_candidates.insert().values(
             model=spec.name, training_run_id=cfg.training_run_id, data_version=cfg.labeled_version_id,
-            mlflow_run_id=chosen_run, trained_by=cfg.trained_by, status="trained", created_at=utcnow(),
-            code_version=cfg.code_version[:64],
-            metrics={"candidates": results, "chosen": chosen, "model_uri": chosen_uri,
-                     "test_predictions": str(pred_path), "rows": rows, "code_version": cfg.code_version}))
+            mlflow_run_id=chosen["mlflow_run_id"], trained_by=cfg.trained_by, status="trained", created_at=utcnow(),
+            code_version=cfg.code_version[:64], metrics=json.loads(json.dumps(body, default=float))))
         audit.append(conn, actor=cfg.trained_by, event_type="train", model=spec.name,
                      entity={"training_run_id": cfg.training_run_id, "data_version": cfg.labeled_version_id,
-                             "mlflow_run_id": chosen_run},
-                     details={"chosen": chosen, "metrics": results, "rows": rows})
-    log.info("training run %s: %s", cfg.training_run_id, json.dumps(results, indent=None))
+                             "mlflow_run_id": chosen["mlflow_run_id"]},
+                     details={"chosen": chosen["candidate"], "pareto_size": pareto["size"],
+                              "test_auc": candidates[chosen["candidate"]].get("test_auc"), "rows": manifest["rows"]})
+    log.info("training run %s chose %s (trial %s): test auc %.4f", cfg.training_run_id, chosen["candidate"],
+             chosen["chosen_trial"], candidates[chosen["candidate"]]["test_auc"])
     return result
+
+
+def train(engine: Engine, cfg: TrainConfig) -> TrainResult:
+    """All three steps in one process (tests, the demo and benches); the DAG runs candidates in parallel."""
+    done = existing(engine, cfg.training_run_id)
+    if done is not None:
+        return _from_row(done)
+    prepare(engine, cfg)
+    return finalize(engine, cfg, [train_candidate(engine, cfg, c.name) for c in cfg.spec.candidates])

@@ -217,6 +217,17 @@ model_candidates = Table(
     Column("code_version", String(64)),  # git commit of the code that trained it (migration 0002)
 )
 
+# The test split of a training run is read once, by the final evaluation; a second read is refused (migration 0008).
+test_set_reads = Table(
+    "test_set_reads", metadata,
+    Column("training_run_id", String(80), primary_key=True),
+    Column("model", String(64), nullable=False),
+    Column("split_hash", String(64), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("reader", String(128), nullable=False),
+    _ts("read_at", nullable=False),
+)
+
 approval_requests = Table(
     "approval_requests", metadata,
     Column("id", String(40), primary_key=True),

@@ -1,0 +1,88 @@
+"""Command line entry points for work that runs outside the Airflow worker, in a Kubernetes pod.
+
+A pod started by KubernetesPodOperator runs ``python -m airgate.cli <command> ...``. It gets ids on the command
+line and everything else (warehouse and MLflow connections, the prepared split) from its environment, so the
+same image serves every model and every run. The result travels back as JSON: the operator's XCom sidecar reads
+``/airflow/xcom/return.json``, which is why a command writes its result there as well as printing it.
+
+Only argparse, json and os are imported here: the stage modules (pandas, LightGBM, MLflow, ...) are imported by
+the command that needs them, so ``--help`` stays instant and the module is safe to import anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+# Where KubernetesPodOperator(do_xcom_push=True) expects the result; overridable so tests need no /airflow.
+DEFAULT_XCOM_PATH = "/airflow/xcom/return.json"
+XCOM_PATH_ENV = "AIRGATE_XCOM_PATH"
+
+Command = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+def xcom_path() -> Path:
+    return Path(os.environ.get(XCOM_PATH_ENV) or DEFAULT_XCOM_PATH)
+
+
+def write_result(result: dict[str, Any], *, xcom: bool) -> str:
+    """Print the result and, for the XCom sidecar, write it to the return file.
+
+    The file is written when asked (``--xcom``) or when its folder exists, which is exactly when the operator
+    mounted the XCom volume: a pod run with do_xcom_push cannot forget the flag, and a shell run leaves no file.
+    ``default=float`` because metrics come back as NumPy scalars.
+    """
+    text = json.dumps(result, default=float, sort_keys=True)
+    path = xcom_path()
+    if xcom or path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)  # the sidecar never sees half a file
+    print(text)
+    return text
+
+
+def _train_candidate(args: argparse.Namespace) -> dict[str, Any]:
+    from airgate.train import train_candidate_from_env  # heavy: pandas, LightGBM, MLflow, Optuna
+
+    return train_candidate_from_env(args.model, args.training_run_id, args.candidate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m airgate.cli",
+        description="airgate stages that run in a pod. Ids come from arguments; connections from the environment.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train-candidate", help="tune, fit and log one candidate of a prepared training run",
+        description="Tune, fit and log one candidate on the split already prepared for the training run. "
+                    "Idempotent: a finished candidate returns its stored result.")
+    train.add_argument("--model", required=True, help="model name (the spec file's stem)")
+    train.add_argument("--training-run-id", required=True, help="training run whose split is prepared")
+    train.add_argument("--candidate", required=True, help="candidate name from the spec")
+    train.add_argument("--xcom", action="store_true",
+                       help=f"also write the JSON result to ${XCOM_PATH_ENV} (default {DEFAULT_XCOM_PATH})")
+    train.set_defaults(func=_train_candidate)
+    # A later 'score-partition' subcommand is registered here the same way.
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("AIRGATE_LOG_LEVEL", "INFO"), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    func: Command = args.func
+    write_result(func(args), xcom=bool(getattr(args, "xcom", False)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

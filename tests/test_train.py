@@ -1,0 +1,156 @@
+"""The model plane: candidates tuned on train + validation, one selection by the spec's rule, one test read.
+
+Runs on SQLite and PostgreSQL: the Optuna study lives in the warehouse database either way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from airgate import audit, train, tuning
+from airgate.warehouse import model_candidates
+
+from .helpers import prepare_data
+
+pytestmark = pytest.mark.unit
+
+
+def _cfg(spec, labeled: str, mlflow_cfg, tmp_path: Path, run_id: str = "tr-t") -> train.TrainConfig:  # type: ignore[no-untyped-def]
+    return train.TrainConfig(spec, labeled, run_id, "trainer", mlflow_cfg, str(tmp_path / "runs"), "abc123")
+
+
+@pytest.fixture
+def trained(engine, spec, small_sim, mlflow_cfg, tmp_path: Path):  # type: ignore[no-untyped-def]
+    labeled = prepare_data(engine, spec, small_sim, tmp_path)
+    cfg = _cfg(spec, labeled, mlflow_cfg, tmp_path)
+    return cfg, train.train(engine, cfg)
+
+
+def test_tunes_each_candidate_in_the_warehouse_study_and_selects_by_the_rule(engine, spec, trained) -> None:  # type: ignore[no-untyped-def]
+    import optuna
+
+    cfg, result = trained
+    lgbm = json.loads(train.result_path(cfg, "lightgbm").read_text())
+    study = optuna.load_study(study_name=f"{cfg.training_run_id}:lightgbm",
+                              storage=engine.url.render_as_string(hide_password=False))
+    assert len(study.trials) == spec.tuning.n_trials == lgbm["n_trials"]
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    # the written-down configuration is always trial 0, so tuning cannot end below it
+    assert study.trials[0].params["num_leaves"] == spec.candidates[1].params["num_leaves"]
+    assert lgbm["valid"]["auc"] >= max(p["metrics"]["auc"] for p in lgbm["points"] if p["feasible"]) - 1e-12
+    # the rule: best validation AUC among the points that meet p95 latency <= 100
+    points = [tuning.Point.from_dict(p) for p in lgbm["points"]]
+    best = tuning.select(points, spec)
+    assert result.chosen == "lightgbm" and lgbm["chosen_trial"] == best.trial
+    assert result.pareto["size"] >= 1 and Path(result.pareto["plot"]).stat().st_size > 5_000
+    front = json.loads(Path(result.pareto["path"]).read_text())
+    assert sum(p["on_front"] for p in front["points"]) == result.pareto["size"]
+    assert lgbm["repro_max_abs_diff"] <= spec.gates.reproducibility_tolerance
+
+
+def test_test_split_is_read_once_and_only_for_the_chosen_and_the_baseline(engine, trained, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    cfg, result = trained
+    reads = train.test_reads(engine, cfg.training_run_id)
+    assert len(reads) == 1 and reads[0]["reader"].endswith(result.model_uri)
+    assert set(result.metrics["baseline"]) >= {"test_auc"} and "test_auc" in result.metrics["lightgbm"]
+    # another model may not look at this run's test set
+    with pytest.raises(train.TestSetAlreadyRead, match="already read"):
+        train.read_test_once(engine, cfg, "models:/some-other-model")
+    # the retry of the same evaluation may (the choice was fixed before the first read), and adds no record
+    train.read_test_once(engine, cfg, result.model_uri)
+    assert len(train.test_reads(engine, cfg.training_run_id)) == 1
+    with pytest.raises(ValueError, match="read once"):
+        train.load_split(cfg, "test")
+    # a tampered test file is refused
+    path = Path(cfg.runs_dir) / cfg.training_run_id / "split" / "test.parquet"
+    path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(train.TestSetAlreadyRead, match="changed on disk"):
+        train.read_test_once(engine, cfg, result.model_uri)
+
+
+def test_tuning_never_opens_the_test_split(engine, spec, small_sim, mlflow_cfg, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    labeled = prepare_data(engine, spec, small_sim, tmp_path)
+    cfg = _cfg(spec, labeled, mlflow_cfg, tmp_path, "tr-peek")
+    train.prepare(engine, cfg)
+    opened: list[str] = []
+    real = pd.read_parquet
+
+    def spy(path, *a, **kw):  # type: ignore[no-untyped-def]
+        opened.append(str(path))
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(pd, "read_parquet", spy)
+    results = [train.train_candidate(engine, cfg, c.name) for c in spec.candidates]
+    assert opened and not [p for p in opened if p.endswith("test.parquet")]
+    assert train.test_reads(engine, cfg.training_run_id) == []
+    train.finalize(engine, cfg, results)
+    assert [p for p in opened if p.endswith("test.parquet")] == [str(Path(cfg.runs_dir) / "tr-peek" / "split" /
+                                                                     "test.parquet")]
+
+
+def test_a_retried_candidate_resumes_its_study_and_reproduces(engine, spec, small_sim, mlflow_cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import optuna
+
+    labeled = prepare_data(engine, spec, small_sim, tmp_path)
+    cfg = _cfg(spec, labeled, mlflow_cfg, tmp_path, "tr-retry")
+    first = train.train_candidate(engine, cfg, "lightgbm")
+    train.result_path(cfg, "lightgbm").unlink()  # as if the task died after tuning, before recording its result
+    again = train.train_candidate(engine, cfg, "lightgbm")
+    study = optuna.load_study(study_name="tr-retry:lightgbm", storage=engine.url.render_as_string(hide_password=False))
+    assert len(study.trials) == spec.tuning.n_trials, "the retry re-ran trials that had finished"
+    assert again["valid"]["auc"] == first["valid"]["auc"] and again["params"] == first["params"]
+    assert again["repro_max_abs_diff"] <= spec.gates.reproducibility_tolerance
+    # a finished candidate is returned as is
+    assert train.train_candidate(engine, cfg, "lightgbm")["mlflow_run_id"] == again["mlflow_run_id"]
+
+
+def test_every_trial_and_the_final_model_are_in_mlflow(engine, trained) -> None:  # type: ignore[no-untyped-def]
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    cfg, result = trained
+    client = MlflowClient(tracking_uri=cfg.mlflow.tracking_uri)
+    parent = client.get_run(result.mlflow_run_id)
+    tags = parent.data.tags
+    assert tags["airgate.data_version"] == cfg.labeled_version_id
+    assert tags["airgate.label_version"] == cfg.labeled_version_id
+    assert tags["airgate.spec_hash"] == cfg.spec.spec_hash and tags["airgate.code_version"] == "abc123"
+    assert tags["airgate.kind"] == "lightgbm" and len(tags["airgate.split_hash"]) == 64
+    assert parent.data.metrics["test_auc"] == pytest.approx(result.metrics["lightgbm"]["test_auc"])
+    trials = client.search_runs([parent.info.experiment_id],
+                                f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(trials) == cfg.spec.tuning.n_trials
+    assert all("valid_auc" in t.data.metrics and "valid_p95_latency_ms_per_1k" in t.data.metrics for t in trials)
+    info = mlflow.models.get_model_info(result.model_uri)
+    assert info.signature is not None and info.saved_input_example_info is not None
+    reqs = Path(mlflow.artifacts.download_artifacts(result.model_uri)) / "requirements.txt"
+    assert "lightgbm==" in reqs.read_text()
+
+
+def test_training_is_idempotent_and_audited(engine, trained) -> None:  # type: ignore[no-untyped-def]
+    cfg, result = trained
+    again = train.train(engine, cfg)
+    assert again.mlflow_run_id == result.mlflow_run_id
+    with engine.connect() as conn:
+        assert len(conn.execute(select(model_candidates)).all()) == 1
+    kinds = [e["event_type"] for e in audit.events(engine, model=cfg.spec.name)]
+    assert kinds.count("train_split") == 1 and kinds.count("tune") == len(cfg.spec.candidates)
+    assert kinds.count("train") == 1
+    assert audit.verify_chain(engine).ok
+
+
+def test_nothing_feasible_means_no_model(engine, spec, small_sim, mlflow_cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from airgate.spec import Constraint
+
+    strict = spec.model_copy(update={"constraints": [Constraint(metric="p95_latency_ms_per_1k", max=1e-6)],
+                                     "tuning": spec.tuning.model_copy(update={"n_trials": 2})})
+    labeled = prepare_data(engine, strict, small_sim, tmp_path)
+    cfg = _cfg(strict, labeled, mlflow_cfg, tmp_path, "tr-none")
+    with pytest.raises(tuning.NoFeasiblePoint):
+        train.train(engine, cfg)
+    assert train.test_reads(engine, "tr-none") == [], "no choice, so no reason to look at the test set"
