@@ -129,3 +129,29 @@ def test_a_bad_spec_surfaces_as_an_import_error_naming_the_file(tmp_path: Path) 
     errors = _subprocess_json(code, AIRGATE_SPECS_DIR=str(tmp_path))
     text = " ".join(errors.values())
     assert "broken_model.yaml" in text and "field 'approval'" in text and "Fix:" in text
+
+
+@pytest.mark.dag_structure
+def test_training_maps_one_task_per_candidate(dagbag) -> None:  # type: ignore[no-untyped-def]
+    dag = dagbag.dags["knowledge_tracing__train"]
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "prepare_split", "train_candidate", "select_and_test", "validate", "register_and_request_approval"]
+    mapped = dag.get_task("train_candidate")
+    assert type(mapped).__name__.endswith("MappedOperator") and mapped.pool == "airgate_training"
+    from airgate.spec import find_spec
+
+    assert mapped.op_kwargs_expand_input.value["candidate"] == [c.name for c in find_spec("knowledge_tracing").candidates]
+
+
+@pytest.mark.dag_structure
+def test_a_kubernetes_spec_trains_candidates_as_pods(spec) -> None:  # type: ignore[no-untyped-def]
+    from airgate.dagfactory import build_train
+    from airgate.spec import Kubernetes, Resources
+
+    kspec = spec.model_copy(update={"kubernetes": Kubernetes(image="registry.local/airgate:1", resources=Resources(
+        cpu="2", memory="4Gi"))})
+    dag = build_train(kspec)
+    pods = dag.get_task("train_candidate")
+    assert type(pods).__name__ == "MappedOperator" and "KubernetesPodOperator" in str(pods.operator_class)
+    assert pods.upstream_task_ids == {"prepare_split"}
+    assert dag.get_task("select_and_test").upstream_task_ids >= {"train_candidate", "prepare_split"}

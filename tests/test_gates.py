@@ -52,3 +52,53 @@ def test_evidence_page_escapes_everything(spec) -> None:  # type: ignore[no-unty
                 "gates": [asdict(g) for g in evaluate_gates(spec, GOOD, BASE, None, None)]}
     page = render_html(evidence, "f" * 64)
     assert "m&lt;script&gt;" in page and "<script>" not in page and "not_evaluated" in page
+
+
+def _slice_rows(tmp_home, seed: int, noisy_grade: str | None):  # type: ignore[no-untyped-def]
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    n = 1500
+    students = [f"s{i:04d}" for i in range(300)]
+    roster = pd.DataFrame({"student_id": students, "grade_level": [str(6 + i % 3) for i in range(300)],
+                           "cohort": ["A"] * 300})
+    (tmp_home / "catalog").mkdir(parents=True, exist_ok=True)
+    roster.to_csv(tmp_home / "catalog" / "knowledge_tracing_students.csv", index=False)
+    sid = rng.choice(students, n)
+    true_p = rng.uniform(0.2, 0.9, n)
+    label = (rng.random(n) < true_p).astype(int)
+    grade = roster.set_index("student_id").loc[sid, "grade_level"].to_numpy()
+    p = np.where(grade == noisy_grade, rng.uniform(0, 1, n), true_p) if noisy_grade else true_p
+    return pd.DataFrame({"event_id": [f"e{i}" for i in range(n)], "student_id": sid, "label": label, "p_m": p})
+
+
+def test_slice_gap_gate_catches_a_slice_the_model_fails(spec, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from airgate.gates import slice_gate
+
+    monkeypatch.setenv("AIRGATE_HOME", str(tmp_path))
+    fair, table = slice_gate(spec, _slice_rows(tmp_path, 1, None), "p_m")
+    assert fair.state == GateState.PASS and table["grade_level"]["compared"] == 3
+    assert table["cohort"]["compared"] == 1 and table["cohort"]["gap"] == 0.0
+    unfair, table = slice_gate(spec, _slice_rows(tmp_path, 1, "8"), "p_m")
+    assert unfair.state == GateState.FAIL and unfair.observed is not None and unfair.observed > spec.gates.max_slice_gap
+    assert table["grade_level"]["slices"]["8"]["auc"] < 0.6 and "grade_level" in unfair.detail
+
+
+def test_slice_gate_without_its_roster_is_not_evaluated_and_blocks(spec, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from airgate.gates import blocks, slice_gate
+
+    monkeypatch.setenv("AIRGATE_HOME", str(tmp_path / "empty"))
+    g, _ = slice_gate(spec, _slice_rows(tmp_path, 1, None), "p_m")
+    assert g.state == GateState.NOT_EVALUATED and blocks(g) and "not found" in g.detail
+    no_slices = spec.model_copy(update={"slices": spec.slices.model_copy(update={"by": [], "roster": None})})
+    g, _ = slice_gate(no_slices, _slice_rows(tmp_path, 1, None), "p_m")
+    assert g.state == GateState.NOT_EVALUATED and not blocks(g)
+
+
+def test_advisory_gates_never_block_but_blocking_ones_do() -> None:
+    from airgate.gates import Gate, blocks
+
+    assert not blocks(Gate("data_drift", GateState.FAIL, 0.9, 0.5, "drift", blocking=False))
+    assert blocks(Gate("data_drift", GateState.FAIL, 0.9, 0.5, "drift", blocking=True))
+    assert not blocks(Gate("x", GateState.PASS, 1, 1, "ok"))
