@@ -62,7 +62,7 @@ def auto_labels(work: Path) -> dict[str, Any]:
     write_catalog(sim, work / "catalog" / "knowledge_tracing_items.csv")
     landing, oracle = work / "landing-auto", work / "oracle-auto"
     for b in range(3):
-        sim.write_batch(b, landing, oracle)
+        sim.write_batch(b, landing, oracle, roster_path=work / "catalog" / "knowledge_tracing_students.csv")
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
     first = label.label_pending(engine, spec)
@@ -74,7 +74,7 @@ def auto_labels(work: Path) -> dict[str, Any]:
     r = governance.get_request(engine, req["approval_request_id"])
     governance.decide(engine, spec, r["id"], governance.Actor("bench-approver", frozenset({"admin"})), "approve", "bench",
                       r["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))
-    sim.write_batch(3, landing, oracle)
+    sim.write_batch(3, landing, oracle, roster_path=work / "catalog" / "knowledge_tracing_students.csv")
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
     predictor = label.champion_predictor(engine, spec, cfg)
@@ -87,14 +87,15 @@ def auto_labels(work: Path) -> dict[str, Any]:
     joined = auto.merge(truth[["event_id", "true_correct"]], on="event_id")
     unlabeled_before = out.summary["unlabeled"] + len(auto)
     # The trade-off behind the spec's threshold: share and accuracy of auto-labels at other thresholds.
-    from airgate.features import FEATURES, build_features, load_history
+    from airgate.features import build_features, load_history
 
-    feats = build_features(load_history(engine, spec.name))
+    hist = load_history(engine, spec.name)
+    feats = build_features(hist).merge(hist[["event_id", "student_id"]], on="event_id")
     with engine.connect() as conn:
         labeled_ids = set(conn.execute(select(labels.c.event_id).where(
             labels.c.version_id == out.labeled_version_id, labels.c.source != "auto")).scalars())
     pool = feats[~feats["event_id"].isin(labeled_ids)].merge(truth[["event_id", "true_correct"]], on="event_id")
-    p = predictor.predict(pool[FEATURES]) if predictor is not None else None
+    p = predictor.predict(hist, pool) if predictor is not None else None
     curve = []
     if p is not None:
         import numpy as np

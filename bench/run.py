@@ -100,7 +100,19 @@ def scoring(backend: str, url: str, work: Path, students: int) -> dict[str, Any]
     import numpy as np
     from sqlalchemy import Column, Float, MetaData, String, Table
 
-    from airgate import clean, collect, datasets, gates, governance, label, migrations, registry, score, train
+    from airgate import (
+        clean,
+        collect,
+        datasets,
+        gates,
+        governance,
+        label,
+        migrations,
+        predictors,
+        registry,
+        score,
+        train,
+    )
     from airgate.features import FEATURES, build_features, load_history
     from airgate.simulator import SimConfig, Simulator, write_catalog
     from airgate.spec import find_spec
@@ -113,8 +125,9 @@ def scoring(backend: str, url: str, work: Path, students: int) -> dict[str, Any]
     landing = work / f"landing-{backend}"
     os.environ["AIRGATE_HOME"] = str(work)
     write_catalog(Simulator(SimConfig()), work / "catalog" / "knowledge_tracing_items.csv")
-    Simulator(SimConfig(students_per_batch=300)).write_batch(0, landing, work / "oracle")
-    Simulator(SimConfig(students_per_batch=300)).write_batch(1, landing, work / "oracle")
+    roster = work / "catalog" / "knowledge_tracing_students.csv"
+    Simulator(SimConfig(students_per_batch=300)).write_batch(0, landing, work / "oracle", roster_path=roster)
+    Simulator(SimConfig(students_per_batch=300)).write_batch(1, landing, work / "oracle", roster_path=roster)
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
     labeled = label.label_pending(engine, spec).labeled_version_id or ""
@@ -125,7 +138,7 @@ def scoring(backend: str, url: str, work: Path, students: int) -> dict[str, Any]
     governance.decide(engine, spec, r["id"], governance.Actor("bench-approver", frozenset({"admin"})), "approve",
                       "bench", r["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))
     # the night's batch to score
-    Simulator(SimConfig(students_per_batch=students)).write_batch(2, landing, work / "oracle")
+    Simulator(SimConfig(students_per_batch=students)).write_batch(2, landing, work / "oracle", roster_path=roster)
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
     target = datasets.latest(engine, spec.name, "clean")
@@ -136,7 +149,7 @@ def scoring(backend: str, url: str, work: Path, students: int) -> dict[str, Any]
     airgate_s = time.perf_counter() - t0
 
     # raw: the same rows' features already in memory, then predict + one bulk insert
-    booster = registry.load_booster(cfg, spec.name, res.model_version)
+    booster = predictors.load_version(cfg, spec.name, res.model_version).booster  # type: ignore[attr-defined]
     hist = load_history(engine, spec.name)
     feats = build_features(hist)
     rows = hist[hist["version_id"] == target.version_id][["event_id"]].merge(feats, on="event_id")
@@ -181,11 +194,28 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--students", type=int, default=2000, help="students in the scored batch (50 events each)")
     ap.add_argument("--parse-repeats", type=int, default=5)
+    ap.add_argument("--mp-students", type=int, default=500, help="students per batch (4 batches) for the model plane")
+    ap.add_argument("--mp-trials", type=int, default=16, help="tuning trials per candidate (and per sampler)")
+    ap.add_argument("--only", choices=["model_plane"], help="run one benchmark and merge it into results.json")
     ap.add_argument("--ingest-batches", type=int, default=10, help="batches of 10,000 rows for the ingest figures")
     args = ap.parse_args()
     results: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                            "platform": platform.platform()},
                                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if args.only == "model_plane":
+        import model_plane
+
+        out = ROOT / "bench" / "results.json"
+        merged = json.loads(out.read_text()) if out.exists() else results
+        work = Path(tempfile.mkdtemp(prefix="airgate-bench-"))
+        try:
+            merged["model_plane"] = model_plane.model_plane(work / "mp", args.mp_students, 4, args.mp_trials)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        merged["model_plane"]["when"] = results["when"]
+        out.write_text(json.dumps(merged, indent=2) + "\n")
+        print(json.dumps(merged["model_plane"], indent=1))
+        return 0
     print("parse cost ...")
     results["dag_parse"] = parse_cost(args.parse_repeats)
     print(f"  {results['dag_parse']}")
@@ -198,6 +228,11 @@ def main() -> int:
         results["data_plane"] = on_both_databases(
             "ingest and GX validation", work / "dp",
             lambda backend, url, w: data_plane.ingest_and_validate(url, w, args.ingest_batches, 200))
+        import model_plane
+
+        print("model plane: candidates, tuning, best AUC vs oracle, hypervolume vs random ...")
+        results["model_plane"] = model_plane.model_plane(work / "mp", args.mp_students, 4, args.mp_trials)
+        print(f"  { {k: v for k, v in results['model_plane'].items() if k != 'candidates'} }")
         print("auto-labels ...")
         results["auto_labels"] = data_plane.auto_labels(work)
         print(f"  {results['auto_labels']}")

@@ -225,7 +225,7 @@ def _history(engine: Engine, cfg: TrainConfig) -> pd.DataFrame:
     return load_history(engine, cfg.spec.name, list(v.summary["clean_versions"]))
 
 
-class _Fitter:
+class Fitter:
     """Fits one candidate kind with given parameters and returns (predictor, valid predictions)."""
 
     def __init__(self, engine: Engine, cfg: TrainConfig, cand: Candidate) -> None:
@@ -287,7 +287,7 @@ def train_candidate(engine: Engine, cfg: TrainConfig, name: str) -> dict[str, An
         raise ValueError(f"{name!r} is not a candidate of {spec.name}: {[c.name for c in spec.candidates]}")
     manifest = prepare(engine, cfg)
     t0 = time.perf_counter()
-    fitter = _Fitter(engine, cfg, cand)
+    fitter = Fitter(engine, cfg, cand)
     exp_id = registry.experiment_id(cfg.mlflow, spec.name)
     registry.client(cfg.mlflow)
     tags = {"airgate.model": spec.name, "airgate.data_version": cfg.labeled_version_id,

@@ -81,16 +81,12 @@ def sampler(spec: ModelSpec, kind: str | None = None, n_objectives: int = 1) -> 
 
     kind = kind or spec.tuning.sampler
     seed = spec.tuning.seed
-
-    def constraints(t: Any) -> list[float]:
-        return list(t.user_attrs.get("constraints", []))
-
+    # Constraints reach the samplers through Trial.set_constraint (Optuna 5; constraints_func is deprecated).
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints)
-    return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, n_startup_trials=4,
-                                      multivariate=True)
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, multivariate=True)
 
 
 def dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
@@ -152,7 +148,8 @@ def run_study(spec: ModelSpec, cand: Candidate, storage_url: str, study_name: st
         metrics = evaluate(params)
         trial.set_user_attr("metrics", metrics)
         trial.set_user_attr("params", params)
-        trial.set_user_attr("constraints", violations(spec, metrics))
+        for i, v in enumerate(violations(spec, metrics)):
+            trial.set_constraint(f"c{i}", v)
         if on_trial is not None:
             on_trial(trial.number, params, metrics)
         return objective_values(spec, metrics)
