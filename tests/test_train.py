@@ -154,3 +154,32 @@ def test_nothing_feasible_means_no_model(engine, spec, small_sim, mlflow_cfg, tm
     with pytest.raises(tuning.NoFeasiblePoint):
         train.train(engine, cfg)
     assert train.test_reads(engine, "tr-none") == [], "no choice, so no reason to look at the test set"
+
+
+def test_drift_is_evidence_by_default_and_a_gate_when_the_spec_says_so(engine, spec, mlflow_cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from airgate import clean, collect, gates
+    from airgate.simulator import SimConfig, Simulator, write_catalog
+
+    from .helpers import roster_path
+
+    sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40, new_cohort_from_batch=2,
+                              cohort_shift=-2.0))
+    write_catalog(sim, Path(__import__("os").environ["AIRGATE_HOME"]) / "catalog" / "knowledge_tracing_items.csv")
+    small = spec.model_copy(update={"tuning": spec.tuning.model_copy(update={"n_trials": 1})})
+    labeled = prepare_data(engine, small, sim, tmp_path)
+    cfg = _cfg(small, labeled, mlflow_cfg, tmp_path, "tr-drift")
+    train.train(engine, cfg)
+    # a weaker cohort lands after training: the newest clean version is what the report compares with
+    sim.write_batch(2, tmp_path / "landing", tmp_path / "oracle", roster_path=roster_path())
+    collect.ingest(engine, small, tmp_path / "landing")
+    clean.clean_pending(engine, small)
+    advisory = gates.validate(engine, small, mlflow_cfg, "tr-drift", cfg.runs_dir)
+    g = next(g for g in advisory.gates if g.name == "data_drift")
+    assert g.state == gates.GateState.FAIL and not g.blocking and not gates.blocks(g)
+    assert advisory.evidence["drift"]["dataset_drift"] and Path(advisory.evidence["drift"]["html_path"]).exists()
+    assert "stu_resid" in advisory.evidence["drift"]["drifted"]
+    strict = small.model_copy(update={"gates": small.gates.model_copy(update={"drift_blocking": True})})
+    blocked = gates.validate(engine, strict, mlflow_cfg, "tr-drift", cfg.runs_dir)
+    assert not blocked.approvable and any(f.startswith("data_drift") for f in blocked.failures)
+    last = audit.events(engine, event_type="gate")[-1]
+    assert last["details"]["approvable"] is False and any("data_drift" in f for f in last["details"]["failures"])
