@@ -183,3 +183,25 @@ def test_drift_is_evidence_by_default_and_a_gate_when_the_spec_says_so(engine, s
     assert not blocked.approvable and any(f.startswith("data_drift") for f in blocked.failures)
     last = audit.events(engine, event_type="gate")[-1]
     assert last["details"]["approvable"] is False and any("data_drift" in f for f in last["details"]["failures"])
+
+
+def test_a_dkt_champion_scores_and_auto_labels_through_the_same_predictor(engine, spec, small_sim, mlflow_cfg,
+                                                                          tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from airgate import label, predictors, registry, score
+
+    from .helpers import approve, train_to_request
+
+    full_dkt = [c.model_copy(update={"n_trials": 1, "params": {**c.params, "epochs": 12}}) if c.kind == "dkt" else c
+                for c in spec.candidates if c.kind != "lightgbm"]
+    only_dkt = spec.model_copy(update={"candidates": full_dkt})
+    labeled = prepare_data(engine, only_dkt, small_sim, tmp_path)
+    req = train_to_request(engine, only_dkt, mlflow_cfg, tmp_path, labeled, run_id="tr-dkt")
+    assert registry.version_tags(mlflow_cfg, spec.name, req["model_version"])[predictors.KIND_TAG] == "dkt"
+    approve(engine, only_dkt, mlflow_cfg, req["approval_request_id"])
+    res = score.score(engine, score.ScoreConfig(only_dkt, mlflow_cfg, "2026-09-03", "sr-dkt"))
+    with engine.connect() as conn:
+        scores = [r.score for r in conn.execute(select(__import__("airgate.warehouse").warehouse.predictions))]
+    assert res.rows_scored == len(scores) > 0 and all(0.0 < s < 1.0 for s in scores)
+    assert len(set(round(s, 6) for s in scores)) > 50, "a sequence model gives rows their own probabilities"
+    predictor = label.champion_predictor(engine, only_dkt, mlflow_cfg)
+    assert predictor is not None and predictor.model_version == req["model_version"]
