@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _prepared(work: Path, students_per_batch: int, batches: int, trials: int) -> tuple[Any, Any, Any, Path]:
+def _prepared(work: Path, students_per_batch: int, batches: int,
+              trials: int) -> tuple[Any, Any, Any, Path, Any]:
     from airgate import clean, collect, label, migrations, registry, train
     from airgate.simulator import SimConfig, Simulator, write_catalog
     from airgate.spec import find_spec
@@ -34,7 +35,7 @@ def _prepared(work: Path, students_per_batch: int, batches: int, trials: int) ->
     labeled = label.label_pending(engine, spec).labeled_version_id or ""
     cfg = train.TrainConfig(spec, labeled, "tr-mp", "bench", registry.MlflowConfig.under(work / "mlflow-mp"),
                             str(work / "runs"))
-    return engine, spec, cfg, oracle
+    return engine, spec, cfg, oracle, sim
 
 
 def model_plane(work: Path, students_per_batch: int = 500, batches: int = 4, trials: int = 16,
@@ -46,7 +47,7 @@ def model_plane(work: Path, students_per_batch: int = 500, batches: int = 4, tri
     from airgate.simulator import load_truth
 
     work.mkdir(parents=True, exist_ok=True)
-    engine, spec, cfg, oracle = _prepared(work, students_per_batch, batches, trials)
+    engine, spec, cfg, oracle, sim = _prepared(work, students_per_batch, batches, trials)
     manifest = train.prepare(engine, cfg)
     truth = load_truth(oracle).set_index("event_id")
     results, per_candidate = [], {}
@@ -66,6 +67,18 @@ def model_plane(work: Path, students_per_batch: int = 500, batches: int = 4, tri
     test = pd.read_csv(final.test_predictions)
     oracle_test = float(roc_auc_score(test["label"], truth.loc[test["event_id"], "true_p"]))
     best = final.metrics[final.chosen]["test_auc"]
+    # The limit for any model that sees only history: a particle filter that knows every simulator parameter
+    # except the students' abilities (the oracle knows those too, which no model can).
+    from airgate import datasets
+    from airgate.features import load_history
+    from airgate.simulator import history_limit
+
+    v = datasets.get(engine, cfg.labeled_version_id)
+    hist = load_history(engine, spec.name, list(v.summary["clean_versions"]) if v else None)
+    hist = hist[hist["student_id"].isin(set(test["student_id"].astype(str)))]
+    roster = pd.read_csv(work / "catalog" / "knowledge_tracing_students.csv", dtype={"student_id": str})
+    limit_p = history_limit(sim, hist, roster)
+    history_test = float(roc_auc_score(test["label"], limit_p.reindex(test["event_id"].astype(str)).to_numpy()))
 
     # Hypervolume at the same budget: the spec's sampler against random search, on the LightGBM candidate.
     lgbm = next(c for c in spec.candidates if c.kind == "lightgbm")
@@ -98,6 +111,9 @@ def model_plane(work: Path, students_per_batch: int = 500, batches: int = 4, tri
     return {"students": manifest["students"], "rows": manifest["rows"], "chosen": final.chosen,
             "best_test_auc": round(best, 4), "oracle_test_auc": round(oracle_test, 4),
             "best_auc_over_oracle": round(best / oracle_test, 4), "goal_best_auc_over_oracle": 0.98,
+            "history_limit_test_auc": round(history_test, 4),
+            "history_limit_over_oracle": round(history_test / oracle_test, 4),
+            "best_auc_over_history_limit": round(best / history_test, 4),
             "baseline_test_auc": round(final.metrics["baseline"]["test_auc"], 4),
             "pareto_front_size": final.pareto.get("size"), "trials_per_candidate": trials,
             "candidates": per_candidate,

@@ -97,7 +97,13 @@ def _truncate_all(engine) -> None:  # type: ignore[no-untyped-def]
 
     from airgate.warehouse import metadata
 
-    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    from sqlalchemy import inspect
+
+    # Optuna's studies live in the warehouse too; its schema-version tables stay, its studies go.
+    optuna_tables = {"studies", "trials", "study_directions", "study_user_attributes", "study_system_attributes",
+                     "trial_params", "trial_values", "trial_user_attributes", "trial_system_attributes",
+                     "trial_intermediate_values", "trial_heartbeats"} & set(inspect(engine).get_table_names())
+    names = ", ".join([f'"{t.name}"' for t in metadata.sorted_tables] + [f'"{t}"' for t in sorted(optuna_tables)])
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 

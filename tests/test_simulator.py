@@ -55,3 +55,26 @@ def test_oracle_auc_is_the_ceiling_and_well_above_chance() -> None:
     assert 0.70 < o < 0.85
     noisy = b.truth.assign(true_p=b.truth["true_p"] + pd.Series(range(len(b.truth))).mod(7) * 0.05)
     assert oracle_auc(noisy) < o
+
+
+def test_the_history_limit_sits_between_the_marginal_and_the_oracle() -> None:
+    """A model that sees only history cannot reach the oracle: the particle filter shows how close it can get."""
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from airgate.simulator import SimConfig, Simulator, history_limit
+
+    sim = Simulator(SimConfig(students_per_batch=150, events_per_student=40))
+    b = sim.batch(0)
+    ev = b.events.assign(ts=pd.to_datetime(b.events["ts"], utc=True))
+    truth = b.truth.set_index("event_id")
+    roster = (ev[["event_id", "student_id"]].merge(b.truth[["event_id", "grade", "cohort"]], on="event_id")
+              .drop_duplicates("student_id").rename(columns={"grade": "grade_level"}))
+    p = history_limit(sim, ev, roster)
+    assert list(p.index) != [] and set(p.index) == set(ev["event_id"])
+    y = truth.loc[p.index, "true_correct"]
+    limit = roc_auc_score(y, p.to_numpy())
+    oracle = roc_auc_score(y, truth.loc[p.index, "true_p"])
+    item_rate = ev.assign(y=y.reindex(ev["event_id"]).to_numpy()).groupby("item_id")["y"].transform("mean")
+    marginal = roc_auc_score(y.reindex(ev["event_id"]), item_rate)
+    assert marginal + 0.03 < limit < oracle - 0.01, (marginal, limit, oracle)

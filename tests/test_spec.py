@@ -24,7 +24,7 @@ def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
 def test_shipped_spec_loads_with_every_section() -> None:
     spec = load_spec(SPEC)
     assert spec.name == "knowledge_tracing"
-    assert {c.kind for c in spec.candidates} == {"baseline", "lightgbm"}
+    assert {c.kind for c in spec.candidates} == {"baseline", "lightgbm", "dkt"}
     assert spec.approval.quorum >= 1 and spec.approval.approvers.users
     assert spec.data_schema.label == "correct"
     assert len(spec.spec_hash) == 64

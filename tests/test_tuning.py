@@ -89,3 +89,43 @@ def test_tuning_spec_errors_name_the_field(tmp_path: Path, old: str, new: str, f
     assert "knowledge_tracing.yaml" in msg and words in msg and "Fix:" in msg
     if field != "(top level)":
         assert field.split(".")[0] in msg
+
+
+def test_workers_share_one_study_in_the_warehouse(engine, spec) -> None:  # type: ignore[no-untyped-def]
+    """Two workers on one study (SQLite and PostgreSQL): together they finish the budget, not twice over."""
+    import threading
+
+    import optuna
+
+    cand = next(c for c in spec.candidates if c.kind == "lightgbm")
+    url = engine.url.render_as_string(hide_password=False)
+    seen: list[int] = []
+
+    def evaluate(params):  # type: ignore[no-untyped-def]
+        seen.append(params["num_leaves"])
+        return {"auc": 0.6 + params["learning_rate"], "p95_latency_ms_per_1k": float(params["num_leaves"])}
+
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            tuning.run_study(spec, cand, url, "shared:lightgbm", evaluate, n_trials=8)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assert below
+            errors.append(exc)
+
+    tuning.init_storage(url)  # train.prepare does this before the candidates fan out
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    study = optuna.load_study(study_name="shared:lightgbm", storage=url)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    states = sorted(str(t.state) for t in study.trials)
+    assert 8 <= len(done) <= 9, states  # at most one in flight when the budget filled up
+    assert len(seen) <= len(done) + 1, states
+    # a later worker (a retry) finds the budget spent and runs nothing
+    before = len(seen)
+    points = tuning.run_study(spec, cand, url, "shared:lightgbm", evaluate, n_trials=8)
+    assert len(points) == len(done) and len(seen) == before

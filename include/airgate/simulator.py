@@ -188,6 +188,60 @@ def load_truth(oracle_dir: Path | str) -> pd.DataFrame:
     return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
 
 
+def history_limit(sim: Simulator, events: pd.DataFrame, roster: pd.DataFrame, particles: int = 2000,
+                  seed: int = 0) -> pd.Series:
+    """P(correct) from a particle filter that knows every parameter of the simulator except each student's
+    abilities, which it infers from the student's earlier answers, exactly as a perfect model could.
+
+    The oracle knows the abilities, so no model that sees only history can reach its AUC; the AUC of these
+    probabilities is the limit for a model that does (early answers of a student are guesses for everyone).
+    ``events``: event_id, student_id, item_id, ts, correct (nullable); ``roster``: student_id, grade_level, cohort.
+    """
+    c = sim.config
+    rng = np.random.default_rng(seed)
+    ev = events.sort_values(["student_id", "ts", "event_id"], kind="mergesort").reset_index(drop=True)
+    students = ev["student_id"].unique()
+    idx = {s: i for i, s in enumerate(students)}
+    ev["_s"] = ev["student_id"].map(idx)
+    ev["_k"] = ev.groupby("_s").cumcount()
+    item = ev["item_id"].str[1:].astype(int).to_numpy()
+    n_s, steps = len(students), int(ev["_k"].max()) + 1
+    ros = roster.set_index("student_id").reindex(students)
+    mean = ((ros["grade_level"].astype(float) - np.mean(c.grade_levels)) * c.grade_effect
+            + np.where(ros["cohort"].astype(str) == "B", c.cohort_shift, 0.0)).to_numpy()
+    ability = (mean[:, None, None] + rng.normal(0, c.general_sd, (n_s, particles, 1))
+               + rng.normal(0, c.skill_sd, (n_s, particles, c.n_skills)))
+    logw = np.zeros((n_s, particles))
+    out = np.empty(len(ev))
+    for k in range(steps):
+        at = ev.index[ev["_k"] == k].to_numpy()
+        s_idx = ev.loc[at, "_s"].to_numpy()
+        it = item[at]
+        sk = sim.item_skill[it]
+        z = ability[s_idx, :, sk] - sim.item_difficulty[it][:, None]
+        p = c.guess + (1.0 - c.guess - c.slip) / (1.0 + np.exp(-z))
+        w = np.exp(logw[s_idx] - logw[s_idx].max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)
+        out[at] = (w * p).sum(axis=1)
+        obs = ev.loc[at, "correct"]
+        graded = obs.notna().to_numpy()
+        y = np.where(graded, obs.fillna(0).astype(int).to_numpy(), 0)
+        drawn = rng.random(p.shape) < p  # an ungraded answer: each particle imagines its own outcome
+        outcome = np.where(graded[:, None], y[:, None].astype(bool), drawn)
+        logw[s_idx] += np.where(graded[:, None], np.log(np.where(outcome, p, 1.0 - p)), 0.0)
+        ability[s_idx, :, sk] += c.learn_rate + c.learn_bonus_correct * outcome
+        # Resample students whose weights collapsed, so the particles stay where the posterior is.
+        w_all = np.exp(logw[s_idx] - logw[s_idx].max(axis=1, keepdims=True))
+        w_all /= w_all.sum(axis=1, keepdims=True)
+        ess = 1.0 / (w_all ** 2).sum(axis=1)
+        for j in np.flatnonzero(ess < particles / 2):
+            st = s_idx[j]
+            pick = rng.choice(particles, particles, p=w_all[j])
+            ability[st] = ability[st, pick]
+            logw[st] = 0.0
+    return pd.Series(out, index=ev["event_id"].to_numpy())
+
+
 def oracle_auc(truth: pd.DataFrame, event_ids: pd.Series | None = None) -> float:
     """AUC of the true probabilities against the realised answers: the Bayes limit for these rows."""
     from sklearn.metrics import roc_auc_score

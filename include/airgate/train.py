@@ -170,6 +170,7 @@ def prepare(engine: Engine, cfg: TrainConfig) -> dict[str, Any]:
     except OSError:  # another worker won the race; theirs is the split
         shutil.rmtree(tmp, ignore_errors=True)
         return dict(json.loads(manifest.read_text()))
+    tuning.init_storage(engine.url.render_as_string(hide_password=False))
     audit.record(engine, actor=cfg.trained_by, event_type="train_split", model=spec.name,
                  entity={"training_run_id": cfg.training_run_id, "data_version": cfg.labeled_version_id},
                  details={"rows": body["rows"], "students": body["students"], "split_hash": body["split_hash"]})

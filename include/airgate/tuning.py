@@ -124,6 +124,13 @@ class NoFeasiblePoint(ValueError):
     """Every trial broke a constraint: nothing may be chosen."""
 
 
+def init_storage(storage_url: str) -> None:
+    """Create Optuna's tables in the warehouse once, before workers fan out: concurrent first use races."""
+    import optuna
+
+    optuna.storages.RDBStorage(url=storage_url, engine_kwargs=_engine_kwargs(storage_url))
+
+
 def run_study(spec: ModelSpec, cand: Candidate, storage_url: str, study_name: str,
               evaluate: Callable[[dict[str, Any]], Metrics], n_trials: int | None = None,
               on_trial: Callable[[int, dict[str, Any], Metrics], None] | None = None,
@@ -139,7 +146,6 @@ def run_study(spec: ModelSpec, cand: Candidate, storage_url: str, study_name: st
     total = n_trials or cand.n_trials or spec.tuning.n_trials
     if not cand.search:
         total = 1  # nothing to tune: the fixed configuration is the only point
-    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not study.trials:
         study.enqueue_trial({k: v for k, v in cand.params.items() if k in cand.search}, skip_if_exists=True)
 
@@ -154,9 +160,17 @@ def run_study(spec: ModelSpec, cand: Candidate, storage_url: str, study_name: st
             on_trial(trial.number, params, metrics)
         return objective_values(spec, metrics)
 
-    remaining = total - len(finished)
-    if remaining > 0:
-        study.optimize(objective, n_trials=remaining, gc_after_trial=False)
+    # Other workers may be filling the same study: stop once the study as a whole has its trials.
+    stop = optuna.study.MaxTrialsCallback(total, states=(optuna.trial.TrialState.COMPLETE,))
+    for _ in range(5):
+        remaining = total - sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+        if remaining <= 0:
+            break
+        try:
+            study.optimize(objective, n_trials=remaining, gc_after_trial=False, callbacks=[stop])
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # SQLite has no row locks: two workers can pop the same queued trial. The loser just goes on.
+            log.info("study %s: another worker took the same queued trial; continuing", study_name)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     points = [Point(cand.name, t.number, t.user_attrs["params"], t.user_attrs["metrics"],
                     is_feasible(spec, t.user_attrs["metrics"])) for t in sorted(done, key=lambda t: t.number)]
