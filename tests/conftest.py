@@ -93,11 +93,9 @@ def _pg_engine(pg_url: str):  # type: ignore[no-untyped-def]
 
 
 def _truncate_all(engine) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import text
+    from sqlalchemy import inspect, text
 
     from airgate.warehouse import metadata
-
-    from sqlalchemy import inspect
 
     # Optuna's studies live in the warehouse too; its schema-version tables stay, its studies go.
     optuna_tables = {"studies", "trials", "study_directions", "study_user_attributes", "study_system_attributes",
