@@ -428,8 +428,9 @@ def finalize(engine: Engine, cfg: TrainConfig, results: list[dict[str, Any]]) ->
                          "params": chosen["params"], "valid": chosen["valid"]},
               "points": [dict(p.to_dict(), on_front=(p.candidate, p.trial) in overall) for p in points]}
     (out / "pareto.json").write_text(json.dumps(pareto, indent=1, default=float))
-    plot = tuning.plot_front(points, spec, tuning.Point(chosen["candidate"], chosen["chosen_trial"],
-                                                        chosen["params"], chosen["valid"], True), str(out / "pareto.png"))
+    star = next((p for p in points if (p.candidate, p.trial) == (chosen["candidate"], chosen["chosen_trial"])),
+                None)  # the trial as it was measured, so the star sits on its own point
+    plot = tuning.plot_front(points, spec, star, str(out / "pareto.png"))
     pareto["path"], pareto["plot"] = str(out / "pareto.json"), plot
 
     # The one read of the test split.
