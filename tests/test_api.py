@@ -119,7 +119,7 @@ def test_page_lists_requests_and_escapes_text(client: TestClient, pending: dict,
 def test_openapi_documents_every_route(client: TestClient) -> None:
     paths = client.get("/airgate/openapi.json").json()["paths"]
     assert {"/api/approvals", "/api/approvals/{request_id}", "/api/approvals/{request_id}/decisions",
-            "/api/audit/verify"} <= set(paths)
+            "/api/audit/verify", "/api/audit", "/api/audit/export"} <= set(paths)
 
 
 def test_review_answers_through_the_api(client: TestClient, sqlite_engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -143,3 +143,30 @@ def test_review_answers_through_the_api(client: TestClient, sqlite_engine, spec,
     assert client.get(f"/airgate/api/reviews/{spec.name}/queue", headers=bearer("viewer", "viewer")).json() == []
     result = label.label_pending(sqlite_engine, spec)
     assert result.by_source.get("human") == 1
+
+
+def test_audit_list_filters_pages_and_exports(client: TestClient, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    import csv
+    import io
+
+    from airgate import audit
+
+    for i in range(25):
+        audit.record(sqlite_engine, actor="alice" if i % 2 else "<b>mallory</b>", event_type="decision",
+                     model="knowledge_tracing", entity={"model_version": str(i % 3)}, details={"i": i})
+    assert client.get("/airgate/api/audit").status_code == 401
+    h = bearer("viewer", "viewer")  # anyone signed in may audit
+    first = client.get("/airgate/api/audit", params={"limit": 10}, headers=h).json()
+    assert len(first["events"]) == 10 and first["next_before"] is not None
+    second = client.get("/airgate/api/audit", params={"limit": 10, "before": first["next_before"]}, headers=h).json()
+    assert {e["seq"] for e in first["events"]}.isdisjoint({e["seq"] for e in second["events"]})
+    mine = client.get("/airgate/api/audit", params={"actor": "alice", "version": "1"}, headers=h).json()["events"]
+    assert mine and all(e["actor"] == "alice" and e["entity"]["model_version"] == "1" for e in mine)
+    assert client.get("/airgate/api/audit", params={"limit": 5000}, headers=h).status_code == 422
+    r = client.get("/airgate/api/audit/export", params={"format": "csv", "actor": "alice"}, headers=h)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert len(list(csv.DictReader(io.StringIO(r.text)))) == 12
+    r = client.get("/airgate/api/audit/export", params={"format": "json"}, headers=h)
+    assert r.headers["content-type"].startswith("application/x-ndjson")
+    assert len(r.text.strip().splitlines()) == audit.count(sqlite_engine)
+    assert client.get("/airgate/api/audit/export", params={"format": "xml"}, headers=h).status_code == 422

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -114,3 +114,96 @@ def count(engine: Engine, model: str | None = None) -> int:
         q = q.where(audit_log.c.model == model)
     with engine.connect() as conn:
         return int(conn.execute(q).scalar_one())
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """What an auditor narrows the log by. Every value is bound as a parameter, never spliced into SQL."""
+
+    model: str | None = None
+    model_version: str | None = None
+    actor: str | None = None
+    event_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self) -> list[Any]:
+        c = audit_log.c
+        out: list[Any] = []
+        if self.model is not None:
+            out.append(c.model == self.model)
+        if self.model_version is not None:
+            out.append(c.entity["model_version"].as_string() == self.model_version)
+        if self.actor is not None:
+            out.append(c.actor == self.actor)
+        if self.event_type is not None:
+            out.append(c.event_type == self.event_type)
+        if self.since is not None:
+            out.append(c.at >= self.since)
+        if self.until is not None:
+            out.append(c.at < self.until)
+        return out
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    events: list[dict[str, Any]]
+    next_before: int | None  # pass as ``before`` for the next (older) page; None when this is the last
+
+
+def page(engine: Engine, flt: AuditFilter, before: int | None = None, limit: int = 100) -> AuditPage:
+    """Newest first, keyset-paginated on ``seq``: page N costs what page 1 costs, even with millions of rows."""
+    limit = max(1, min(limit, 1000))
+    q = select(audit_log).where(*flt.where()).order_by(audit_log.c.seq.desc()).limit(limit + 1)
+    if before is not None:
+        q = q.where(audit_log.c.seq < before)
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(q).mappings()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return AuditPage(rows, rows[-1]["seq"] if more and rows else None)
+
+
+def iter_filtered(engine: Engine, flt: AuditFilter, batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """Every matching event, oldest first, in batches (an export of the whole log does not load it at once)."""
+    last = 0
+    while True:
+        q = (select(audit_log).where(*flt.where(), audit_log.c.seq > last).order_by(audit_log.c.seq)
+             .limit(batch))
+        with engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(q).mappings()]
+        yield from rows
+        if len(rows) < batch:
+            return
+        last = rows[-1]["seq"]
+
+
+EXPORT_COLUMNS = ["seq", "at", "actor", "event_type", "model", "entity", "details", "prev_hash", "hash"]
+
+
+def _csv_safe(value: Any) -> str:
+    """A cell a spreadsheet will not execute: text that starts like a formula is prefixed with a quote."""
+    text = value if isinstance(value, str) else _canonical(value) if isinstance(value, (dict, list)) else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def to_csv_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(EXPORT_COLUMNS)
+    for r in rows:
+        writer.writerow([_csv_safe(as_utc(r["at"]).isoformat() if k == "at" else r[k])  # type: ignore[union-attr]
+                         for k in EXPORT_COLUMNS])
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+    yield buf.getvalue()
+
+
+def to_json_record(r: dict[str, Any]) -> dict[str, Any]:
+    out = {k: r[k] for k in EXPORT_COLUMNS}
+    out["at"] = as_utc(r["at"]).isoformat()  # type: ignore[union-attr]
+    return out

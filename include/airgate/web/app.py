@@ -8,10 +8,11 @@ cross-site form cannot send (CSRF).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from airgate.governance import Actor
@@ -144,6 +145,47 @@ def create_app() -> FastAPI:
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
         return {"accepted": accepted, "duplicates": duplicates}
+
+    def _audit_filter(model: str | None, version: str | None, actor_name: str | None, event_type: str | None,
+                      since: datetime | None, until: datetime | None) -> Any:
+        from airgate import audit
+
+        return audit.AuditFilter(model, version, actor_name, event_type, since, until)
+
+    @app.get("/api/audit", tags=["audit"])
+    def list_audit(actor: CurrentActor, model: str | None = None, version: str | None = None,
+                   actor_name: Annotated[str | None, Query(alias="actor")] = None, event_type: str | None = None,
+                   since: datetime | None = None, until: datetime | None = None, before: int | None = None,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        """Newest first. Pass ``next_before`` back as ``before`` for the next page. Anyone signed in may audit."""
+        from airgate import audit
+
+        got = audit.page(_engine(), _audit_filter(model, version, actor_name, event_type, since, until), before,
+                         limit)
+        return {"events": [audit.to_json_record(r) for r in got.events], "next_before": got.next_before}
+
+    @app.get("/api/audit/export", tags=["audit"])
+    def export_audit(actor: CurrentActor, format: Annotated[str, Query(pattern="^(csv|json)$")] = "csv",
+                     model: str | None = None, version: str | None = None,
+                     actor_name: Annotated[str | None, Query(alias="actor")] = None, event_type: str | None = None,
+                     since: datetime | None = None, until: datetime | None = None) -> StreamingResponse:
+        """Every matching event, oldest first, streamed (CSV cells that look like formulas are neutralised)."""
+        import json
+
+        from airgate import audit
+
+        rows = audit.iter_filtered(_engine(), _audit_filter(model, version, actor_name, event_type, since, until))
+        name = f"airgate-audit.{format}"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        if format == "csv":
+            return StreamingResponse(audit.to_csv_lines(rows), media_type="text/csv; charset=utf-8",
+                                     headers=headers)
+
+        def lines() -> Any:
+            for r in rows:
+                yield json.dumps(audit.to_json_record(r), default=str) + "\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson", headers=headers)
 
     @app.get("/api/audit/verify", tags=["audit"])
     def verify_audit(actor: CurrentActor) -> dict[str, Any]:
