@@ -72,10 +72,3 @@ def delete_alias(cfg: MlflowConfig, model: str, alias: str = CHAMPION) -> None:
 
 def version_tags(cfg: MlflowConfig, model: str, version: str) -> dict[str, str]:
     return dict(client(cfg).get_model_version(model, version).tags)
-
-
-def load_booster(cfg: MlflowConfig, model: str, version: str) -> Any:
-    import mlflow.lightgbm
-
-    client(cfg)
-    return mlflow.lightgbm.load_model(f"models:/{model}/{version}")

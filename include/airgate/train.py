@@ -297,28 +297,27 @@ def train_candidate(engine: Engine, cfg: TrainConfig, name: str) -> dict[str, An
             "airgate.trained_by": cfg.trained_by, "airgate.split_hash": manifest["split_hash"],
             "airgate.candidate": name, predictors.KIND_TAG: cand.kind}
     valid_preds: dict[int, np.ndarray] = {}
+    last: dict[str, Any] = {}  # the latest trial's validation predictions and fit info, for on_trial
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{cfg.training_run_id}:{name}", tags=tags) as run:
         mlflow.log_params({f"rows_{k}": v for k, v in manifest["rows"].items()})
 
         def evaluate(params: dict[str, Any]) -> dict[str, float]:
             pred, valid_p, info = fitter.fit(params)
             m = fitter.measure(pred, valid_p)
-            evaluate.last = (valid_p, info)  # type: ignore[attr-defined]
+            last.update(valid_p=valid_p, info=info)
             return m
 
         def on_trial(number: int, params: dict[str, Any], m: dict[str, float]) -> None:
-            valid_preds[number] = evaluate.last[0]  # type: ignore[attr-defined]
+            valid_preds[number] = last["valid_p"]
             with mlflow.start_run(experiment_id=exp_id, run_name=f"trial-{number}", nested=True,
                                   tags={**tags, "airgate.trial": str(number)}):
-                mlflow.log_params({k: v for k, v in params.items()})
-                mlflow.log_params({k: v for k, v in evaluate.last[1].items()})  # type: ignore[attr-defined]
+                mlflow.log_params({**params, **last["info"]})
                 mlflow.log_metrics({f"valid_{k}": v for k, v in m.items()})
 
         storage = engine.url.render_as_string(hide_password=False)
         points = tuning.run_study(spec, cand, storage, f"{cfg.training_run_id}:{name}", evaluate, on_trial=on_trial)
-        best = tuning.select(points, spec) if any(p.feasible for p in points) or spec.tuning.select.among == "all" \
-            else tuning.select(points, spec.model_copy(update={"tuning": spec.tuning.model_copy(
-                update={"select": spec.tuning.select.model_copy(update={"among": "all"})})}))
+        # With no feasible trial the candidate still reports its best point, marked infeasible: finalize skips it.
+        best = tuning.select(points, spec, among=None if any(p.feasible for p in points) else "all")
         # Reproducibility: fit the chosen configuration again from scratch and compare with its trial.
         pred, valid_p, info = fitter.fit(best.params)
         if best.trial in valid_preds:

@@ -110,10 +110,11 @@ def front(points: list[Point], spec: ModelSpec) -> list[Point]:
     return [p for p in pool if not any(dominates(vals[id(q)], vals[id(p)], directions) for q in pool if q is not p)]
 
 
-def select(points: list[Point], spec: ModelSpec) -> Point:
-    """The spec's rule: best ``select.metric`` among feasible points (or all). Ties go to the earlier trial."""
+def select(points: list[Point], spec: ModelSpec, among: str | None = None) -> Point:
+    """The spec's rule: best ``select.metric`` among feasible points (or all). Ties go to the earlier trial.
+    ``among`` overrides the spec's pool."""
     rule = spec.tuning.select
-    pool = [p for p in points if p.feasible] if rule.among == "feasible" else list(points)
+    pool = [p for p in points if p.feasible] if (among or rule.among) == "feasible" else list(points)
     if not pool:
         raise NoFeasiblePoint(f"no trial meets the constraints {[c.model_dump() for c in spec.constraints]}")
     sign = -1.0 if rule.direction == "maximize" else 1.0
