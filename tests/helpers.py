@@ -45,3 +45,14 @@ def approve(engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, request_id
     req = governance.get_request(engine, request_id)
     return governance.decide(engine, spec, request_id, governance.Actor(user, frozenset({"op"})), "approve",
                              "reviewed", req["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))
+
+
+def second_version(engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, request_id: str,
+                   trained_by: str = "trainer") -> str:
+    """A second registered version of the same model with its own approval request: the rules about rollback and
+    revocation only need two approvable versions, not two trainings. Returns the new request id."""
+    req = governance.get_request(engine, request_id)
+    version = registry.register(cfg, spec.name, req["evidence"]["model_uri"],
+                                registry.version_tags(cfg, spec.name, req["model_version"]))
+    return governance.open_request(engine, spec, version, f"{req['training_run_id']}-again", req["evidence"],
+                                   req["evidence_hash"], trained_by)

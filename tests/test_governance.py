@@ -13,7 +13,7 @@ from airgate import audit, governance, registry
 from airgate.governance import Actor, GovernanceError
 from airgate.warehouse import approval_requests, utcnow
 
-from .helpers import prepare_data, train_to_request
+from .helpers import prepare_data, second_version, train_to_request
 
 pytestmark = pytest.mark.unit
 
@@ -138,3 +138,115 @@ def test_concurrent_decisions_give_one_final_state(engine, spec, mlflow_cfg, req
     events = [e["event_type"] for e in audit.events(engine)]
     assert events.count("decision") == 1 and events.count("decision_refused") == len(actors) - 1
     assert audit.verify_chain(engine).ok
+
+
+ADMIN = Actor("ops-lead", frozenset({"admin"}))
+
+
+def _mover(cfg):  # type: ignore[no-untyped-def]
+    return lambda m, v: registry.set_alias(cfg, m, v)
+
+
+@pytest.fixture
+def two_approved(engine, spec, mlflow_cfg, request_id) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
+    """v1 approved, then v2 approved: v2 is champion, v1 an earlier approved version."""
+    first = _decide(engine, spec, mlflow_cfg, request_id)
+    second = _decide(engine, spec, mlflow_cfg, second_version(engine, spec, mlflow_cfg, request_id))
+    assert registry.alias_version(mlflow_cfg, spec.name) == second["model_version"] != first["model_version"]
+    return first, second
+
+
+def test_rollback_returns_an_earlier_approved_version(engine, spec, mlflow_cfg, two_approved) -> None:  # type: ignore[no-untyped-def]
+    first, second = two_approved
+    out = governance.rollback(engine, spec, APPROVER, first["model_version"], "v2 miscalibrated on cohort B",
+                              _mover(mlflow_cfg))
+    assert (out["from_version"], out["to_version"], out["approval_id"]) == \
+        (second["model_version"], first["model_version"], first["request_id"])
+    assert registry.alias_version(mlflow_cfg, spec.name) == first["model_version"]
+    champ = governance.current_champion(engine, spec.name)
+    assert champ is not None and (champ.version, champ.approval_id, champ.action) == \
+        (first["model_version"], first["request_id"], "rollback")
+    assert [r["action"] for r in governance.ledger(engine, spec.name)] == ["promote", "promote", "rollback"]
+    ev = audit.events(engine, event_type="rollback")[-1]
+    assert ev["actor"] == "approver" and ev["details"]["justification"] == "v2 miscalibrated on cohort B"
+    assert audit.verify_chain(engine).ok
+    # the rolled-back-to version scores under its original approval; the newer one no longer may
+    assert governance.approved_version(engine, spec.name, first["model_version"]) == first["request_id"]
+    assert governance.approved_version(engine, spec.name, second["model_version"]) is None
+
+
+@pytest.mark.parametrize(("actor", "version", "why", "code", "status"), [
+    (Actor("viewer", frozenset({"viewer"})), "1", "a long enough reason", "not_approver", 403),
+    (APPROVER, "1", "short", "justification_required", 422),
+    (APPROVER, "99", "never approved version", "not_approved", 409),
+])
+def test_rollback_refusals_are_audited(engine, spec, actor, version, why, code, status) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(GovernanceError) as err:
+        governance.rollback(engine, spec, actor, version, why, lambda m, v: pytest.fail("alias must not move"))
+    assert (err.value.code, err.value.status) == (code, status)
+    refused = audit.events(engine, event_type="rollback_refused")
+    assert [(e["actor"], e["details"]["code"]) for e in refused] == [(actor.username, code)]
+
+
+def test_rollback_to_the_champion_is_refused(engine, spec, mlflow_cfg, two_approved) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(GovernanceError) as err:
+        governance.rollback(engine, spec, APPROVER, two_approved[1]["model_version"], "already there, oops",
+                            _mover(mlflow_cfg))
+    assert err.value.code == "already_champion"
+
+
+def test_break_glass_revocation_stops_scoring(engine, spec, mlflow_cfg, two_approved) -> None:  # type: ignore[no-untyped-def]
+    from airgate import score
+
+    first, second = two_approved
+    with pytest.raises(GovernanceError) as err:  # approvers are not break-glass by default
+        governance.revoke(engine, spec, APPROVER, second["model_version"], "leaking a protected attribute",
+                          lambda m: pytest.fail("alias must stay"))
+    assert (err.value.status, err.value.code) == (403, "not_break_glass")
+    with pytest.raises(GovernanceError) as err:
+        governance.revoke(engine, spec, ADMIN, first["model_version"], "not the champion though",
+                          lambda m: registry.delete_alias(mlflow_cfg, m))
+    assert err.value.code == "not_champion"
+    out = governance.revoke(engine, spec, ADMIN, second["model_version"], "leaking a protected attribute",
+                            lambda m: registry.delete_alias(mlflow_cfg, m))
+    assert (out["action"], out["from_version"], out["to_version"]) == ("revoke", second["model_version"], None)
+    assert registry.alias_version(mlflow_cfg, spec.name) is None
+    assert governance.current_champion(engine, spec.name) is None
+    assert governance.get_request(engine, second["request_id"])["status"] == "revoked"
+    with pytest.raises(score.NotApproved):  # even if someone points the alias back by hand
+        registry.set_alias(mlflow_cfg, spec.name, second["model_version"])
+        score.resolve_champion(engine, spec, mlflow_cfg)
+    with pytest.raises(GovernanceError) as err:  # a revoked version never returns
+        governance.rollback(engine, spec, APPROVER, second["model_version"], "bring it back please",
+                            _mover(mlflow_cfg))
+    assert err.value.code == "not_approved"  # its approval is withdrawn
+    back = governance.rollback(engine, spec, APPROVER, first["model_version"], "restore service on v1",
+                               _mover(mlflow_cfg))
+    assert back["from_version"] is None and registry.alias_version(mlflow_cfg, spec.name) == first["model_version"]
+    kinds = [e["event_type"] for e in audit.events(engine)]
+    assert kinds.count("revocation") == 1 and kinds.count("revocation_refused") == 2
+    assert audit.verify_chain(engine).ok
+
+
+def test_champion_as_of_reads_the_ledger_history(engine, spec, mlflow_cfg, two_approved) -> None:  # type: ignore[no-untyped-def]
+    first, second = two_approved
+    entries = governance.ledger(engine, spec.name)
+    assert governance.champion_as_of(engine, spec.name, entries[0]["at"] - timedelta(seconds=1)) is None
+    assert governance.champion_as_of(engine, spec.name, entries[0]["at"])["version"] == first["model_version"]
+    assert governance.champion_as_of(engine, spec.name, utcnow())["version"] == second["model_version"]
+
+
+def test_why_not_decide_explains_each_rule(engine, spec, request_id) -> None:  # type: ignore[no-untyped-def]
+    req = governance.get_request(engine, request_id)
+    assert governance.why_not_decide(spec, req, APPROVER) is None
+    assert "not an approver" in str(governance.why_not_decide(spec, req, Actor("v", frozenset({"viewer"}))))
+    assert "separation of duties" in str(governance.why_not_decide(spec, req, Actor("carol", frozenset({"admin"}))))
+    assert "expired" in str(governance.why_not_decide(spec, req, APPROVER, now=utcnow() + timedelta(hours=100)))
+
+
+def test_approvers_from_airflow_config_extend_the_spec(spec) -> None:  # type: ignore[no-untyped-def]
+    dora = Actor("dora", frozenset({"risk"}))
+    assert not governance.is_approver(spec, dora)
+    assert governance.is_approver(governance.with_extra_approvers(spec, ["dora"], []), dora)
+    assert governance.is_approver(governance.with_extra_approvers(spec, [], ["Risk"]), dora)
+    assert governance.with_extra_approvers(spec, [], []) is spec

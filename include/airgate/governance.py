@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from airgate import audit
-from airgate.spec import ModelSpec
+from airgate.spec import Approvers, ModelSpec
 from airgate.warehouse import (
     approval_decisions,
     approval_requests,
@@ -60,9 +60,30 @@ def _json_hash(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
+def _allowed(rules: Approvers, actor: Actor) -> bool:
+    return actor.username in rules.users or bool(actor.roles & {r.lower() for r in rules.roles})
+
+
 def is_approver(spec: ModelSpec, actor: Actor) -> bool:
+    return _allowed(spec.approval.approvers, actor)
+
+
+def may_break_glass(spec: ModelSpec, actor: Actor) -> bool:
+    return _allowed(spec.approval.break_glass, actor)
+
+
+def with_extra_approvers(spec: ModelSpec, users: list[str], roles: list[str]) -> ModelSpec:
+    """The spec with approvers granted outside it (Airflow config) added: one place decides who may approve."""
+    if not users and not roles:
+        return spec
     rules = spec.approval.approvers
-    return actor.username in rules.users or bool(actor.roles & set(rules.roles))
+    merged = rules.model_copy(update={"users": sorted(set(rules.users) | set(users)),
+                                      "roles": sorted(set(rules.roles) | {r.lower() for r in roles})})
+    return spec.model_copy(update={"approval": spec.approval.model_copy(update={"approvers": merged})})
+
+
+def _ledger_lock(model: str) -> str:
+    return f"airgate.ledger.{model}"
 
 
 def open_request(engine: Engine, spec: ModelSpec, model_version: str, training_run_id: str,
@@ -101,20 +122,31 @@ def list_requests(engine: Engine, model: str | None = None, status: str | None =
         q = q.where(approval_requests.c.model == model)
     if status:
         q = q.where(approval_requests.c.status == status)
-    q = q.order_by(approval_requests.c.created_at.desc()).limit(limit).offset(offset)
+    q = q.order_by(approval_requests.c.created_at.desc(), approval_requests.c.id).limit(limit).offset(offset)
     now = utcnow()
     out = []
     with engine.connect() as conn:
-        for r in conn.execute(q).mappings():
+        rows = conn.execute(q).mappings().all()
+        ids = [r["id"] for r in rows]
+        approvals: dict[str, int] = dict(conn.execute(
+            select(approval_decisions.c.request_id, func.count()).where(
+                approval_decisions.c.request_id.in_(ids), approval_decisions.c.decision == "approve")
+            .group_by(approval_decisions.c.request_id)).all()) if ids else {}
+        for r in rows:
             d = dict(r)
             ev = d.pop("evidence") or {}
             d["gates"] = {g["name"]: g["state"] for g in ev.get("gates", [])}
             d["metrics"] = ev.get("metrics", {}).get(ev.get("candidate", ""), {})
-            exp = as_utc(d["expires_at"])
-            if d["status"] == "pending" and exp is not None and exp <= now:
-                d["status"] = "expired"
+            d["status"] = _shown_status(d["status"], d["expires_at"], now)
+            d["approvals"] = int(approvals.get(d["id"], 0))
             out.append(d)
     return out
+
+
+def _shown_status(status: str, expires_at: datetime | None, now: datetime) -> str:
+    """A pending request past its expiry is expired, whether or not anyone has tried to decide it since."""
+    exp = as_utc(expires_at)
+    return "expired" if status == "pending" and exp is not None and exp <= now else status
 
 
 def get_request(engine: Engine, request_id: str) -> dict[str, Any]:
@@ -123,6 +155,7 @@ def get_request(engine: Engine, request_id: str) -> dict[str, Any]:
         if r is None:
             raise GovernanceError("not_found", 404, f"approval request {request_id} does not exist")
         d = dict(r._mapping)
+        d["status"] = _shown_status(d["status"], d["expires_at"], utcnow())
         d["decisions"] = [dict(x) for x in conn.execute(
             select(approval_decisions).where(approval_decisions.c.request_id == request_id)
             .order_by(approval_decisions.c.id)).mappings()]
@@ -220,6 +253,7 @@ def decide(engine: Engine, spec: ModelSpec, request_id: str, actor: Actor, decis
                 conn.execute(update(approval_requests).where(approval_requests.c.id == request_id)
                              .values(status=status, decided_at=now))
             if status == "approved":
+                lock_for_chain(conn, _ledger_lock(model))
                 prev = current_champion(conn, model)
                 promoted_from = prev.version if prev else None
                 conn.execute(promotion_ledger.insert().values(
@@ -257,3 +291,181 @@ def ledger(engine: Engine, model: str) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(select(promotion_ledger).where(promotion_ledger.c.model == model)
                                               .order_by(promotion_ledger.c.id)).mappings()]
+
+
+def why_not_decide(spec: ModelSpec, request: dict[str, Any], actor: Actor, now: datetime | None = None) -> str | None:
+    """Why ``actor`` may not decide ``request`` now, or None. The page hides the buttons with it; ``decide`` still
+    checks every rule itself, so this is a courtesy, never the guard."""
+    now = now or utcnow()
+    if not is_approver(spec, actor):
+        return f"'{actor.username}' is not an approver for {spec.name}"
+    if actor.username in {request["requested_by"], request["owner"]}:
+        return f"'{actor.username}' trained or owns this model version (separation of duties)"
+    if request["status"] != "pending":
+        return f"the request is {request['status']}"
+    expires = as_utc(request["expires_at"])
+    if expires is not None and expires <= now:
+        return f"the request expired at {expires.isoformat()}"
+    if any(d["actor"] == actor.username for d in request.get("decisions", [])):
+        return f"'{actor.username}' already decided this request"
+    return None
+
+
+MIN_JUSTIFICATION = 10
+
+
+def _justified(text: str, what: str) -> str:
+    text = (text or "").strip()
+    if len(text) < MIN_JUSTIFICATION:
+        raise GovernanceError("justification_required", 422,
+                              f"a {what} needs a justification of at least {MIN_JUSTIFICATION} characters")
+    return text
+
+
+def _revoked_versions(conn: Connection, model: str) -> set[str]:
+    return {str(v) for v in conn.execute(select(promotion_ledger.c.from_version).where(
+        promotion_ledger.c.model == model, promotion_ledger.c.action == "revoke")).scalars()}
+
+
+def _ledger_entry(conn: Connection, model: str, action: str, from_version: str | None, to_version: str | None,
+                  approval_id: str | None, actor: Actor, reason: str, now: datetime) -> int:
+    res = conn.execute(promotion_ledger.insert().values(
+        model=model, action=action, from_version=from_version, to_version=to_version, approval_id=approval_id,
+        actor=actor.username, reason=reason, at=now))
+    key = res.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def rollback(engine: Engine, spec: ModelSpec, actor: Actor, to_version: str, justification: str,
+             move_alias: AliasMover, now: datetime | None = None) -> dict[str, Any]:
+    """Make an earlier approved (and never revoked) version the champion again. Approvers only; audited either way.
+
+    The rolled-back-to version keeps its original approval id, so scoring and lineage show which approval it runs
+    under, and the ledger row shows that it got there by a rollback.
+    """
+    now = now or utcnow()
+    model = spec.name
+    to_version = str(to_version)
+    try:
+        if not is_approver(spec, actor):
+            raise GovernanceError("not_approver", 403, f"user '{actor.username}' may not roll back {model}")
+        reason = _justified(justification, "rollback")
+        with engine.begin() as conn:
+            lock_for_chain(conn, _ledger_lock(model))
+            req = conn.execute(select(approval_requests.c.id).where(
+                approval_requests.c.model == model, approval_requests.c.model_version == to_version,
+                approval_requests.c.status == "approved")).first()
+            if req is None:
+                raise GovernanceError("not_approved", 409,
+                                      f"{model} v{to_version} was never approved: only an approved version can "
+                                      "become champion")
+            if to_version in _revoked_versions(conn, model):
+                raise GovernanceError("revoked", 409, f"{model} v{to_version} was revoked and cannot return")
+            champ = current_champion(conn, model)
+            if champ is not None and champ.version == to_version:
+                raise GovernanceError("already_champion", 409, f"{model} v{to_version} is already the champion")
+            from_version = champ.version if champ else None
+            ledger_id = _ledger_entry(conn, model, "rollback", from_version, to_version, req.id, actor, reason, now)
+            audit.append(conn, actor=actor.username, event_type="rollback", model=model,
+                         entity={"model_version": to_version, "approval_request_id": req.id, "ledger_id": ledger_id},
+                         details={"from_version": from_version, "to_version": to_version, "alias": "champion",
+                                  "justification": reason})
+            move_alias(model, to_version)  # last, inside the transaction: if it raises, nothing commits
+    except GovernanceError as err:
+        audit.record(engine, actor=actor.username, event_type="rollback_refused", model=model,
+                     entity={"model_version": to_version}, details={"code": err.code, "reason": err.message})
+        raise
+    return {"model": model, "action": "rollback", "from_version": from_version, "to_version": to_version,
+            "approval_id": req.id, "ledger_id": ledger_id}
+
+
+AliasRemover = Callable[[str], None]
+
+
+def revoke(engine: Engine, spec: ModelSpec, actor: Actor, version: str, justification: str,
+           remove_alias: AliasRemover, now: datetime | None = None) -> dict[str, Any]:
+    """Break-glass: withdraw the champion's approval now. Scoring refuses until a version is approved or rolled
+    back to, and the revoked version can never return. Only the spec's break-glass users/roles; audited either way.
+    """
+    now = now or utcnow()
+    model = spec.name
+    version = str(version)
+    try:
+        if not may_break_glass(spec, actor):
+            raise GovernanceError("not_break_glass", 403,
+                                  f"user '{actor.username}' may not revoke {model} (break-glass is limited to "
+                                  "approval.break_glass in the spec)")
+        reason = _justified(justification, "revocation")
+        with engine.begin() as conn:
+            lock_for_chain(conn, _ledger_lock(model))
+            champ = current_champion(conn, model)
+            if champ is None or champ.version != version:
+                raise GovernanceError("not_champion", 409,
+                                      f"{model} v{version} is not the champion "
+                                      f"(champion: {('v' + champ.version) if champ else 'none'})")
+            ledger_id = _ledger_entry(conn, model, "revoke", version, None, champ.approval_id, actor, reason, now)
+            if champ.approval_id:
+                conn.execute(update(approval_requests).where(approval_requests.c.id == champ.approval_id)
+                             .values(status="revoked"))
+            audit.append(conn, actor=actor.username, event_type="revocation", model=model,
+                         entity={"model_version": version, "approval_request_id": champ.approval_id,
+                                 "ledger_id": ledger_id},
+                         details={"justification": reason, "break_glass": True, "alias": "champion"})
+            remove_alias(model)
+    except GovernanceError as err:
+        audit.record(engine, actor=actor.username, event_type="revocation_refused", model=model,
+                     entity={"model_version": version}, details={"code": err.code, "reason": err.message})
+        raise
+    return {"model": model, "action": "revoke", "from_version": version, "to_version": None, "ledger_id": ledger_id}
+
+
+def champion_as_of(engine: Engine | Connection, model: str, at: datetime) -> dict[str, Any] | None:
+    """The ledger's champion at time ``at`` (None before the first promotion or after a revocation)."""
+    q = (select(promotion_ledger).where(promotion_ledger.c.model == model, promotion_ledger.c.at <= at)
+         .order_by(promotion_ledger.c.id.desc()).limit(1))
+    if isinstance(engine, Connection):
+        r = engine.execute(q).first()
+    else:
+        with engine.connect() as conn:
+            r = conn.execute(q).first()
+    if r is None or r.action == "revoke" or r.to_version is None:
+        return None
+    return {"version": str(r.to_version), "approval_id": r.approval_id, "action": r.action, "ledger_id": r.id,
+            "since": as_utc(r.at)}
+
+
+def model_versions(engine: Engine, model: str) -> list[dict[str, Any]]:
+    """Every version that asked for approval, newest first, with what the ledger says about it."""
+    with engine.connect() as conn:
+        reqs = conn.execute(select(approval_requests.c.id, approval_requests.c.model_version,
+                                   approval_requests.c.training_run_id, approval_requests.c.status,
+                                   approval_requests.c.created_at, approval_requests.c.decided_at,
+                                   approval_requests.c.expires_at)
+                            .where(approval_requests.c.model == model)
+                            .order_by(approval_requests.c.created_at.desc())).mappings().all()
+        revoked = _revoked_versions(conn, model)
+        champ = current_champion(conn, model)
+    now = utcnow()
+    out = []
+    for r in reqs:
+        status = _shown_status(r["status"], r["expires_at"], now)
+        version = str(r["model_version"])
+        is_champ = champ is not None and champ.version == version
+        out.append({"version": version, "training_run_id": r["training_run_id"], "status": status,
+                    "approval_id": r["id"], "requested_at": r["created_at"],
+                    "approved_at": r["decided_at"] if status in ("approved", "revoked") else None,
+                    "revoked": version in revoked, "champion": is_champ,
+                    "can_roll_back_to": status == "approved" and version not in revoked and not is_champ})
+    return out
+
+
+def models_overview(engine: Engine, specs: list[ModelSpec]) -> list[dict[str, Any]]:
+    """One row per model: its champion by the ledger, and how many versions wait for a decision."""
+    out = []
+    for spec in specs:
+        versions = model_versions(engine, spec.name)
+        champ = champion_as_of(engine, spec.name, utcnow())
+        out.append({"model": spec.name, "owner": spec.owner, "champion": champ,
+                    "pending": sum(v["status"] == "pending" for v in versions), "versions": len(versions)})
+    return out

@@ -244,6 +244,9 @@ class Approval(_Strict):
     approvers: Approvers
     quorum: int = Field(1, ge=1)
     expires_after_hours: float = Field(72, gt=0)
+    # Who may revoke the champion in an emergency (break-glass): scoring stops until a version is approved or
+    # rolled back to. Deliberately narrower than the approvers by default.
+    break_glass: Approvers = Field(default_factory=lambda: Approvers(roles=["admin"]))
 
     @model_validator(mode="after")
     def _someone_can_approve(self) -> Approval:
