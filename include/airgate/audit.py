@@ -207,3 +207,9 @@ def to_json_record(r: dict[str, Any]) -> dict[str, Any]:
     out = {k: r[k] for k in EXPORT_COLUMNS}
     out["at"] = as_utc(r["at"]).isoformat()  # type: ignore[union-attr]
     return out
+
+
+def event_types(engine: Engine) -> list[str]:
+    """The distinct event types on record, for an auditor's filter."""
+    with engine.connect() as conn:
+        return sorted(str(t) for t in conn.execute(select(audit_log.c.event_type).distinct()).scalars())

@@ -12,12 +12,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from airgate.governance import Actor
 from airgate.web.auth import CurrentActor, current_actor
-from airgate.web.pages import approvals_page
 
 CSRF_HEADER = "x-requested-with"
 CSRF_VALUE = "airgate"
@@ -70,6 +69,41 @@ def _error(exc: Any) -> JSONResponse:
     return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=exc.status)
 
 
+def _config_list(key: str) -> list[str]:
+    from airflow.configuration import conf
+
+    raw = conf.get("airgate", key, fallback="") or ""
+    return [v.strip() for v in raw.split(",") if v.strip()]
+
+
+def governed_spec(model: str) -> Any:
+    """The model's spec with approvers granted in Airflow config ([airgate] approver_users / approver_roles)."""
+    from airgate import governance
+    from airgate.spec import SpecError, find_spec
+
+    try:
+        spec = find_spec(model)
+    except SpecError as exc:
+        raise HTTPException(404, f"no model spec named {model!r}") from exc
+    return governance.with_extra_approvers(spec, _config_list("approver_users"), _config_list("approver_roles"))
+
+
+def _all_specs() -> list[Any]:
+    from airgate.spec import load_specs
+
+    return [governed_spec(s.name) for s in load_specs()]
+
+
+class RollbackIn(BaseModel):
+    to_version: str = Field(min_length=1, max_length=32)
+    justification: str = Field(min_length=1, max_length=4000)
+
+
+class RevokeIn(BaseModel):
+    version: str = Field(min_length=1, max_length=32)
+    justification: str = Field(min_length=1, max_length=4000)
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="airgate governance API", version="1", docs_url="/docs", openapi_url="/openapi.json",
                   description="Approvals, promotion and audit for airgate models. Every page action is a call here.")
@@ -83,27 +117,59 @@ def create_app() -> FastAPI:
 
     @app.get("/api/approvals/{request_id}", tags=["approvals"])
     def get_approval(request_id: str, actor: CurrentActor) -> Any:
-        from airgate import governance
+        """The request, its evidence bundle, live context (labels, validation, report links) and whether you may
+        decide it (a courtesy for the page: the decision route checks every rule again)."""
+        from airgate import evidence, governance
+        from airgate.runtime import runs_dir
 
+        engine = _engine()
         try:
-            return governance.get_request(_engine(), request_id)
+            req = governance.get_request(engine, request_id)
         except governance.GovernanceError as exc:
             return _error(exc)
+        reason = governance.why_not_decide(governed_spec(req["model"]), req, actor)
+        req["you"] = {"can_decide": reason is None, "reason": reason}
+        req["context"] = evidence.context(engine, req, runs_dir())
+        return req
+
+    @app.get("/api/approvals/{request_id}/artifacts/{name}", tags=["approvals"])
+    def approval_artifact(request_id: str, name: str, actor: CurrentActor) -> Any:
+        """A report file named by the request's evidence (Pareto plot, drift report, gate report)."""
+        from airgate import evidence, governance
+        from airgate.runtime import runs_dir
+
+        if name not in evidence.ARTIFACT_TYPES:
+            raise HTTPException(404, f"no artifact {name!r}; one of {sorted(evidence.ARTIFACT_TYPES)}")
+        try:
+            req = governance.get_request(_engine(), request_id)
+        except governance.GovernanceError as exc:
+            return _error(exc)
+        path = evidence.artifact_paths(req["evidence"], runs_dir()).get(name)
+        if path is None:
+            raise HTTPException(404, f"{name} is not available for {request_id}")
+        return FileResponse(path, media_type=evidence.ARTIFACT_TYPES[name])
+
+    @app.get("/api/data-docs/{model}/{path:path}", tags=["approvals"])
+    def data_docs(model: str, path: str, actor: CurrentActor) -> Any:
+        """The model's Great Expectations Data Docs site, file by file (nothing outside the site)."""
+        from airgate import evidence
+
+        target = evidence.data_docs_file(_engine(), model, path or "index.html")
+        if target is None:
+            raise HTTPException(404, f"no Data Docs file {path!r} for {model}")
+        return FileResponse(target)
 
     @app.post("/api/approvals/{request_id}/decisions", tags=["approvals"])
     def decide(request_id: str, body: DecisionIn, actor: WritingActor) -> Any:
         from airgate import governance, registry
         from airgate.runtime import mlflow_config
-        from airgate.spec import SpecError, find_spec
 
         engine = _engine()
         try:
             req = governance.get_request(engine, request_id)
-            spec = find_spec(req["model"])
         except governance.GovernanceError as exc:
             return _error(exc)
-        except SpecError as exc:
-            raise HTTPException(500, str(exc)) from exc
+        spec = governed_spec(req["model"])
         cfg = mlflow_config()
         try:
             return governance.decide(
@@ -113,11 +179,74 @@ def create_app() -> FastAPI:
         except governance.GovernanceError as exc:
             return _error(exc)
 
+    @app.get("/api/models", tags=["models"])
+    def list_models(actor: CurrentActor) -> list[dict[str, Any]]:
+        from airgate import governance
+
+        return governance.models_overview(_engine(), _all_specs())
+
+    @app.get("/api/models/{model}", tags=["models"])
+    def get_model(model: str, actor: CurrentActor) -> dict[str, Any]:
+        """The promotion ledger (oldest first), every version that asked for approval, and what you may do."""
+        from airgate import governance
+        from airgate.warehouse import utcnow
+
+        spec = governed_spec(model)
+        engine = _engine()
+        return {"model": model, "owner": spec.owner, "champion": governance.champion_as_of(engine, model, utcnow()),
+                "ledger": governance.ledger(engine, model), "versions": governance.model_versions(engine, model),
+                "you": {"can_rollback": governance.is_approver(spec, actor),
+                        "can_revoke": governance.may_break_glass(spec, actor)}}
+
     @app.get("/api/models/{model}/ledger", tags=["models"])
     def model_ledger(model: str, actor: CurrentActor) -> list[dict[str, Any]]:
         from airgate import governance
 
         return governance.ledger(_engine(), model)
+
+    @app.post("/api/models/{model}/rollback", tags=["models"])
+    def rollback(model: str, body: RollbackIn, actor: WritingActor) -> Any:
+        """Make an earlier approved version champion again (approvers; justification required; audited)."""
+        from airgate import governance, registry
+        from airgate.runtime import mlflow_config
+
+        cfg = mlflow_config()
+        try:
+            return governance.rollback(_engine(), governed_spec(model), actor, body.to_version, body.justification,
+                                       move_alias=lambda m, v: registry.set_alias(cfg, m, v))
+        except governance.GovernanceError as exc:
+            return _error(exc)
+
+    @app.post("/api/models/{model}/revoke", tags=["models"])
+    def revoke(model: str, body: RevokeIn, actor: WritingActor) -> Any:
+        """Break-glass: withdraw the champion now; scoring stops until another version is approved or rolled
+        back to (spec approval.break_glass only; justification required; audited)."""
+        from airgate import governance, registry
+        from airgate.runtime import mlflow_config
+
+        cfg = mlflow_config()
+        try:
+            return governance.revoke(_engine(), governed_spec(model), actor, body.version, body.justification,
+                                     remove_alias=lambda m: registry.delete_alias(cfg, m))
+        except governance.GovernanceError as exc:
+            return _error(exc)
+
+    @app.get("/api/lineage", tags=["lineage"])
+    def lineage_graph(actor: CurrentActor, node: str) -> Any:
+        """The node, everything upstream of it to the source files, and its direct downstream."""
+        from airgate import lineage
+
+        try:
+            return lineage.graph(_engine(), node)
+        except lineage.LineageError as exc:
+            return JSONResponse({"detail": exc.message, "code": "lineage"}, status_code=exc.status)
+
+    @app.get("/api/lineage/as-of", tags=["lineage"])
+    def lineage_as_of(actor: CurrentActor, model: str, at: datetime, partition_key: str | None = None) -> Any:
+        """Which approved version was champion at ``at``, and which version had produced the partition by then."""
+        from airgate import lineage
+
+        return lineage.as_of(_engine(), model, at, partition_key)
 
     @app.get("/api/reviews/{model}/queue", tags=["labeling"])
     def review_queue(model: str, actor: CurrentActor, limit: int = 100) -> list[dict[str, Any]]:
@@ -187,6 +316,12 @@ def create_app() -> FastAPI:
 
         return StreamingResponse(lines(), media_type="application/x-ndjson", headers=headers)
 
+    @app.get("/api/audit/event-types", tags=["audit"])
+    def audit_event_types(actor: CurrentActor) -> list[str]:
+        from airgate import audit
+
+        return audit.event_types(_engine())
+
     @app.get("/api/audit/verify", tags=["audit"])
     def verify_audit(actor: CurrentActor) -> dict[str, Any]:
         from airgate import audit
@@ -195,15 +330,16 @@ def create_app() -> FastAPI:
 
     @app.get("/api/me", tags=["auth"])
     def me(actor: Annotated[Any, Depends(current_actor)]) -> dict[str, Any]:
-        return {"username": actor.username, "roles": sorted(actor.roles)}
-
-    @app.get("/approvals", response_class=HTMLResponse, tags=["pages"])
-    def approvals_view(actor: CurrentActor, status: str | None = None) -> HTMLResponse:
         from airgate import governance
 
-        rows = governance.list_requests(_engine(), status=status)
-        return HTMLResponse(approvals_page(rows, actor.username))
+        specs = _all_specs()
+        return {"username": actor.username, "roles": sorted(actor.roles),
+                "approver_of": [s.name for s in specs if governance.is_approver(s, actor)],
+                "break_glass_of": [s.name for s in specs if governance.may_break_glass(s, actor)]}
 
+    from airgate.web.views import router as pages
+
+    app.include_router(pages)
     return app
 
 
