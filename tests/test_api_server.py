@@ -68,7 +68,7 @@ def test_plugin_routes_are_served_and_authenticated(server: str) -> None:
     assert httpx.get(f"{server}/airgate/api/approvals", timeout=30).status_code == 401
     token = _login(server, "approver")
     me = httpx.get(f"{server}/airgate/api/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    assert me.status_code == 200 and me.json() == {"username": "approver", "roles": ["op"]}
+    assert me.status_code == 200 and (me.json()["username"], me.json()["roles"]) == ("approver", ["op"])
     listed = httpx.get(f"{server}/airgate/api/approvals", headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert listed.status_code == 200 and listed.json() == []
     page = httpx.get(f"{server}/airgate/approvals", cookies={"_token": token}, timeout=30)
@@ -80,5 +80,10 @@ def test_governance_menu_is_registered(server: str) -> None:
     r = httpx.get(f"{server}/api/v2/plugins", headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert r.status_code == 200
     plugin = next(p for p in r.json()["plugins"] if p["name"] == "airgate")
-    view = plugin["external_views"][0]
-    assert (view["category"], view["name"], view["url_route"]) == ("Governance", "Approvals", "airgate-approvals")
+    views = [(v["category"], v["name"], v["href"], v["url_route"], v["destination"]) for v in plugin["external_views"]]
+    assert views == [("Governance", name, f"/airgate/{page}", f"airgate-{page}", "nav")
+                     for name, page in [("Approvals", "approvals"), ("Models", "models"), ("Audit", "audit"),
+                                        ("Lineage", "lineage")]]
+    for _, _, href, _, _ in views:  # each menu entry opens a page the api-server serves, with the UI's cookie
+        page = httpx.get(f"{server}{href}", cookies={"_token": token}, timeout=30)
+        assert page.status_code == 200 and "signed in as" in page.text
