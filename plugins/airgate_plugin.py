@@ -1,6 +1,8 @@
-"""The airgate governance plugin: mounts the governance API and pages under /airgate and adds a nav entry.
+"""The airgate governance plugin: mounts the governance API and pages under /airgate and adds the Governance menu.
 
-Airflow reserves /api/v2, /ui, /execution, /auth and /pluginsv2, so everything of ours lives under /airgate.
+Airflow reserves /api/v2, /ui, /execution, /auth and /pluginsv2, so everything of ours lives under /airgate. Each
+menu entry has a ``url_route``, so the Airflow UI opens the page in an iframe at its own URL (same origin: the UI's
+session cookie authenticates the page's API calls, and the page follows the UI's colour mode).
 """
 
 from __future__ import annotations
@@ -9,11 +11,14 @@ from airflow.plugins_manager import AirflowPlugin
 
 from airgate.web.app import PREFIX, create_app
 
+GOVERNANCE_VIEWS = (("Approvals", "approvals"), ("Models", "models"), ("Audit", "audit"), ("Lineage", "lineage"))
+
 
 class AirgatePlugin(AirflowPlugin):
     name = "airgate"
     fastapi_apps = [{"app": create_app(), "url_prefix": PREFIX, "name": "airgate governance"}]
     external_views = [
-        {"name": "Approvals", "href": f"{PREFIX}/approvals", "destination": "nav", "category": "Governance",
-         "url_route": "airgate-approvals"},
+        {"name": name, "href": f"{PREFIX}/{page}", "destination": "nav", "category": "Governance",
+         "url_route": f"airgate-{page}"}
+        for name, page in GOVERNANCE_VIEWS
     ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlencode, urlparse
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -69,13 +69,14 @@ def validation_summary(engine: Engine, clean_versions: list[str]) -> dict[str, A
     return {"version_id": newest["version_id"], "status": newest["status"], "critical": newest["critical"],
             "warnings": newest["warnings"], "evaluated_at": as_utc(newest["evaluated_at"]),
             "versions_checked": len(rows), "by_status": by_status,
-            "data_docs_url": f"/airgate/api/data-docs/{newest['model']}/index.html" if newest["docs_path"] else None}
+            "data_docs_url": f"/airgate/api/data-docs/{quote(newest['model'], safe='')}/index.html"
+            if newest["docs_path"] else None}
 
 
 def context(engine: Engine, request: dict[str, Any], runs_dir: str) -> dict[str, Any]:
     ev = request["evidence"]
     versions = _ancestors(engine, ev["data_version"])
-    base = f"/airgate/api/approvals/{request['id']}/artifacts"
+    base = f"/airgate/api/approvals/{quote(str(request['id']), safe='')}/artifacts"
     files = artifact_paths(ev, runs_dir)
     return {
         "labels": label_shares(engine, ev["data_version"]),
@@ -85,7 +86,8 @@ def context(engine: Engine, request: dict[str, Any], runs_dir: str) -> dict[str,
         "links": {"gate_report": f"{base}/gate_report.html" if "gate_report.html" in files else None,
                   "pareto_plot": f"{base}/pareto.png" if "pareto.png" in files else None,
                   "drift_report": f"{base}/drift.html" if "drift.html" in files else None,
-                  "lineage": f"/airgate/lineage?node=model_version:{request['model']}/{request['model_version']}",
+                  "lineage": "/airgate/lineage?" + urlencode(
+                      {"node": f"model_version:{request['model']}/{request['model_version']}"}),
                   "mlflow_run": ev.get("mlflow_run_id")},
     }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -66,14 +67,26 @@ def warehouse_url() -> str:
                                c.schema, c.extra_dejson)
 
 
+_ENGINE_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=8)
-def _engine_for(url: str) -> Engine:
-    """One engine per process and URL, brought to the newest schema once (a no-op when already there)."""
+def _engine_for_locked(url: str) -> Engine:
     from airgate import migrations
 
     engine = make_engine(url)
     migrations.upgrade(engine)
     return engine
+
+
+def _engine_for(url: str) -> Engine:
+    """One engine per process and URL, brought to the newest schema once (a no-op when already there).
+
+    The api-server answers a page's parallel calls on threads; Alembic's module state is not thread-safe, so the
+    first upgrade must not run twice at once (lru_cache alone does not stop two threads computing the same key).
+    """
+    with _ENGINE_LOCK:
+        return _engine_for_locked(url)
 
 
 def warehouse_engine() -> Engine:
