@@ -20,7 +20,7 @@ export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: help venv init demo test up bench lint clean
+.PHONY: help venv chromium init demo test up bench lint clean
 
 help:
 	@echo "make demo   - set up and run the whole lifecycle headless (SQLite, local folders)"
@@ -37,6 +37,11 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 
 venv: $(STAMP)
 
+# Debian's chromium for the browser tests (tests/browser); apt-get installs it only when /usr/bin/chromium is missing.
+# `make demo` needs no browser, so only `make test` depends on this. Playwright itself comes with requirements-dev.txt.
+chromium:
+	@bash scripts/ensure_chromium.sh
+
 # Airflow's metadata DB and the settings the DAGs need (connections, pools, variables). Idempotent.
 init: venv
 	@mkdir -p $(AIRFLOW_HOME) $(AIRGATE_HOME)
@@ -47,7 +52,7 @@ init: venv
 demo: init
 	@$(BIN)/python scripts/demo.py || (echo "--- last lines of $(AIRGATE_HOME)/demo.log"; tail -40 $(AIRGATE_HOME)/demo.log; exit 1)
 
-test: venv
+test: venv chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 up: init

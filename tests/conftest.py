@@ -128,14 +128,9 @@ def sqlite_engine(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def spec():  # type: ignore[no-untyped-def]
-    from airgate.spec import find_spec
+    from .helpers import quick_spec
 
-    shipped = find_spec("knowledge_tracing")
-    # Fewer tuning trials (and DKT epochs) than shipped keep unit tests quick; e2e tests run the shipped spec.
-    quick = [c.model_copy(update={"n_trials": 2, "params": {**c.params, "epochs": 4}}) if c.kind == "dkt" else c
-             for c in shipped.candidates]
-    return shipped.model_copy(update={"tuning": shipped.tuning.model_copy(update={"n_trials": 4}),
-                                      "candidates": quick})
+    return quick_spec()
 
 
 @pytest.fixture(scope="session")

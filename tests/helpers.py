@@ -56,3 +56,15 @@ def second_version(engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, req
                                 registry.version_tags(cfg, spec.name, req["model_version"]))
     return governance.open_request(engine, spec, version, f"{req['training_run_id']}-again", req["evidence"],
                                    req["evidence_hash"], trained_by)
+
+
+def quick_spec() -> ModelSpec:
+    """The shipped spec with fewer tuning trials (and DKT epochs): unit and browser tests stay quick; e2e tests run
+    the shipped spec."""
+    from airgate.spec import find_spec
+
+    shipped = find_spec("knowledge_tracing")
+    quick = [c.model_copy(update={"n_trials": 2, "params": {**c.params, "epochs": 4}}) if c.kind == "dkt" else c
+             for c in shipped.candidates]
+    return shipped.model_copy(update={"tuning": shipped.tuning.model_copy(update={"n_trials": 4}),
+                                      "candidates": quick})
