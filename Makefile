@@ -26,7 +26,7 @@ help:
 	@echo "make demo   - set up and run the whole lifecycle headless (SQLite, local folders)"
 	@echo "make test   - set up and run every test (SQLite and PostgreSQL at 127.0.0.1:5432)"
 	@echo "make up     - serve Airflow with the governance plugin at http://localhost:8080"
-	@echo "make bench  - run the benchmarks, writing bench/results.json"
+	@echo "make bench  - run the benchmarks, writing bench/results.json (BENCH_ARGS=\"--only api\" for one)"
 	@echo "make lint   - ruff and mypy"
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
@@ -60,7 +60,7 @@ up: init
 	$(BIN)/airflow standalone
 
 bench: init
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -5,6 +5,8 @@
 2. Scoring throughput: airgate's end-to-end scoring (champion check, features from the warehouse, predict, staging,
    swap, audit) against raw ``booster.predict`` plus a raw bulk insert of the same rows, in the same run, on SQLite
    and on PostgreSQL (COPY).
+3. Data plane, model plane, auto-labels and active learning (data_plane.py, model_plane.py).
+4. Governance API latency (api_latency.py): median and p95 per endpoint with 10,000 audit events, on both databases.
 """
 
 from __future__ import annotations
@@ -196,25 +198,32 @@ def main() -> int:
     ap.add_argument("--parse-repeats", type=int, default=5)
     ap.add_argument("--mp-students", type=int, default=500, help="students per batch (4 batches) for the model plane")
     ap.add_argument("--mp-trials", type=int, default=16, help="tuning trials per candidate (and per sampler)")
-    ap.add_argument("--only", choices=["model_plane"], help="run one benchmark and merge it into results.json")
+    ap.add_argument("--only", choices=["model_plane", "api"], help="run one benchmark and merge it into results.json")
+    ap.add_argument("--api-events", type=int, default=10_000, help="audit events in the API latency warehouse")
     ap.add_argument("--ingest-batches", type=int, default=10, help="batches of 10,000 rows for the ingest figures")
     args = ap.parse_args()
     results: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                            "platform": platform.platform()},
                                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if args.only == "model_plane":
+    if args.only:
+        import api_latency
         import model_plane
 
         out = ROOT / "bench" / "results.json"
         merged = json.loads(out.read_text()) if out.exists() else results
         work = Path(tempfile.mkdtemp(prefix="airgate-bench-"))
         try:
-            merged["model_plane"] = model_plane.model_plane(work / "mp", args.mp_students, 4, args.mp_trials)
+            if args.only == "model_plane":
+                merged["model_plane"] = model_plane.model_plane(work / "mp", args.mp_students, 4, args.mp_trials)
+            else:
+                merged["api"] = on_both_databases(
+                    "governance API latency", work / "api",
+                    lambda backend, url, w: api_latency.api_latency(backend, url, w, args.api_events))
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        merged["model_plane"]["when"] = results["when"]
+        merged[args.only]["when"] = results["when"]
         out.write_text(json.dumps(merged, indent=2) + "\n")
-        print(json.dumps(merged["model_plane"], indent=1))
+        print(json.dumps(merged[args.only], indent=1))
         return 0
     print("parse cost ...")
     results["dag_parse"] = parse_cost(args.parse_repeats)
@@ -233,6 +242,11 @@ def main() -> int:
         print("model plane: candidates, tuning, best AUC vs oracle, hypervolume vs random ...")
         results["model_plane"] = model_plane.model_plane(work / "mp", args.mp_students, 4, args.mp_trials)
         print(f"  { {k: v for k, v in results['model_plane'].items() if k != 'candidates'} }")
+        import api_latency
+
+        results["api"] = on_both_databases(
+            "governance API latency", work / "api",
+            lambda backend, url, w: api_latency.api_latency(backend, url, w, args.api_events))
         print("auto-labels ...")
         results["auto_labels"] = data_plane.auto_labels(work)
         print(f"  {results['auto_labels']}")
