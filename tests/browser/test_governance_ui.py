@@ -196,6 +196,41 @@ def test_approver_reads_the_evidence_and_approves(ui: Any, site: Site) -> None:
         assert api.get(f"/airgate/api/models/{site.model}").json()["champion"]["version"] == req["model_version"]
 
 
+def test_models_and_lineage_views(ui: Any, site: Site) -> None:
+    """After the approval: Models shows the champion and its ledger row; from the model version, Lineage walks back
+    to the source files, and a file steps forward again to the batch it was ingested in."""
+    expect = _expect()
+    req = site.request
+    viewer = ui("viewer")
+    frame = viewer.open_governance("Models")
+    row = frame.locator(f'[data-testid="model-row"][data-model="{site.model}"]')
+    expect(row).to_contain_text(f"v{req['model_version']}")
+    row.get_by_test_id("open-model").click()
+    expect(frame.get_by_test_id("champion-version")).to_have_attribute("data-version", req["model_version"])
+    ledger = frame.get_by_test_id("ledger-row")
+    expect(ledger).to_have_count(1)
+    expect(ledger.first).to_have_attribute("data-action", "promote")
+    expect(frame.get_by_test_id("rollback-button")).to_have_count(0)  # a viewer may not roll back
+    expect(frame.get_by_test_id("revoke-button")).to_have_count(0)
+    viewer.shot("models.png")
+
+    frame = viewer.open_governance("Lineage")
+    viewer.frame("/airgate/lineage").goto(
+        f"{site.base}/airgate/lineage?node=model_version:{site.model}/{req['model_version']}")
+    focus = frame.get_by_test_id("lineage-focus")
+    expect(focus).to_have_attribute("data-kind", "model_version")
+    nodes = frame.get_by_test_id("lineage-node")
+    for kind in ("file", "batch", "dataset", "training_run", "approval"):
+        expect(frame.locator(f'[data-testid="lineage-node"][data-kind="{kind}"]').first).to_be_visible()
+    approval = frame.locator(f'[data-testid="lineage-node"][data-ref="approval:{req["id"]}"]')
+    expect(approval).to_contain_text("approver")  # who approved it is on the way
+    viewer.shot("lineage.png")
+    assert nodes.count() >= 6
+    frame.locator('[data-testid="lineage-node"][data-kind="file"]').first.click()
+    expect(focus).to_have_attribute("data-kind", "file")
+    expect(frame.locator('[data-testid="lineage-node"][data-kind="batch"]').first).to_be_visible()
+
+
 def test_audit_filter_by_event_type(ui: Any, site: Site) -> None:
     expect = _expect()
     with site.api("viewer") as api:
