@@ -264,15 +264,45 @@ def _summary(engine: Any, spec: Any, oracle_dir: Path, wall: float) -> None:
           f"p95 latency/1k rows {chosen['p95_latency_ms_per_1k']:.2f} ms")
     say(f"rows scored        : {n_pred} (lineage of a row: model v{lineage[0]}, approval {lineage[1]}, "
           f"run {lineage[2]}, features {lineage[3]})" if lineage else "rows scored        : 0")
+    if lineage:
+        _print_lineage(spec.name)
     say(f"audit events       : {chain.entries}, hash chain {'verified' if chain.ok else 'BROKEN at ' + str(chain.first_broken_seq)}")
     say(f"wall time          : {wall:.0f}s")
     say("where to look next :")
     say(f"  - warehouse (SQLite): {airgate_home() / 'warehouse.db'}  tables predictions, audit_log, promotion_ledger")
     say(f"  - MLflow: {mlflow_config().tracking_uri}  (mlflow ui --backend-store-uri <that>)")
     say(f"  - evidence bundle: {airgate_home() / 'runs' / cand['training_run_id'] / 'gate_report.html'} (and .json)")
-    say("  - make up, then http://localhost:8080 -> Governance -> Approvals")
+    say("  - make up, then http://localhost:8080 -> Governance -> Approvals, Models, Audit, Lineage")
     if not chain.ok:
         raise SystemExit("audit chain does not verify")
+
+
+def _print_lineage(model: str) -> None:
+    """One prediction walked back to its source files through the plugin's lineage API, as an auditor would."""
+    from sqlalchemy import select
+
+    from airgate.runtime import warehouse_engine
+    from airgate.warehouse import predictions
+
+    with warehouse_engine().connect() as conn:
+        row = conn.execute(select(predictions.c.partition_key, predictions.c.event_id)
+                           .where(predictions.c.model == model).limit(1)).one()
+    node = f"prediction:{model}/{row.partition_key}/{row.event_id}"
+    r = api_client().get("/airgate/api/lineage", params={"node": node},
+                         headers={"Authorization": f"Bearer {token_for('viewer', 'viewer')}"})
+    if r.status_code != 200:
+        raise SystemExit(f"lineage API failed: {r.status_code} {r.text}")
+    nodes = r.json()["nodes"]
+    counts: dict[str, int] = {}
+    for n in nodes:
+        key = f"{n['attrs'].get('kind')} dataset" if n["kind"] == "dataset" else n["kind"].replace("_", " ")
+        counts[key] = counts.get(key, 0) + 1
+    approval = next((n for n in nodes if n["kind"] == "approval"), None)
+    order = ["scoring run", "model version", "approval", "training run", "labeled dataset", "clean dataset",
+             "raw dataset", "batch", "file"]
+    path = " <- ".join(f"{counts[k]} {k}" if counts[k] > 1 else k for k in order if k in counts)
+    who = ", ".join(approval["attrs"]["approvers"]) if approval else "nobody"
+    say(f"lineage of a row   : {node} <- {path} (approved by {who}; GET /airgate/api/lineage?node=...)")
 
 
 def _auto_label_accuracy(engine: Any, version_id: str, oracle_dir: Path) -> tuple[float, int] | None:
