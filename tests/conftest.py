@@ -6,6 +6,7 @@ metadata DB, and a throwaway PostgreSQL database (dropped at the end) for the te
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -161,3 +162,21 @@ def small_sim():  # type: ignore[no-untyped-def]
     sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40))
     write_catalog(sim, Path(os.environ["AIRGATE_HOME"]) / "catalog" / "knowledge_tracing_items.csv")
     return sim
+
+
+@pytest.fixture
+def client(airflow_db, sqlite_engine, mlflow_cfg, monkeypatch):  # type: ignore[no-untyped-def]
+    """The plugin app mounted as the api-server mounts it, authenticated by Airflow's own auth manager (real JWTs).
+    It finds the warehouse and MLflow through the Airflow connections, as under the api-server."""
+    from airflow.api_fastapi.app import init_auth_manager
+    from fastapi.testclient import TestClient
+
+    from airgate.web.app import mounted_app
+
+    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_WAREHOUSE", json.dumps(
+        {"conn_type": "sqlite", "host": str(sqlite_engine.url.database)}))
+    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_MLFLOW", json.dumps(
+        {"conn_type": "generic", "extra": {"tracking_uri": mlflow_cfg.tracking_uri,
+                                           "artifact_root": mlflow_cfg.artifact_root}}))
+    init_auth_manager()
+    return TestClient(mounted_app(), base_url="http://localhost")

@@ -68,3 +68,15 @@ def quick_spec() -> ModelSpec:
              for c in shipped.candidates]
     return shipped.model_copy(update={"tuning": shipped.tuning.model_copy(update={"n_trials": 4}),
                                       "candidates": quick})
+
+
+def token(username: str, role: str) -> str:
+    """A real JWT from the running SimpleAuthManager, as /auth/token would issue it."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return str(get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=role)))
+
+
+def bearer(username: str, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(username, role)}"}

@@ -4,57 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from .apiserver import ApiServer, free_port
+
 pytestmark = [pytest.mark.api, pytest.mark.e2e]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def server(airflow_db, tmp_path_factory):  # type: ignore[no-untyped-def]
-    port = _free_port()
     home = tmp_path_factory.mktemp("apiserver")
-    env = {**os.environ, "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", "AIRGATE_HOME": str(home),
-           "AIRFLOW_CONN_AIRGATE_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(home / "wh.db")}),
-           "AIRFLOW__API__WORKERS": "1"}
-    log = (home / "api-server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--host",
-                             "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(1)
-    else:
-        proc.kill()
-    if proc.poll() is not None:
-        pytest.fail("api-server did not start:\n" + Path(home / "api-server.log").read_text()[-4000:])
-    yield base
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+    env = {**os.environ, "AIRGATE_HOME": str(home),
+           "AIRFLOW_CONN_AIRGATE_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(home / "wh.db")})}
+    srv = ApiServer(env, free_port(), home / "api-server.log").wait_healthy()
+    yield srv.base
+    srv.stop()
 
 
 def _login(base: str, user: str) -> str:

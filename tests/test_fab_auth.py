@@ -12,11 +12,8 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -26,6 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from .apiserver import ApiServer, free_port
 
 pytestmark = pytest.mark.api
 e2e = pytest.mark.e2e
@@ -46,28 +45,19 @@ class FabServer:
     log: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _airflow(env: dict[str, str], *args: str) -> None:
     out = subprocess.run([sys.executable, "-m", "airflow", *args], env=env, cwd=env["AIRFLOW_HOME"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, f"airflow {args[:2]} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
 
 
-def _boot(env: dict[str, str], home: Path, port: int, passwords: dict[str, str]) -> subprocess.Popen[bytes]:
+def _boot(env: dict[str, str], home: Path, port: int, passwords: dict[str, str]) -> ApiServer:
     """Migrate the server's own metadata DB, create the FAB users with the FAB CLI, start the api-server."""
     _airflow(env, "db", "migrate")  # with providers-fab installed this creates FAB's ab_* tables too
     for user, role in FAB_USERS.items():
         _airflow(env, "users", "create", "--username", user, "--password", passwords[user], "--role", role,
                  "--firstname", user, "--lastname", "fab", "--email", f"{user}@airgate.test")
-    log = (home / "api-server.log").open("w")
-    return subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--host",
-                             "127.0.0.1"], env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return ApiServer(env, port, home / "api-server.log", cwd=home)
 
 
 def _seed_pending_request(home: Path, template: Path) -> tuple[dict[str, Any], Any]:
@@ -98,21 +88,11 @@ def _seed_pending_request(home: Path, template: Path) -> tuple[dict[str, Any], A
         engine.dispose()
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def fab_server(tmp_path_factory: pytest.TempPathFactory, _mlflow_template: Path) -> Iterator[FabServer]:
     home = tmp_path_factory.mktemp("fab")
     (home / "airflow").mkdir()
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     passwords = {u: secrets.token_urlsafe(12) for u in FAB_USERS}
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER")}
@@ -135,24 +115,14 @@ def fab_server(tmp_path_factory: pytest.TempPathFactory, _mlflow_template: Path)
             request, cfg = _seed_pending_request(home, _mlflow_template)
         except BaseException:
             with suppress(Exception):
-                _stop(booting.result())
+                booting.result().stop()
             raise
-        proc = booting.result()
+        srv = booting.result()
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("api-server (FabAuthManager) did not start:\n"
-                        + (home / "api-server.log").read_text()[-4000:])
-        yield FabServer(base, passwords, request, cfg, home / "api-server.log")
+        srv.wait_healthy()
+        yield FabServer(base, passwords, request, cfg, srv.log_path)
     finally:
-        _stop(proc)
+        srv.stop()
 
 
 def _token(server: FabServer, user: str) -> str:

@@ -20,6 +20,8 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
+from .helpers import bearer, token
+
 pytestmark = pytest.mark.api
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,33 +57,6 @@ STATIC_HOOKS = {
                                                      "audit-verify-result", "audit-export-csv", "audit-export-json"],
     "/airgate/lineage": ["asof-model", "asof-partition", "asof-at", "asof-submit", "asof-result"],
 }
-
-
-@pytest.fixture
-def client(airflow_db, sqlite_engine, mlflow_cfg, monkeypatch) -> TestClient:  # type: ignore[no-untyped-def]
-    from airflow.api_fastapi.app import init_auth_manager
-
-    from airgate.web.app import mounted_app
-
-    # The app finds the warehouse and MLflow through the Airflow connections, as under the api-server.
-    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_WAREHOUSE", json.dumps(
-        {"conn_type": "sqlite", "host": str(sqlite_engine.url.database)}))
-    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_MLFLOW", json.dumps(
-        {"conn_type": "generic", "extra": {"tracking_uri": mlflow_cfg.tracking_uri,
-                                           "artifact_root": mlflow_cfg.artifact_root}}))
-    init_auth_manager()
-    return TestClient(mounted_app(), base_url="http://localhost")
-
-
-def token(username: str, role: str) -> str:
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=role))
-
-
-def bearer(username: str, role: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(username, role)}"}
 
 
 class _Doc(HTMLParser):

@@ -164,15 +164,22 @@ def get_request(engine: Engine, request_id: str) -> dict[str, Any]:
 
 def current_champion(engine: Engine | Connection, model: str) -> Champion | None:
     """The approved champion according to the promotion ledger (the source of truth, not the MLflow alias)."""
-    q = select(promotion_ledger).where(promotion_ledger.c.model == model).order_by(promotion_ledger.c.id.desc()).limit(1)
-    if isinstance(engine, Connection):
-        r = engine.execute(q).first()
-    else:
-        with engine.connect() as conn:
-            r = conn.execute(q).first()
+    r = _last_ledger_entry(engine, model)
     if r is None or r.action == "revoke" or r.to_version is None:
         return None
     return Champion(str(r.to_version), r.approval_id, r.action)
+
+
+def _last_ledger_entry(engine: Engine | Connection, model: str, at: datetime | None = None) -> Any:
+    """The newest ledger row of ``model`` (written by ``at``, when given), inside the caller's transaction if any."""
+    q = select(promotion_ledger).where(promotion_ledger.c.model == model)
+    if at is not None:
+        q = q.where(promotion_ledger.c.at <= at)
+    q = q.order_by(promotion_ledger.c.id.desc()).limit(1)
+    if isinstance(engine, Connection):
+        return engine.execute(q).first()
+    with engine.connect() as conn:
+        return conn.execute(q).first()
 
 
 def _refuse(engine: Engine, actor: Actor, model: str | None, request_id: str, decision: str,
@@ -422,13 +429,7 @@ def revoke(engine: Engine, spec: ModelSpec, actor: Actor, version: str, justific
 
 def champion_as_of(engine: Engine | Connection, model: str, at: datetime) -> dict[str, Any] | None:
     """The ledger's champion at time ``at`` (None before the first promotion or after a revocation)."""
-    q = (select(promotion_ledger).where(promotion_ledger.c.model == model, promotion_ledger.c.at <= at)
-         .order_by(promotion_ledger.c.id.desc()).limit(1))
-    if isinstance(engine, Connection):
-        r = engine.execute(q).first()
-    else:
-        with engine.connect() as conn:
-            r = conn.execute(q).first()
+    r = _last_ledger_entry(engine, model, at)
     if r is None or r.action == "revoke" or r.to_version is None:
         return None
     return {"version": str(r.to_version), "approval_id": r.approval_id, "action": r.action, "ledger_id": r.id,

@@ -12,10 +12,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -26,6 +22,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from tests.apiserver import ApiServer, free_port
 from tests.helpers import prepare_data, quick_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,12 +40,6 @@ def artifacts_dir() -> Path:
     out = root / "browser"
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -123,42 +114,15 @@ def site(airflow_db: Path, _mlflow_template: Path, tmp_path_factory: pytest.Temp
     home = tmp_path_factory.mktemp("browser-site")
     url, cfg, model, request = _seed(home, _mlflow_template)
 
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "AIRFLOW__API__BASE_URL": base, "AIRGATE_HOME": str(home),
+    env = {**os.environ, "AIRGATE_HOME": str(home),
            "AIRFLOW_CONN_AIRGATE_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(home / "warehouse.db")}),
            "AIRFLOW_CONN_AIRGATE_MLFLOW": json.dumps({"conn_type": "generic", "extra": {
-               "tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root}}),
-           "AIRFLOW__API__WORKERS": "1"}
-    log_path = home / "api-server.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--host",
-                             "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    else:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    if proc.poll() is not None:
-        log.close()
-        pytest.fail("api-server did not start:\n" + log_path.read_text(errors="replace")[-4000:])
+               "tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root}})}
+    srv = ApiServer(env, free_port(), home / "api-server.log").wait_healthy()
     try:
-        yield Site(base, home, url, cfg, model, request, log_path)
+        yield Site(srv.base, home, url, cfg, model, request, srv.log_path)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        log.close()
+        srv.stop()
 
 
 @pytest.fixture(scope="module")
