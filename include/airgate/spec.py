@@ -257,6 +257,17 @@ class Approval(_Strict):
         return self
 
 
+class Monitoring(_Strict):
+    """What turns a scoring run into an alarm. Drift: the share of drifted columns (features and the score) between
+    the champion's validation split and the rows just scored. Decay: the AUC on recent predictions whose labels came
+    in, fallen below the AUC at approval by more than ``max_auc_drop``."""
+
+    max_drift_share: float = Field(0.5, gt=0, le=1)
+    max_auc_drop: float = Field(0.05, gt=0, le=1)
+    min_labeled_rows: int = Field(200, ge=10)  # decay is not evaluated on fewer labeled predictions
+    max_rows: int = Field(20_000, ge=500)  # rows sampled per side for the drift report
+
+
 class Scoring(_Strict):
     schedule: str = "0 2 * * *"
     destination: str = Field("predictions", pattern=NAME_RE)
@@ -281,6 +292,7 @@ class ModelSpec(_Strict):
     gates: Gates = Gates()
     approval: Approval
     scoring: Scoring = Scoring()
+    monitoring: Monitoring = Monitoring()
     kubernetes: Kubernetes | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -228,6 +228,23 @@ test_set_reads = Table(
     _ts("read_at", nullable=False),
 )
 
+monitoring_reports = Table(
+    "monitoring_reports", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model", String(64), nullable=False),
+    Column("scoring_run_id", String(80), nullable=False),
+    Column("kind", String(16), nullable=False),  # drift | decay
+    Column("model_version", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # ok | alarm | not_evaluated
+    Column("value", Float),
+    Column("threshold", Float, nullable=False),
+    Column("summary", JSON, nullable=False),
+    Column("report_path", Text),
+    _ts("created_at", nullable=False),
+    UniqueConstraint("scoring_run_id", "kind", name="uq_monitoring_run_kind"),
+    Index("ix_monitoring_model", "model", "id"),
+)
+
 approval_requests = Table(
     "approval_requests", metadata,
     Column("id", String(40), primary_key=True),
