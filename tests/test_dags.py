@@ -90,7 +90,10 @@ def test_stages_are_chained_by_assets(dagbag) -> None:  # type: ignore[no-untype
     m = "knowledge_tracing"
     assert outlets(f"{m}__collect") == {"airgate://knowledge_tracing/raw"} == consumes(f"{m}__clean")
     assert outlets(f"{m}__clean") == {"airgate://knowledge_tracing/clean"} == consumes(f"{m}__label")
-    assert outlets(f"{m}__label") == {"airgate://knowledge_tracing/labeled"} == consumes(f"{m}__train")
+    assert outlets(f"{m}__label") == {"airgate://knowledge_tracing/labeled"}
+    # training follows new labels, and the retrain Asset that a drift alarm after scoring updates
+    assert outlets(f"{m}__score") == {"airgate://knowledge_tracing/retrain"}
+    assert consumes(f"{m}__train") == {"airgate://knowledge_tracing/labeled", "airgate://knowledge_tracing/retrain"}
     assert dagbag.dags[f"{m}__score"].timetable.expression == "0 2 * * *"
     # labeling also runs on its own clock, for late grades and review answers
     assert type(dagbag.dags[f"{m}__label"].timetable).__name__ == "AssetOrTimeSchedule"

@@ -90,6 +90,11 @@ def test_lifecycle_lands_a_scored_table_and_reruns_add_nothing(env) -> None:  # 
     assert {r["scoring_run_id"] for r in rows} == {f"sr-{score_run.run_id}"[:80]}  # type: ignore[attr-defined]
     first = counts(engine)
     assert first["raw_rows"] == first["clean_events"] + first["quarantine"]
+    # after scoring, the drift check ran against the champion's validation split: same data, no alarm, no retrain
+    states = {ti.task_id: str(ti.state) for ti in score_run.get_task_instances()}  # type: ignore[attr-defined]
+    assert (states["monitor_drift"], states["request_retraining"]) == ("success", "skipped"), states
+    checks = audit.events(engine, event_type="drift_check")
+    assert [c["details"]["status"] for c in checks] == ["ok"], checks
 
     # The whole chain again on the same data: nothing is duplicated or lost.
     run(env, "collect", mark_success_pattern="wait_for_new_files")  # the sensor would wait: nothing new landed

@@ -33,7 +33,7 @@ STAGES = ("collect", "clean", "label", "train", "score")
 
 def assets(spec: ModelSpec) -> dict[str, Asset]:
     return {kind: Asset(name=f"{spec.name}.{kind}", uri=spec.asset_uri(kind), group="airgate")
-            for kind in ("raw", "clean", "labeled")}
+            for kind in ("raw", "clean", "labeled", "retrain")}
 
 
 def _defaults(spec: ModelSpec) -> dict[str, Any]:
@@ -219,7 +219,7 @@ def build_train(spec: ModelSpec) -> DAG:
     a = assets(spec)
     names = [c.name for c in spec.candidates]
 
-    @dag(dag_id=spec.dag_id("train"), schedule=[a["labeled"]], start_date=START, catchup=False, max_active_runs=1,
+    @dag(dag_id=spec.dag_id("train"), schedule=a["labeled"] | a["retrain"], start_date=START, catchup=False, max_active_runs=1,
          default_args=_defaults(spec), tags=_tags(spec, "train"),
          doc_md=_doc(spec, "train", "Splits the newest labeled version (or the one pinned in the run's conf as "
                      "`labeled_version_id`), trains and tunes every candidate in parallel (one mapped task each"
@@ -309,11 +309,15 @@ def build_train(spec: ModelSpec) -> DAG:
 
 
 def build_score(spec: ModelSpec) -> DAG:
+    a = assets(spec)
+
     @dag(dag_id=spec.dag_id("score"), schedule=spec.scoring.schedule, start_date=START, catchup=False,
          max_active_runs=1, default_args=_defaults(spec), tags=_tags(spec, "score"),
          doc_md=_doc(spec, "score", f"Nightly batch scoring into `{spec.scoring.destination}`. Resolves the "
                      "`champion` alias once, refuses any version the promotion ledger does not show approved, "
-                     "scores in chunks into staging and swaps the partition for the logical date."))
+                     "scores in chunks into staging and swaps the partition for the logical date. Then an Evidently "
+                     "drift check against the champion's validation split; an alarm updates the retrain Asset, "
+                     "which starts the train DAG."))
     def score() -> None:
         @task
         def resolve_champion() -> dict[str, str]:
@@ -340,7 +344,31 @@ def build_score(spec: ModelSpec) -> DAG:
                                     model_version=champion["model_version"], actor=_actor())
             return stage.score(warehouse_engine(), cfg).to_dict()
 
-        score_batch(resolve_champion())  # type: ignore[arg-type]
+        @task
+        def monitor_drift(scored: dict[str, Any]) -> dict[str, Any]:
+            from airgate import monitor
+            from airgate.runtime import mlflow_config, runs_dir, warehouse_engine
+
+            return monitor.check_drift(warehouse_engine(), spec, mlflow_config(), scored["scoring_run_id"],
+                                       runs_dir(), actor=_actor()).to_dict()
+
+        @task.short_circuit
+        def drifted(verdict: dict[str, Any]) -> bool:
+            return bool(verdict["status"] == "alarm")
+
+        @task(outlets=[a["retrain"]])
+        def request_retraining(verdict: dict[str, Any]) -> None:
+            """The retrain Asset event starts the train DAG: the loop closes without anyone watching."""
+            from airgate import audit
+            from airgate.runtime import warehouse_engine
+
+            audit.record(warehouse_engine(), actor=_actor(), event_type="retraining_requested", model=spec.name,
+                         entity={"scoring_run_id": verdict["scoring_run_id"],
+                                 "model_version": verdict["model_version"]},
+                         details={"reason": "drift", "value": verdict["value"], "threshold": verdict["threshold"]})
+
+        verdict = monitor_drift(score_batch(resolve_champion()))  # type: ignore[arg-type]
+        drifted(verdict) >> request_retraining(verdict)  # type: ignore[arg-type]
 
     return score()
 
