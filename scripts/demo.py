@@ -272,7 +272,7 @@ def _summary(engine: Any, spec: Any, oracle_dir: Path, wall: float) -> None:
     say(f"  - warehouse (SQLite): {airgate_home() / 'warehouse.db'}  tables predictions, audit_log, promotion_ledger")
     say(f"  - MLflow: {mlflow_config().tracking_uri}  (mlflow ui --backend-store-uri <that>)")
     say(f"  - evidence bundle: {airgate_home() / 'runs' / cand['training_run_id'] / 'gate_report.html'} (and .json)")
-    say("  - make up, then http://localhost:8080 -> Governance -> Approvals, Models, Audit, Lineage")
+    say("  - make up, then http://localhost:8080 -> Plugins -> Governance -> Approvals, Models, Audit, Lineage")
     if not chain.ok:
         raise SystemExit("audit chain does not verify")
 
