@@ -76,15 +76,21 @@ def test_login_and_the_governance_menu(ui: Any, site: Site) -> None:
     viewer.shot("approvals-queue-dark.png")
 
 
-def test_trainer_cannot_approve_their_own_model(ui: Any, site: Site) -> None:
+def _no_decision_form(frame: Any, why: str) -> None:
+    """The evidence of a pending request is readable, but there is nothing to decide with, and the page says why."""
     expect = _expect()
-    trainer = ui("trainer")
-    frame = _open_request(trainer, site)
     expect(frame.get_by_test_id("request-status")).to_contain_text("pending")
     expect(frame.get_by_test_id("evidence-metrics")).to_be_visible()
-    expect(frame.get_by_test_id("approve-button")).to_have_count(0)
-    expect(frame.get_by_test_id("reject-button")).to_have_count(0)
-    expect(frame.get_by_test_id("decision-unavailable")).to_contain_text("separation of duties")
+    expect(frame.get_by_test_id("evidence-gates")).to_be_visible()
+    for hook in ("approve-button", "reject-button", "decision-comment"):
+        expect(frame.get_by_test_id(hook)).to_have_count(0)
+    expect(frame.get_by_test_id("decision-unavailable")).to_contain_text(why)
+
+
+def test_trainer_cannot_approve_their_own_model(ui: Any, site: Site) -> None:
+    trainer = ui("trainer")
+    frame = _open_request(trainer, site)
+    _no_decision_form(frame, "separation of duties")
     trainer.shot("trainer-detail.png")
     # The page only hides the buttons; the API refuses too, with the cookie the UI set (and the CSRF header).
     r = trainer.context.request.post(
@@ -96,16 +102,9 @@ def test_trainer_cannot_approve_their_own_model(ui: Any, site: Site) -> None:
 
 
 def test_viewer_sees_no_approve_button_and_the_api_refuses(ui: Any, site: Site) -> None:
-    expect = _expect()
     viewer = ui("viewer")
     frame = _open_request(viewer, site)
-    expect(frame.get_by_test_id("request-status")).to_contain_text("pending")
-    expect(frame.get_by_test_id("evidence-metrics")).to_be_visible()
-    expect(frame.get_by_test_id("evidence-gates")).to_be_visible()
-    expect(frame.get_by_test_id("approve-button")).to_have_count(0)
-    expect(frame.get_by_test_id("reject-button")).to_have_count(0)
-    expect(frame.get_by_test_id("decision-comment")).to_have_count(0)
-    expect(frame.get_by_test_id("decision-unavailable")).to_contain_text("not an approver")
+    _no_decision_form(frame, "not an approver")
     viewer.shot("viewer-detail.png")
     r = _post_decision(site, "viewer")
     assert r.status_code == 403, r.text

@@ -76,22 +76,26 @@ def _config_list(key: str) -> list[str]:
     return [v.strip() for v in raw.split(",") if v.strip()]
 
 
-def governed_spec(model: str) -> Any:
-    """The model's spec with approvers granted in Airflow config ([airgate] approver_users / approver_roles)."""
+def _with_config_approvers(spec: Any) -> Any:
+    """The spec with approvers granted in Airflow config ([airgate] approver_users / approver_roles)."""
     from airgate import governance
+
+    return governance.with_extra_approvers(spec, _config_list("approver_users"), _config_list("approver_roles"))
+
+
+def governed_spec(model: str) -> Any:
     from airgate.spec import SpecError, find_spec
 
     try:
-        spec = find_spec(model)
+        return _with_config_approvers(find_spec(model))
     except SpecError as exc:
         raise HTTPException(404, f"no model spec named {model!r}") from exc
-    return governance.with_extra_approvers(spec, _config_list("approver_users"), _config_list("approver_roles"))
 
 
 def _all_specs() -> list[Any]:
     from airgate.spec import load_specs
 
-    return [governed_spec(s.name) for s in load_specs()]
+    return [_with_config_approvers(s) for s in load_specs()]
 
 
 class RollbackIn(BaseModel):
