@@ -111,7 +111,7 @@ def test_a_second_spec_adds_its_dags_without_code_changes(tmp_path: Path) -> Non
     doc = yaml.safe_load((ROOT / "include" / "specs" / "knowledge_tracing.yaml").read_text())
     doc.update(name="fractions_quiz", owner="dana",
                source={"path": "landing/fractions", "pattern": "*.csv"},
-               scoring={"schedule": "30 3 * * *"},
+               scoring={"schedule": "30 3 * * *", "deadline_minutes": 60},  # the copied alerts need a deadline
                candidates=[{"name": "baseline", "kind": "baseline"}, {"name": "gbm", "kind": "lightgbm"}])
     (tmp_path / "fractions_quiz.yaml").write_text(yaml.safe_dump(doc))
     code = ("import json\nfrom airflow.dag_processing.dagbag import DagBag\n"

@@ -37,8 +37,14 @@ def assets(spec: ModelSpec) -> dict[str, Asset]:
 
 
 def _defaults(spec: ModelSpec) -> dict[str, Any]:
-    return {"owner": spec.owner, "retries": 2, "retry_delay": timedelta(minutes=1),
-            "retry_exponential_backoff": True}
+    from airgate import alerts  # light: resolves no notifier at parse time
+
+    out: dict[str, Any] = {"owner": spec.owner, "retries": 2, "retry_delay": timedelta(minutes=1),
+                           "retry_exponential_backoff": True}
+    callbacks = alerts.failure_callbacks(spec)  # the spec's alerts.on_failure, once a task has failed for good
+    if callbacks:
+        out["on_failure_callback"] = callbacks
+    return out
 
 
 def _tags(spec: ModelSpec, stage: str) -> list[str]:

@@ -8,6 +8,7 @@ data engineer who just edited YAML, not someone who wants a pydantic traceback.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -268,10 +269,61 @@ class Monitoring(_Strict):
     max_rows: int = Field(20_000, ge=500)  # rows sampled per side for the drift report
 
 
+DOTTED_PATH_RE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+ALERT_KINDS = ("failure", "deadline_missed", "drift", "decay")
+
+
+class AlertTarget(_Strict):
+    """One notifier or callback, named by its dotted import path and imported only when an alert is sent, never
+    at DAG parse. A class (any ``BaseNotifier`` subclass, e.g.
+    ``airflow.providers.smtp.notifications.smtp.SmtpNotifier``) is built with ``kwargs`` and called with the
+    context; a function is called with ``kwargs`` and ``context=`` when it takes one. A bare string is short for
+    ``{notifier: <path>}``."""
+
+    notifier: str = Field(pattern=DOTTED_PATH_RE)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"notifier": value} if isinstance(value, str) else value
+
+    @field_validator("kwargs")
+    @classmethod
+    def _plain_values(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "context" in value:
+            raise ValueError("'context' is reserved: Airflow passes the context itself; remove it from kwargs")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError("kwargs must be plain values (strings, numbers, booleans, lists, mappings); "
+                             f"quote dates and times ({exc})") from exc
+        return value
+
+
+class Alerts(_Strict):
+    """Who hears about what. Every alert sent is an ``alert_sent`` audit event, every notifier that fails an
+    ``alert_failed`` one; a failing notifier does not stop the others."""
+
+    on_failure: list[AlertTarget] = Field(default_factory=list)  # a task of any of the model's DAGs failed
+    on_deadline_missed: list[AlertTarget] = Field(default_factory=list)  # scoring not done by its deadline
+    on_drift: list[AlertTarget] = Field(default_factory=list)  # a drift alarm after scoring
+    on_decay: list[AlertTarget] = Field(default_factory=list)  # a decay alarm (accuracy on labeled predictions)
+
+    def targets(self, kind: str) -> list[AlertTarget]:
+        if kind not in ALERT_KINDS:
+            raise ValueError(f"unknown alert kind {kind!r}; one of {list(ALERT_KINDS)}")
+        return list(getattr(self, f"on_{kind}"))
+
+
 class Scoring(_Strict):
     schedule: str = "0 2 * * *"
     destination: str = Field("predictions", pattern=NAME_RE)
     chunk_rows: int = Field(50_000, ge=100)
+    # The deadline (SLA): a run not finished this many minutes after its logical date (the cron tick) or after it
+    # was queued calls alerts.on_deadline_missed. None: no deadline.
+    deadline_minutes: int | None = Field(None, ge=1)
+    deadline_from: Literal["logical_date", "queued_at"] = "logical_date"
 
 
 class ModelSpec(_Strict):
@@ -293,6 +345,7 @@ class ModelSpec(_Strict):
     approval: Approval
     scoring: Scoring = Scoring()
     monitoring: Monitoring = Monitoring()
+    alerts: Alerts = Alerts()
     kubernetes: Kubernetes | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -322,6 +375,9 @@ class ModelSpec(_Strict):
             raise ValueError("objectives: each metric may appear once")
         if self.slices.by and not self.slices.roster:
             raise ValueError("slices.by needs slices.roster, the CSV that maps students to slices")
+        if self.alerts.on_deadline_missed and self.scoring.deadline_minutes is None:
+            raise ValueError("alerts.on_deadline_missed names notifiers but scoring has no deadline: set "
+                             "scoring.deadline_minutes (minutes after the run's logical date)")
         return self
 
     @property
@@ -367,6 +423,9 @@ def _problems(err: ValidationError) -> list[tuple[str, str, str]]:
         fix = _FIXES.get(e["type"], "correct the value as the message says")
         if e["type"] == "string_pattern_mismatch" and e["loc"] and e["loc"][-1] in ("cpu", "memory"):
             fix = "use a Kubernetes quantity such as '500m' or '2' (cpu), '512Mi' or '4Gi' (memory)"
+        if e["type"] == "string_pattern_mismatch" and e["loc"] and e["loc"][-1] == "notifier":
+            fix = ("write the dotted import path of a notifier class or callback function, such as "
+                   "'airgate.notifiers.LogNotifier' or 'airflow.providers.smtp.notifications.smtp.SmtpNotifier'")
         if e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
             fix = f"use one of {e['ctx']['expected']}"
         out.append((_field_path(tuple(e["loc"])), msg, fix))
