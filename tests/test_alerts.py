@@ -180,9 +180,6 @@ def test_score_dag_kwargs_carry_an_airflow_deadline_alert(alerting_spec: ModelSp
 
 
 @pytest.mark.dag_structure
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="build_score does not pass **alerts.score_dag_kwargs(spec) to @dag yet: the lead wires "
-                          "it; remove this marker then")
 def test_the_factory_score_dag_carries_the_deadline(alerting_spec: ModelSpec) -> None:
     from airgate.dagfactory import build_score
 

@@ -26,11 +26,11 @@ def world(engine, spec, small_sim, mlflow_cfg, tmp_path: Path) -> dict[str, Any]
     approve(engine, spec, mlflow_cfg, v1["approval_request_id"])
     v2_req = second_version(engine, spec, mlflow_cfg, v1["approval_request_id"], trained_by="carol")
     v2 = approve(engine, spec, mlflow_cfg, v2_req)
-    first = score.score(engine, score.ScoreConfig(spec, mlflow_cfg, "2026-09-03", "sr-1"))
+    first = score.score(engine, score.ScoreConfig(spec, mlflow_cfg, "2026-09-03", "sr-1", str(tmp_path / "runs")))
     mid = utcnow()
     governance.rollback(engine, spec, Actor("approver", frozenset({"op"})), v1["model_version"],
                         "v2 regressed on new cohort", lambda m, v: registry.set_alias(mlflow_cfg, m, v))
-    second = score.score(engine, score.ScoreConfig(spec, mlflow_cfg, "2026-09-04", "sr-2"))
+    second = score.score(engine, score.ScoreConfig(spec, mlflow_cfg, "2026-09-04", "sr-2", str(tmp_path / "runs")))
     return {"labeled": labeled, "v1": v1, "v2": v2, "v2_req": v2_req, "first": first, "second": second,
             "mid": mid}
 

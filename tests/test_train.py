@@ -198,7 +198,7 @@ def test_a_dkt_champion_scores_and_auto_labels_through_the_same_predictor(engine
     req = train_to_request(engine, only_dkt, mlflow_cfg, tmp_path, labeled, run_id="tr-dkt")
     assert registry.version_tags(mlflow_cfg, spec.name, req["model_version"])[predictors.KIND_TAG] == "dkt"
     approve(engine, only_dkt, mlflow_cfg, req["approval_request_id"])
-    res = score.score(engine, score.ScoreConfig(only_dkt, mlflow_cfg, "2026-09-03", "sr-dkt"))
+    res = score.score(engine, score.ScoreConfig(only_dkt, mlflow_cfg, "2026-09-03", "sr-dkt", str(tmp_path / "runs")))
     with engine.connect() as conn:
         scores = [r.score for r in conn.execute(select(__import__("airgate.warehouse").warehouse.predictions))]
     assert res.rows_scored == len(scores) > 0 and all(0.0 < s < 1.0 for s in scores)

@@ -55,6 +55,12 @@ def _train_candidate(args: argparse.Namespace) -> dict[str, Any]:
     return train_candidate_from_env(args.model, args.training_run_id, args.candidate)
 
 
+def _score_partition(args: argparse.Namespace) -> dict[str, Any]:
+    from airgate.score import score_shard_from_env  # heavy: pandas, pyarrow, LightGBM, MLflow
+
+    return score_shard_from_env(args.model, args.scoring_run_id, args.shard)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m airgate.cli",
@@ -71,7 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--xcom", action="store_true",
                        help=f"also write the JSON result to ${XCOM_PATH_ENV} (default {DEFAULT_XCOM_PATH})")
     train.set_defaults(func=_train_candidate)
-    # A later 'score-partition' subcommand is registered here the same way.
+
+    part = sub.add_parser(
+        "score-partition", help="score one shard of a planned scoring run into the predictions table",
+        description="Stream one shard of a planned scoring run through the champion in chunks and write its "
+                    "predictions under the run. Idempotent: a retry replaces the shard's own rows.")
+    part.add_argument("--model", required=True, help="model name (the spec file's stem)")
+    part.add_argument("--scoring-run-id", required=True, help="scoring run whose plan names the shard")
+    part.add_argument("--shard", required=True, type=int, help="shard number, from 0")
+    part.add_argument("--xcom", action="store_true",
+                      help=f"also write the JSON result to ${XCOM_PATH_ENV} (default {DEFAULT_XCOM_PATH})")
+    part.set_defaults(func=_score_partition)
     return parser
 
 

@@ -28,7 +28,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airgate.spec import ModelSpec
 
 START = datetime(2026, 1, 1)
-STAGES = ("collect", "clean", "label", "train", "score")
+STAGES = ("collect", "clean", "label", "train", "score", "monitor")
 
 
 def assets(spec: ModelSpec) -> dict[str, Asset]:
@@ -56,6 +56,12 @@ def _actor() -> str:
     ctx = get_current_context()
     dr = ctx.get("dag_run")
     return getattr(dr, "triggering_user_name", None) or "airflow"
+
+
+def _short_uid() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:10]
 
 
 def _doc(spec: ModelSpec, stage: str, body: str) -> str:
@@ -225,7 +231,7 @@ def build_train(spec: ModelSpec) -> DAG:
     a = assets(spec)
     names = [c.name for c in spec.candidates]
 
-    @dag(dag_id=spec.dag_id("train"), schedule=a["labeled"] | a["retrain"], start_date=START, catchup=False, max_active_runs=1,
+    @dag(dag_id=spec.dag_id("train"), schedule=_train_schedule(spec, a), start_date=START, catchup=False, max_active_runs=1,
          default_args=_defaults(spec), tags=_tags(spec, "train"),
          doc_md=_doc(spec, "train", "Splits the newest labeled version (or the one pinned in the run's conf as "
                      "`labeled_version_id`), trains and tunes every candidate in parallel (one mapped task each"
@@ -316,39 +322,75 @@ def build_train(spec: ModelSpec) -> DAG:
 
 def build_score(spec: ModelSpec) -> DAG:
     a = assets(spec)
+    sc = spec.scoring
+    where = "one Kubernetes pod" if sc.pods else "one mapped task"
 
-    @dag(dag_id=spec.dag_id("score"), schedule=spec.scoring.schedule, start_date=START, catchup=False,
+    from airgate import alerts  # light: the deadline's notifiers are imported only when it fires
+
+    @dag(dag_id=spec.dag_id("score"), schedule=sc.schedule, start_date=START, catchup=False,
          max_active_runs=1, default_args=_defaults(spec), tags=_tags(spec, "score"),
-         doc_md=_doc(spec, "score", f"Nightly batch scoring into `{spec.scoring.destination}`. Resolves the "
+         **alerts.score_dag_kwargs(spec),
+         doc_md=_doc(spec, "score", f"Nightly batch scoring into `{sc.destination}`. `plan` resolves the "
                      "`champion` alias once, refuses any version the promotion ledger does not show approved, "
-                     "scores in chunks into staging and swaps the partition for the logical date. Then an Evidently "
-                     "drift check against the champion's validation split; an alarm updates the retrain Asset, "
-                     "which starts the train DAG."))
+                     f"and writes the point-in-time features as {sc.partitions} shards split by student; "
+                     f"{where} per shard scores it in chunks of {sc.chunk_rows:,} rows; `publish` swaps the "
+                     "run in as the logical date's only predictions in one transaction. Then an Evidently drift "
+                     "check against the champion's validation split; an alarm updates the retrain Asset, which "
+                     "starts the train DAG."))
     def score() -> None:
         @task
-        def resolve_champion() -> dict[str, str]:
+        def plan() -> list[dict[str, Any]]:
+            """One dict per shard (what the mapped scorers or pods need): the expansion is over this list."""
             from airgate import score as stage
-            from airgate.runtime import mlflow_config, warehouse_engine
-
-            engine = warehouse_engine()
-            try:
-                version, approval_id = stage.resolve_champion(engine, spec, mlflow_config())
-            except stage.NotApproved as exc:
-                stage.refuse(engine, spec, get_current_context()["dag_run"].run_id, str(exc), actor=_actor())
-                raise AirflowFailException(str(exc)) from exc
-            return {"model_version": version, "approval_id": approval_id}
-
-        @task
-        def score_batch(champion: dict[str, str]) -> dict[str, Any]:
-            from airgate import score as stage
-            from airgate.runtime import mlflow_config, warehouse_engine
+            from airgate.runtime import mlflow_config, runs_dir, warehouse_engine
 
             ctx = get_current_context()
             dr = ctx["dag_run"]
             when = dr.logical_date or dr.run_after
-            cfg = stage.ScoreConfig(spec, mlflow_config(), when.strftime("%Y-%m-%d"), f"sr-{dr.run_id}"[:80],
-                                    model_version=champion["model_version"], actor=_actor())
-            return stage.score(warehouse_engine(), cfg).to_dict()
+            # A fresh id per attempt: the published predictions of a date stay visible until the new run swaps in.
+            run_id = f"sr-{when:%Y%m%d}-{_short_uid()}"
+            engine = warehouse_engine()
+            cfg = stage.ScoreConfig(spec, mlflow_config(), when.strftime("%Y-%m-%d"), run_id, runs_dir(),
+                                    actor=_actor(), airflow_run_id=dr.run_id)
+            try:
+                p = stage.plan(engine, cfg)
+            except stage.NotApproved as exc:
+                stage.refuse(engine, spec, run_id, str(exc), actor=_actor())
+                raise AirflowFailException(str(exc)) from exc
+            parts = [{"scoring_run_id": p.scoring_run_id, "shard": s.index, "rows": s.rows,
+                      "model_version": p.model_version, "approval_id": p.approval_id} for s in p.shards]
+            if sc.pods:
+                from airgate import kube
+
+                for part in parts:
+                    part["pod"] = kube.score_pod_kwargs(spec, p.scoring_run_id, part["shard"])
+            return parts
+
+        planned = plan()
+        if sc.pods:
+            from airgate import kube
+
+            scored: Any = kube.score_pod_operator(spec, planned.map(kube.pod_of_part))  # type: ignore[attr-defined]
+        else:
+            @task(map_index_template="shard {{ part['shard'] }}")
+            def score_partition(part: dict[str, Any]) -> dict[str, Any]:
+                from airgate import score as stage
+                from airgate.runtime import mlflow_config, runs_dir, warehouse_engine
+
+                return stage.score_shard(warehouse_engine(), mlflow_config(), runs_dir(), part["scoring_run_id"],
+                                         part["shard"]).to_dict()
+
+            scored = score_partition.expand(part=planned)
+
+        @task
+        def publish(parts: list[dict[str, Any]]) -> dict[str, Any]:
+            from airgate import score as stage
+            from airgate.runtime import warehouse_engine
+
+            try:
+                return stage.publish(warehouse_engine(), spec, parts[0]["scoring_run_id"], actor=_actor()).to_dict()
+            except stage.PublishRefused as exc:
+                raise AirflowFailException(str(exc)) from exc
 
         @task
         def monitor_drift(scored: dict[str, Any]) -> dict[str, Any]:
@@ -372,15 +414,76 @@ def build_score(spec: ModelSpec) -> DAG:
                          entity={"scoring_run_id": verdict["scoring_run_id"],
                                  "model_version": verdict["model_version"]},
                          details={"reason": "drift", "value": verdict["value"], "threshold": verdict["threshold"]})
+            from airgate import alerts
 
-        verdict = monitor_drift(score_batch(resolve_champion()))  # type: ignore[arg-type]
+            alerts.notify_alarm(spec, "drift", verdict)
+
+        published = publish(planned)  # type: ignore[arg-type]
+        scored >> published
+        verdict = monitor_drift(published)  # type: ignore[arg-type]
         drifted(verdict) >> request_retraining(verdict)  # type: ignore[arg-type]
 
     return score()
 
 
+def _train_schedule(spec: ModelSpec, a: dict[str, Asset]) -> Any:
+    """New labels or a retraining request (drift or decay alarm); with ``monitoring.retrain_schedule``, the clock
+    too: a champion is retrained on fresh data even when no alarm fires."""
+    cron = spec.monitoring.retrain_schedule
+    if cron:
+        return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"),
+                                   assets=a["labeled"] | a["retrain"])
+    return a["labeled"] | a["retrain"]
+
+
+def build_monitor(spec: ModelSpec) -> DAG:
+    a = assets(spec)
+    mon = spec.monitoring
+
+    @dag(dag_id=spec.dag_id("monitor"), schedule=[a["labeled"]], start_date=START, catchup=False,
+         max_active_runs=1, default_args=_defaults(spec), tags=_tags(spec, "monitor"),
+         doc_md=_doc(spec, "monitor", "Runs on every new labeled version (late grades, review answers, new graded "
+                     "data): the AUC of the approved champion's newest published predictions "
+                     f"(up to {mon.decay_window_partitions} partitions) on the rows that now have a trusted label, "
+                     "against its test AUC at approval. A drop of more than "
+                     f"{mon.max_auc_drop} is a decay alarm, which updates the retrain Asset and so starts the train "
+                     f"DAG; fewer than {mon.min_labeled_rows} labeled predictions is not evaluated. A run can be "
+                     "pinned with `labeled_version_id` in its conf."))
+    def monitor() -> None:
+        @task
+        def check_decay() -> dict[str, Any]:
+            from airgate import monitor as stage
+            from airgate.runtime import warehouse_engine
+
+            pinned = (get_current_context()["dag_run"].conf or {}).get("labeled_version_id")
+            return stage.check_decay(warehouse_engine(), spec, pinned, actor=_actor()).to_dict()
+
+        @task.short_circuit
+        def decayed(verdict: dict[str, Any]) -> bool:
+            return bool(verdict["status"] == "alarm")
+
+        @task(outlets=[a["retrain"]])
+        def request_retraining(verdict: dict[str, Any]) -> None:
+            """The retrain Asset event starts the train DAG on the labels that showed the decay."""
+            from airgate import audit
+            from airgate.runtime import warehouse_engine
+
+            summary = verdict["summary"]
+            audit.record(warehouse_engine(), actor=_actor(), event_type="retraining_requested", model=spec.name,
+                         entity={"labeled_version_id": summary.get("labeled_version_id"),
+                                 "model_version": verdict["model_version"],
+                                 "scoring_run_id": summary.get("newest_scoring_run_id")},
+                         details={"reason": "decay", "value": verdict["value"], "threshold": verdict["threshold"],
+                                  "auc": summary.get("auc"), "approval_auc": summary.get("approval_auc")})
+
+        verdict = check_decay()
+        decayed(verdict) >> request_retraining(verdict)  # type: ignore[arg-type]
+
+    return monitor()
+
+
 BUILDERS = {"collect": build_collect, "clean": build_clean, "label": build_label, "train": build_train,
-            "score": build_score}
+            "score": build_score, "monitor": build_monitor}
 
 
 def build_all(spec: ModelSpec) -> dict[str, DAG]:

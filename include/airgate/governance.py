@@ -286,7 +286,7 @@ def decide(engine: Engine, spec: ModelSpec, request_id: str, actor: Actor, decis
     return result
 
 
-def approved_version(engine: Engine, model: str, version: str) -> str | None:
+def approved_version(engine: Engine | Connection, model: str, version: str) -> str | None:
     """The approval id under which ``version`` is the ledger's current champion, or None."""
     champ = current_champion(engine, model)
     if champ is not None and champ.version == str(version):

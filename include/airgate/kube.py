@@ -204,3 +204,66 @@ def build_pod(spec: ModelSpec, candidate: Candidate | str, training_run_id: str,
     op = KubernetesPodOperator(task_id=TASK_ID, kubernetes_conn_id=kubernetes_conn_id,
                                **{**shared_pod_kwargs(spec), **operator_kwargs, **per_candidate})
     return op.build_pod_request_obj(dry_run=True)
+
+
+# ------------------------------------------------------------------------------------------------ scoring pods
+
+SCORE_COMMAND = "score-partition"
+SCORE_TASK_ID = "score_partition"
+SHARD_LABEL = "airgate/shard"
+SCORE_MAP_INDEX_TEMPLATE = "{{ 'shard ' ~ task.labels['" + SHARD_LABEL + "'] }}"
+
+
+def scoring_resources(spec: ModelSpec) -> Resources:
+    """``scoring.resources`` when set, else the ``kubernetes.resources`` default (replaced whole, as for
+    candidates)."""
+    return spec.scoring.resources if spec.scoring.resources is not None else kubernetes_of(spec).resources
+
+
+def score_arguments(spec: ModelSpec, scoring_run_id: str, shard: int) -> list[str]:
+    return [SCORE_COMMAND, "--model", spec.name, "--scoring-run-id", scoring_run_id, "--shard", str(shard),
+            "--xcom"]
+
+
+def score_pod_kwargs(spec: ModelSpec, scoring_run_id: str, shard: int) -> dict[str, Any]:
+    """What differs between two shards' pods: plain JSON, because it travels as the plan task's XCom (the run id
+    only exists once the plan has run, so the mapping is over that XCom, not over literals)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", f"score-{spec.name}".lower())[:_POD_NAME_MAX - 5].strip("-")
+    return {"name": f"{name}-{shard:03d}",
+            "labels": {"app": "airgate", MODEL_LABEL: spec.name, SHARD_LABEL: str(shard)},
+            "arguments": score_arguments(spec, scoring_run_id, shard)}
+
+
+def pod_of_part(part: dict[str, Any]) -> dict[str, Any]:
+    """The pod arguments of one entry of the score DAG's plan (an ``XComArg.map`` function: runs in the worker)."""
+    return dict(part["pod"])
+
+
+def score_shared_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    """What every scoring pod shares: the image and environment of the training pods, the scoring resources."""
+    res = scoring_resources(spec)
+    kube = kubernetes_of(spec)
+    return {**shared_pod_kwargs(spec), "container_resources": container_resources(res, kube.gpu_resource),
+            "tolerations": gpu_tolerations(res, kube.gpu_resource)}
+
+
+def score_pod_operator(spec: ModelSpec, pod_kwargs: Any, task_id: str = SCORE_TASK_ID,
+                       **operator_kwargs: Any) -> MappedOperator:
+    """One pod per shard, mapped over the plan task's ``pods`` XCom (``score_pod_kwargs`` per shard). The XComArg
+    makes the plan task upstream by itself. ``operator_kwargs`` win over the defaults, as for candidates."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    partial_kwargs: dict[str, Any] = {"map_index_template": SCORE_MAP_INDEX_TEMPLATE,
+                                      **score_shared_kwargs(spec), **operator_kwargs}
+    return KubernetesPodOperator.partial(task_id=task_id, **partial_kwargs).expand_kwargs(pod_kwargs)
+
+
+def build_score_pod(spec: ModelSpec, scoring_run_id: str, shard: int, kubernetes_conn_id: str | None = None,
+                    **operator_kwargs: Any) -> V1Pod:
+    """The exact pod one shard would run as, built by the provider without a cluster (see ``build_pod``)."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    op = KubernetesPodOperator(task_id=SCORE_TASK_ID, kubernetes_conn_id=kubernetes_conn_id,
+                               **{**score_shared_kwargs(spec), **operator_kwargs,
+                                  **score_pod_kwargs(spec, scoring_run_id, shard)})
+    return op.build_pod_request_obj(dry_run=True)

@@ -29,6 +29,7 @@ from airgate.warehouse import (
     model_candidates,
     predictions,
     promotion_ledger,
+    published_predictions,
     scoring_runs,
 )
 
@@ -259,8 +260,7 @@ class _Walker:
 
     def _prediction(self, parts: list[str], down: bool) -> Any:
         model, partition, event = parts
-        r = self._one(select(predictions).where(predictions.c.model == model, predictions.c.partition_key == partition,
-                                                predictions.c.event_id == event),
+        r = self._one(published_predictions(model, partition).where(predictions.c.event_id == event),
                       f"prediction {model}/{partition}/{event}")
         node = Node(ref("prediction", model, partition, event), "prediction", f"{event} @ {partition}", None,
                     {"score": r.score, "student_id": r.student_id, "item_id": r.item_id,

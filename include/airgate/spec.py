@@ -266,7 +266,10 @@ class Monitoring(_Strict):
     max_drift_share: float = Field(0.5, gt=0, le=1)
     max_auc_drop: float = Field(0.05, gt=0, le=1)
     min_labeled_rows: int = Field(200, ge=10)  # decay is not evaluated on fewer labeled predictions
+    decay_window_partitions: int = Field(7, ge=1)  # decay looks at the champion's newest published partitions
     max_rows: int = Field(20_000, ge=500)  # rows sampled per side for the drift report
+    # Also retrain on this cron (e.g. weekly), alarm or not; None: only new labels and alarms start training.
+    retrain_schedule: str | None = Field(None, pattern=r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")
 
 
 DOTTED_PATH_RE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
@@ -317,9 +320,16 @@ class Alerts(_Strict):
 
 
 class Scoring(_Strict):
+    """Nightly batch scoring. The rows are split by student into ``partitions``, each scored by one mapped task
+    (or, with ``pods: true``, one Kubernetes pod from the spec's ``kubernetes:`` block) in chunks of
+    ``chunk_rows``, so a worker's memory depends on the chunk, not on the night's volume."""
+
     schedule: str = "0 2 * * *"
     destination: str = Field("predictions", pattern=NAME_RE)
     chunk_rows: int = Field(50_000, ge=100)
+    partitions: int = Field(2, ge=1, le=256)
+    pods: bool = False
+    resources: Resources | None = None  # per scoring pod; default: kubernetes.resources
     # The deadline (SLA): a run not finished this many minutes after its logical date (the cron tick) or after it
     # was queued calls alerts.on_deadline_missed. None: no deadline.
     deadline_minutes: int | None = Field(None, ge=1)
@@ -373,6 +383,8 @@ class ModelSpec(_Strict):
                 raise ValueError(f"{where}: unknown metric '{metric}'; use one of {list(TUNING_METRICS)}")
         if len({o.metric for o in self.objectives}) != len(self.objectives):
             raise ValueError("objectives: each metric may appear once")
+        if self.scoring.pods and self.kubernetes is None:
+            raise ValueError("scoring.pods needs a 'kubernetes:' block (image, namespace) to run the pods with")
         if self.slices.by and not self.slices.roster:
             raise ValueError("slices.by needs slices.roster, the CSV that maps students to slices")
         if self.alerts.on_deadline_missed and self.scoring.deadline_minutes is None:
@@ -423,6 +435,8 @@ def _problems(err: ValidationError) -> list[tuple[str, str, str]]:
         fix = _FIXES.get(e["type"], "correct the value as the message says")
         if e["type"] == "string_pattern_mismatch" and e["loc"] and e["loc"][-1] in ("cpu", "memory"):
             fix = "use a Kubernetes quantity such as '500m' or '2' (cpu), '512Mi' or '4Gi' (memory)"
+        if e["type"] == "string_pattern_mismatch" and e["loc"] and e["loc"][-1] == "retrain_schedule":
+            fix = "use a cron expression with five fields, such as '0 3 * * 0' (Sundays 03:00 UTC), or remove it"
         if e["type"] == "string_pattern_mismatch" and e["loc"] and e["loc"][-1] == "notifier":
             fix = ("write the dotted import path of a notifier class or callback function, such as "
                    "'airgate.notifiers.LogNotifier' or 'airflow.providers.smtp.notifications.smtp.SmtpNotifier'")

@@ -34,6 +34,8 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    select,
+    text,
 )
 from sqlalchemy.engine import Connection
 
@@ -298,12 +300,21 @@ scoring_runs = Table(
     Column("approval_id", String(40), nullable=False),
     Column("feature_data_version", String(80), nullable=False),
     Column("rows_scored", Integer),
-    Column("status", String(16), nullable=False),  # running | succeeded | failed
+    # running | succeeded (the partition's published set: at most one per partition) | superseded | abandoned
+    Column("status", String(16), nullable=False),
     _ts("started_at", nullable=False),
     _ts("finished_at"),
+    Column("airflow_run_id", String(250)),
+    Column("shards", Integer),
+    Column("rows_expected", Integer),
+    Column("reason", Text),
+    Index("uq_scoring_runs_published", "model", "partition_key", unique=True,
+          sqlite_where=text("status = 'succeeded'"), postgresql_where=text("status = 'succeeded'")),
 )
 
-_prediction_cols = lambda: [  # noqa: E731 - two identical tables, staging and final
+# Written once, straight from the scoring shards; visible as the partition's predictions once its run is published.
+predictions = Table(
+    "predictions", metadata,
     Column("model", String(64), nullable=False),
     Column("partition_key", String(40), nullable=False),
     Column("event_id", String(128), nullable=False),
@@ -314,17 +325,19 @@ _prediction_cols = lambda: [  # noqa: E731 - two identical tables, staging and f
     Column("approval_id", String(40), nullable=False),
     Column("scoring_run_id", String(80), nullable=False),
     Column("feature_data_version", String(80), nullable=False),
-]
+    Column("shard", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("scoring_run_id", "event_id", name="uq_predictions_run_event"),
+)
 
-predictions = Table(
-    "predictions", metadata, *_prediction_cols(),
-    UniqueConstraint("model", "partition_key", "event_id", name="uq_predictions_partition_event"),
-    Index("ix_predictions_run", "scoring_run_id"),
-)
-predictions_staging = Table(
-    "predictions_staging", metadata, *_prediction_cols(),
-    Index("ix_predictions_staging_run", "scoring_run_id"),
-)
+
+def published_predictions(model: str, partition_key: str | None = None) -> Any:
+    """A select of the visible predictions: each partition's rows of its one succeeded (published) run."""
+    q = select(predictions).join(scoring_runs, scoring_runs.c.run_id == predictions.c.scoring_run_id).where(
+        predictions.c.model == model, scoring_runs.c.status == "succeeded")
+    if partition_key is not None:
+        q = q.where(predictions.c.partition_key == partition_key)
+    return q
+
 
 audit_log = Table(
     "audit_log", metadata,
