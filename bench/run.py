@@ -2,9 +2,9 @@
 
 1. DAG parse cost: parsing dags/ as a ratio to a file of empty DAGs with the same number of DAGs and tasks,
    each measured in a fresh interpreter with Airflow already imported (so only the DAG file's own cost counts).
-2. Scoring throughput: airgate's end-to-end scoring (champion check, features from the warehouse, predict, staging,
-   swap, audit) against raw ``booster.predict`` plus a raw bulk insert of the same rows, in the same run, on SQLite
-   and on PostgreSQL (COPY).
+2. Scoring (scoring.py): airgate's scoring path (shards streamed in chunks, bulk write, publish) against raw
+   ``booster.predict`` plus a raw bulk write of the same rows, in the same run, on SQLite and PostgreSQL (COPY), at
+   two sizes (100k and 1M rows by default), with rows/s and one worker's peak memory at each size.
 3. Data plane, model plane, auto-labels and active learning (data_plane.py, model_plane.py).
 4. Governance API latency (api_latency.py): median and p95 per endpoint with 10,000 audit events, on both databases.
 """
@@ -98,79 +98,6 @@ def _pg_database() -> tuple[str, Any] | None:
     return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", drop
 
 
-def scoring(backend: str, url: str, work: Path, students: int) -> dict[str, Any]:
-    import numpy as np
-    from sqlalchemy import Column, Float, MetaData, String, Table
-
-    from airgate import (
-        clean,
-        collect,
-        datasets,
-        gates,
-        governance,
-        label,
-        migrations,
-        predictors,
-        registry,
-        score,
-        train,
-    )
-    from airgate.features import FEATURES, build_features, load_history
-    from airgate.simulator import SimConfig, Simulator, write_catalog
-    from airgate.spec import find_spec
-    from airgate.warehouse import bulk_insert_tuples, make_engine
-
-    spec = find_spec("knowledge_tracing")
-    engine = make_engine(url)
-    migrations.upgrade(engine)
-    cfg = registry.MlflowConfig.under(work / f"mlflow-{backend}")
-    landing = work / f"landing-{backend}"
-    os.environ["AIRGATE_HOME"] = str(work)
-    write_catalog(Simulator(SimConfig()), work / "catalog" / "knowledge_tracing_items.csv")
-    roster = work / "catalog" / "knowledge_tracing_students.csv"
-    Simulator(SimConfig(students_per_batch=300)).write_batch(0, landing, work / "oracle", roster_path=roster)
-    Simulator(SimConfig(students_per_batch=300)).write_batch(1, landing, work / "oracle", roster_path=roster)
-    collect.ingest(engine, spec, landing)
-    clean.clean_pending(engine, spec)
-    labeled = label.label_pending(engine, spec).labeled_version_id or ""
-    train.train(engine, train.TrainConfig(spec, labeled, "tr-bench", "bench", cfg, str(work / "runs")))
-    gates.validate(engine, spec, cfg, "tr-bench", str(work / "runs"))
-    req = gates.register_and_request(engine, spec, cfg, "tr-bench")
-    r = governance.get_request(engine, req["approval_request_id"])
-    governance.decide(engine, spec, r["id"], governance.Actor("bench-approver", frozenset({"admin"})), "approve",
-                      "bench", r["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))
-    # the night's batch to score
-    Simulator(SimConfig(students_per_batch=students)).write_batch(2, landing, work / "oracle", roster_path=roster)
-    collect.ingest(engine, spec, landing)
-    clean.clean_pending(engine, spec)
-    target = datasets.latest(engine, spec.name, "clean")
-    assert target is not None
-
-    t0 = time.perf_counter()
-    res = score.score(engine, score.ScoreConfig(spec, cfg, "2026-09-03", "sr-bench"))
-    airgate_s = time.perf_counter() - t0
-
-    # raw: the same rows' features already in memory, then predict + one bulk insert
-    booster = predictors.load_version(cfg, spec.name, res.model_version).booster  # type: ignore[attr-defined]
-    hist = load_history(engine, spec.name)
-    feats = build_features(hist)
-    rows = hist[hist["version_id"] == target.version_id][["event_id"]].merge(feats, on="event_id")
-    raw_table = Table("bench_raw_scores", MetaData(), Column("event_id", String(128)), Column("score", Float))
-    raw_table.create(engine, checkfirst=True)
-    t0 = time.perf_counter()
-    p = np.asarray(booster.predict(rows[FEATURES]))
-    predict_s = time.perf_counter() - t0
-    with engine.begin() as conn:
-        bulk_insert_tuples(conn, raw_table, ["event_id", "score"], list(zip(rows["event_id"].tolist(), p.tolist(),
-                                                                             strict=True)))
-    raw_s = time.perf_counter() - t0
-    engine.dispose()
-    n = res.rows_scored
-    return {"rows": n, "airgate_s": round(airgate_s, 3), "airgate_rows_per_s": round(n / airgate_s),
-            "raw_predict_s": round(predict_s, 3), "raw_s": round(raw_s, 3), "raw_rows_per_s": round(n / raw_s),
-            "ratio_to_raw": round(airgate_s / raw_s, 2)}
-
-
 def on_both_databases(what: str, work: Path, run: Any) -> dict[str, Any]:
     """Run one benchmark on a SQLite file, then on a throwaway PostgreSQL database when one is reachable."""
     out: dict[str, Any] = {}
@@ -194,17 +121,20 @@ def on_both_databases(what: str, work: Path, run: Any) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--students", type=int, default=2000, help="students in the scored batch (50 events each)")
+    ap.add_argument("--score-rows", type=int, nargs="+", default=[100_000, 1_000_000],
+                    help="night sizes to score (rows); the first is 1x, the last 10x by default")
     ap.add_argument("--parse-repeats", type=int, default=5)
     ap.add_argument("--mp-students", type=int, default=500, help="students per batch (4 batches) for the model plane")
     ap.add_argument("--mp-trials", type=int, default=16, help="tuning trials per candidate (and per sampler)")
-    ap.add_argument("--only", choices=["model_plane", "api"], help="run one benchmark and merge it into results.json")
+    ap.add_argument("--only", choices=["model_plane", "api", "scoring"], help="run one benchmark and merge it into results.json")
     ap.add_argument("--api-events", type=int, default=10_000, help="audit events in the API latency warehouse")
     ap.add_argument("--ingest-batches", type=int, default=10, help="batches of 10,000 rows for the ingest figures")
     args = ap.parse_args()
     results: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                            "platform": platform.platform()},
                                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    import scoring
+
     if args.only:
         import api_latency
         import model_plane
@@ -215,6 +145,9 @@ def main() -> int:
         try:
             if args.only == "model_plane":
                 merged["model_plane"] = model_plane.model_plane(work / "mp", args.mp_students, 4, args.mp_trials)
+            elif args.only == "scoring":
+                merged["scoring"] = on_both_databases(
+                    "scoring", work, lambda backend, url, w: scoring.scoring(backend, url, w, tuple(args.score_rows)))
             else:
                 merged["api"] = on_both_databases(
                     "governance API latency", work / "api",
@@ -233,7 +166,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="airgate-bench-"))
     try:
         results["scoring"] = on_both_databases(
-            "scoring", work, lambda backend, url, w: scoring(backend, url, w, args.students))
+            "scoring", work, lambda backend, url, w: scoring.scoring(backend, url, w, tuple(args.score_rows)))
         results["data_plane"] = on_both_databases(
             "ingest and GX validation", work / "dp",
             lambda backend, url, w: data_plane.ingest_and_validate(url, w, args.ingest_batches, 200))
