@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ["torch", "lightgbm", "mlflow", "great_expectations", "evidently", "optuna", "pandas", "sklearn"]
-STAGES = ["collect", "clean", "label", "train", "score"]
+STAGES = ["collect", "clean", "label", "train", "score", "monitor"]
 
 
 def _subprocess_json(code: str, **env: str) -> dict:  # type: ignore[type-arg]
@@ -94,6 +94,9 @@ def test_stages_are_chained_by_assets(dagbag) -> None:  # type: ignore[no-untype
     # training follows new labels, and the retrain Asset that a drift alarm after scoring updates
     assert outlets(f"{m}__score") == {"airgate://knowledge_tracing/retrain"}
     assert consumes(f"{m}__train") == {"airgate://knowledge_tracing/labeled", "airgate://knowledge_tracing/retrain"}
+    # decay is checked on every new labeled version; its alarm updates the same retrain Asset
+    assert consumes(f"{m}__monitor") == {"airgate://knowledge_tracing/labeled"}
+    assert outlets(f"{m}__monitor") == {"airgate://knowledge_tracing/retrain"}
     assert dagbag.dags[f"{m}__score"].timetable.expression == "0 2 * * *"
     # labeling also runs on its own clock, for late grades and review answers
     assert type(dagbag.dags[f"{m}__label"].timetable).__name__ == "AssetOrTimeSchedule"
@@ -132,6 +135,34 @@ def test_a_bad_spec_surfaces_as_an_import_error_naming_the_file(tmp_path: Path) 
     errors = _subprocess_json(code, AIRGATE_SPECS_DIR=str(tmp_path))
     text = " ".join(errors.values())
     assert "broken_model.yaml" in text and "field 'approval'" in text and "Fix:" in text
+
+
+@pytest.mark.dag_structure
+def test_monitor_checks_decay_and_only_an_alarm_requests_retraining(dagbag) -> None:  # type: ignore[no-untyped-def]
+    dag = dagbag.dags["knowledge_tracing__monitor"]
+    assert [t.task_id for t in dag.topological_sort()] == ["check_decay", "decayed", "request_retraining"]
+    gate = dag.get_task("decayed")
+    assert "ShortCircuit" in type(gate).__name__ and gate.downstream_task_ids == {"request_retraining"}
+    assert [o.uri for o in dag.get_task("request_retraining").outlets] == ["airgate://knowledge_tracing/retrain"]
+    assert not dag.get_task("check_decay").outlets
+    assert "0.05" in (dag.doc_md or "") and "200" in (dag.doc_md or "")  # the spec's thresholds, for the reader
+
+
+@pytest.mark.dag_structure
+def test_training_also_runs_on_the_retrain_schedule_when_one_is_set(spec) -> None:  # type: ignore[no-untyped-def]
+    from airgate.dagfactory import build_train
+
+    def consumes(dag) -> set[str]:  # type: ignore[no-untyped-def]
+        return {a.uri for a in dag.timetable.asset_condition.objects}
+
+    assets = {"airgate://knowledge_tracing/labeled", "airgate://knowledge_tracing/retrain"}
+    weekly = build_train(spec)  # the shipped spec retrains weekly
+    assert type(weekly.timetable).__name__ == "AssetOrTimeSchedule"
+    assert weekly.timetable.timetable.expression == spec.monitoring.retrain_schedule == "0 3 * * 0"
+    assert str(weekly.timetable.timetable.timezone) == "UTC" and consumes(weekly) == assets
+    off = build_train(spec.model_copy(update={"monitoring": spec.monitoring.model_copy(
+        update={"retrain_schedule": None})}))
+    assert type(off.timetable).__name__ == "AssetTriggeredTimetable" and consumes(off) == assets
 
 
 @pytest.mark.dag_structure

@@ -44,6 +44,8 @@ def test_shipped_spec_loads_with_every_section() -> None:
         (lambda d: d.update(source={"kind": "sql", "conn_id": "app"}), "source", "watermark_column"),
         (lambda d: d["label_policy"].update(auto_label_min_confidence=0.4), "label_policy.auto_label_min_confidence",
          "larger value"),
+        (lambda d: d["monitoring"].update(retrain_schedule="every sunday"), "monitoring.retrain_schedule",
+         "cron expression with five fields"),
     ],
 )
 def test_bad_spec_names_file_field_and_fix(tmp_path: Path, mutate, field: str, fix: str) -> None:  # type: ignore[no-untyped-def]

@@ -475,6 +475,9 @@ def build_monitor(spec: ModelSpec) -> DAG:
                                  "scoring_run_id": summary.get("newest_scoring_run_id")},
                          details={"reason": "decay", "value": verdict["value"], "threshold": verdict["threshold"],
                                   "auc": summary.get("auc"), "approval_auc": summary.get("approval_auc")})
+            from airgate import alerts
+
+            alerts.notify_alarm(spec, "decay", verdict)  # the spec's alerts.on_decay; never raises
 
         verdict = check_decay()
         decayed(verdict) >> request_retraining(verdict)  # type: ignore[arg-type]
