@@ -13,7 +13,17 @@ import pytest
 from sqlalchemy import func, select
 
 from airgate import audit, governance, registry
-from airgate.warehouse import clean_events, labels, make_engine, predictions, quarantine, raw_rows
+from airgate.warehouse import (
+    clean_events,
+    labels,
+    make_engine,
+    predictions,
+    quarantine,
+    raw_rows,
+    scoring_runs,
+)
+
+from .helpers import dag_test
 
 pytestmark = pytest.mark.e2e
 MODEL = "knowledge_tracing"
@@ -42,7 +52,7 @@ def env(airflow_db, tmp_path: Path, monkeypatch, small_sim):  # type: ignore[no-
 
 
 def run(env, stage: str, **kw) -> object:  # type: ignore[no-untyped-def]
-    dr = env["dags"][f"{MODEL}__{stage}"].test(**kw)
+    dr = dag_test(env["dags"][f"{MODEL}__{stage}"], **kw)
     assert str(dr.state) == "success", f"{stage}: {dr.state}"
     return dr
 
@@ -87,7 +97,14 @@ def test_lifecycle_lands_a_scored_table_and_reruns_add_nothing(env) -> None:  # 
         rows = conn.execute(select(predictions)).mappings().all()
     assert rows and {r["model_version"] for r in rows} == {reqs[0]["model_version"]}
     assert {r["approval_id"] for r in rows} == {reqs[0]["id"]}
-    assert {r["scoring_run_id"] for r in rows} == {f"sr-{score_run.run_id}"[:80]}  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        sr = conn.execute(select(scoring_runs)).mappings().one()
+    # the run records the champion it resolved once, the Airflow run it belongs to, and its shards
+    assert {r["scoring_run_id"] for r in rows} == {sr["run_id"]} and sr["status"] == "succeeded"
+    assert sr["airflow_run_id"] == score_run.run_id and sr["rows_scored"] == len(rows)  # type: ignore[attr-defined]
+    shards = [ti for ti in score_run.get_task_instances() if ti.task_id == "score_partition"]  # type: ignore[attr-defined]
+    assert len(shards) == sr["shards"] == 2 and {str(ti.state) for ti in shards} == {"success"}
+    assert {r["shard"] for r in rows} == {0, 1}
     first = counts(engine)
     assert first["raw_rows"] == first["clean_events"] + first["quarantine"]
     # after scoring, the drift check ran against the champion's validation split: same data, no alarm, no retrain
@@ -101,7 +118,10 @@ def test_lifecycle_lands_a_scored_table_and_reruns_add_nothing(env) -> None:  # 
     run(env, "clean")
     run(env, "label")
     run(env, "score", logical_date=score_run.logical_date)  # type: ignore[attr-defined]
-    assert counts(engine) == first
+    assert counts(engine) == first  # the re-run of the date replaced its predictions: one set, not two
+    with engine.connect() as conn:
+        statuses = sorted(conn.execute(select(scoring_runs.c.status)).scalars())
+    assert statuses == ["succeeded", "superseded"]
     types = [e["event_type"] for e in audit.events(engine, model=MODEL)]
     for expected in ("ingest", "clean", "label", "train", "gate", "register", "approval_requested", "decision",
                      "promotion", "scoring_run"):
@@ -117,7 +137,7 @@ def test_scoring_dag_refuses_an_unapproved_champion(env) -> None:  # type: ignor
     pinned = env["dags"][f"{MODEL}__train"].test(run_conf={"labeled_version_id": "labeled-does-not-exist"})
     assert str(pinned.state) == "failed"  # a run pinned to a version that is not there fails, it does not guess
     registry.set_alias(env["mlflow"], MODEL, req["model_version"])  # bypassing approval
-    dr = env["dags"][f"{MODEL}__score"].test()
+    dr = dag_test(env["dags"][f"{MODEL}__score"])
     assert str(dr.state) == "failed"
     refused = audit.events(engine, event_type="scoring_refused")
     assert refused and "not show it as the approved champion" in refused[0]["details"]["reason"]
