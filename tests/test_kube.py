@@ -357,3 +357,97 @@ def test_bad_pod_settings_are_rejected_naming_the_field(tmp_path: Path, mutate, 
         load_spec(path)
     msg = str(err.value)
     assert str(path) in msg and f"field '{field}'" in msg and "Fix:" in msg
+
+
+# ------------------------------------------------------------------------------------------------ scoring pods
+
+@pytest.fixture
+def sspec(kspec: ModelSpec) -> ModelSpec:
+    """Scoring in pods, 3 shards, with resources of its own."""
+    return kspec.model_copy(update={"scoring": kspec.scoring.model_copy(update={
+        "pods": True, "partitions": 3, "resources": Resources(cpu="1", memory="3Gi")})})
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("shard", [0, 2])
+def test_each_scoring_pod_is_a_valid_pod_for_its_shard(sspec: ModelSpec, shard: int) -> None:
+    data, _ = _roundtrip(kube.build_score_pod(sspec, "sr-20260903-abc", shard))
+    meta, spec_ = data["metadata"], data["spec"]
+    assert meta["namespace"] == "ml-train" and len(meta["name"]) <= 63
+    assert meta["name"].startswith(f"score-knowledge-tracing-{shard:03d}-")
+    assert {"app": "airgate", "airgate/model": "knowledge_tracing", "airgate/shard": str(shard)}.items() <= \
+        meta["labels"].items()
+    main, *sidecars = spec_["containers"]
+    assert [c["name"] for c in sidecars] == ["airflow-xcom-sidecar"]
+    assert main["image"] == IMAGE and main["command"] == ["python", "-m", "airgate.cli"]
+    assert main["args"] == ["score-partition", "--model", "knowledge_tracing", "--scoring-run-id",
+                            "sr-20260903-abc", "--shard", str(shard), "--xcom"]
+    assert main["envFrom"] == [{"secretRef": {"name": "airgate-env"}}]
+    assert main["resources"]["requests"] == main["resources"]["limits"] == {"cpu": "1", "memory": "3Gi"}
+
+
+@pytest.mark.unit
+def test_scoring_pods_fall_back_to_the_kubernetes_resources(sspec: ModelSpec) -> None:
+    plain = sspec.model_copy(update={"scoring": sspec.scoring.model_copy(update={"resources": None})})
+    data, _ = _roundtrip(kube.build_score_pod(plain, "sr-1", 0))
+    assert data["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
+
+
+@pytest.mark.unit
+def test_scoring_in_pods_needs_a_kubernetes_block(tmp_path: Path) -> None:
+    raw = yaml.safe_load(SPEC.read_text())
+    raw.pop("kubernetes", None)
+    raw.setdefault("scoring", {})["pods"] = True
+    path = tmp_path / "knowledge_tracing.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match="scoring.pods needs a 'kubernetes:' block"):
+        load_spec(path)
+
+
+@pytest.mark.dag_structure
+def test_the_score_dag_maps_one_pod_per_planned_shard(sspec: ModelSpec) -> None:
+    """The shards exist only once ``plan`` has run, so the pods map over its XCom; each renders its shard."""
+    import jinja2
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from airgate.dagfactory import build_score
+
+    dag = build_score(sspec)
+    pods = dag.get_task("score_partition")
+    assert isinstance(pods, MappedOperator) and pods.operator_class is KubernetesPodOperator
+    assert pods.upstream_task_ids == {"plan"} and pods.downstream_task_ids == {"publish"}
+    assert dag.get_task("publish").upstream_task_ids == {"plan", "score_partition"}
+    shared = pods.partial_kwargs
+    assert shared["image"] == IMAGE and shared["do_xcom_push"] is True
+    assert shared["container_resources"].limits == {"cpu": "1", "memory": "3Gi"}
+
+    # what plan returns for shard 1, through the map function, unmapped and rendered as the worker does
+    part = {"scoring_run_id": "sr-9", "shard": 1, "pod": kube.score_pod_kwargs(sspec, "sr-9", 1)}
+    task = pods.unmap(kube.pod_of_part(part))
+    assert task.arguments[task.arguments.index("--shard") + 1] == "1"
+    assert jinja2.Environment().from_string(pods.map_index_template or "").render(task=task) == "shard 1"
+    assert not set(shared) & set(part["pod"])  # nothing both shared and per pod
+
+    back = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    assert back.get_task("score_partition").task_type == "KubernetesPodOperator"
+
+
+@pytest.mark.unit
+def test_score_partition_cli_hands_its_result_to_xcom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, str, int]] = []
+
+    def score_shard_from_env(model: str, scoring_run_id: str, shard: int) -> dict[str, Any]:
+        calls.append((model, scoring_run_id, shard))
+        return {"scoring_run_id": scoring_run_id, "shard": shard, "rows": 1234}
+
+    fake = types.ModuleType("airgate.score")
+    fake.score_shard_from_env = score_shard_from_env  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "airgate.score", fake)
+    target = tmp_path / "xcom" / "return.json"
+    monkeypatch.setenv(cli.XCOM_PATH_ENV, str(target))
+    assert cli.main(["score-partition", "--model", "knowledge_tracing", "--scoring-run-id", "sr-9", "--shard",
+                     "2", "--xcom"]) == 0
+    assert calls == [("knowledge_tracing", "sr-9", 2)]
+    assert json.loads(target.read_text()) == {"rows": 1234, "scoring_run_id": "sr-9", "shard": 2}
