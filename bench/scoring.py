@@ -90,7 +90,7 @@ def _raw(engine: Any, spec: Any, cfg: Any, version: str, clean_version: str, mod
          approval_id: str) -> dict[str, float]:
     """predict + one bulk write of the same rows into a table shaped like ``predictions``, nothing else."""
     import numpy as np
-    from sqlalchemy import MetaData
+    from sqlalchemy import MetaData, Table, UniqueConstraint
 
     from airgate import predictors
     from airgate.features import FEATURES, build_features, load_history
@@ -102,7 +102,8 @@ def _raw(engine: Any, spec: Any, cfg: Any, version: str, clean_version: str, mod
     rows = hist.loc[hist["version_id"] == clean_version, ["event_id", "student_id", "item_id"]].merge(
         build_features(hist), on="event_id")
     matrix = rows[FEATURES].to_numpy(dtype="float64")
-    raw_table = predictions.to_metadata(MetaData(), name="bench_raw_predictions")
+    raw_table = Table("bench_raw_predictions", MetaData(), *[c._copy() for c in predictions.columns],
+                      UniqueConstraint("scoring_run_id", "event_id", name="uq_bench_raw_run_event"))
     raw_table.drop(engine, checkfirst=True)
     raw_table.create(engine)
     t0 = time.perf_counter()
