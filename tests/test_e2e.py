@@ -127,6 +127,13 @@ def test_lifecycle_lands_a_scored_table_and_reruns_add_nothing(env) -> None:  # 
                      "promotion", "scoring_run"):
         assert expected in types, expected
     assert types.index("promotion") < types.index("scoring_run")
+    # a retrain trigger (drift, decay, the cron) with no new labeled data: same data, spec and code, same model;
+    # the train DAG says so instead of asking approvers to approve the same model twice
+    again = run(env, "train")
+    assert {ti.task_id: str(ti.state) for ti in again.get_task_instances()}["prepare_split"] == "skipped"  # type: ignore[attr-defined]
+    skipped = audit.events(engine, event_type="training_skipped")
+    assert len(skipped) == 1 and "already trained" in skipped[0]["details"]["reason"]
+    assert len(governance.list_requests(engine, model=MODEL)) == 1
     assert audit.verify_chain(engine).ok
 
 

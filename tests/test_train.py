@@ -144,6 +144,18 @@ def test_training_is_idempotent_and_audited(engine, trained) -> None:  # type: i
     assert audit.verify_chain(engine).ok
 
 
+def test_a_retrain_trigger_on_already_trained_data_finds_the_earlier_run(engine, trained) -> None:  # type: ignore[no-untyped-def]
+    """Same labeled version, spec and code: the same model would come out, so the train DAG skips (and says why).
+    A changed spec or new code is something new to train."""
+    cfg, result = trained
+    done = train.already_trained(engine, cfg.spec, cfg.labeled_version_id, cfg.code_version)
+    assert done is not None and done["training_run_id"] == result.training_run_id
+    assert train.already_trained(engine, cfg.spec, cfg.labeled_version_id, "another-commit") is None
+    changed = cfg.spec.model_copy(update={"gates": cfg.spec.gates.model_copy(update={"beat_baseline_by": 0.02})})
+    assert train.already_trained(engine, changed, cfg.labeled_version_id, cfg.code_version) is None
+    assert train.already_trained(engine, cfg.spec, "labeled-newer", cfg.code_version) is None
+
+
 def test_nothing_feasible_means_no_model(engine, spec, small_sim, mlflow_cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from airgate.spec import Constraint
 

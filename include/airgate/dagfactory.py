@@ -257,6 +257,20 @@ def build_train(spec: ModelSpec) -> DAG:
             run_id = f"tr-{spec.name}-{ctx['dag_run'].run_id}"[:80]
             trained_by = getattr(ctx["dag_run"], "triggering_user_name", None) or spec.owner
             cfg = _train_config(spec, labeled.version_id, run_id, trained_by)
+            done = None if pinned or (ctx["dag_run"].conf or {}).get("force") else \
+                stage.already_trained(engine, spec, labeled.version_id, cfg.code_version)
+            if done is not None and done["training_run_id"] != run_id:
+                # A retrain trigger (drift, decay, the weekly cron) on data already trained with this spec and
+                # code: the same model would come out again. Recorded, so the trigger's outcome is on the record.
+                from airgate import audit
+
+                why = (f"labeled version {labeled.version_id} was already trained by {done['training_run_id']} "
+                       f"(status {done['status']}) with this spec and code; run with conf {{\"force\": true}} "
+                       "to train anyway")
+                audit.record(engine, actor=_actor(), event_type="training_skipped", model=spec.name,
+                             entity={"data_version": labeled.version_id, "training_run_id": done["training_run_id"]},
+                             details={"reason": why, "airflow_run_id": ctx["dag_run"].run_id})
+                raise AirflowSkipException(why)
             manifest = stage.prepare(engine, cfg)
             return {"training_run_id": run_id, "labeled_version_id": labeled.version_id, "trained_by": trained_by,
                     "rows": manifest["rows"], "split_hash": manifest["split_hash"]}

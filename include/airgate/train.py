@@ -391,6 +391,23 @@ def existing(engine: Engine, training_run_id: str) -> dict[str, Any] | None:
     return dict(r._mapping) if r else None
 
 
+def already_trained(engine: Engine, spec: ModelSpec, labeled_version_id: str, code_version: str) -> dict[str, Any] | None:
+    """The newest training run on this labeled version with this spec and code, if any.
+
+    Training is deterministic (seeded splits, trials and fits; the reproducibility gate checks it), so the same
+    data, spec and code give the same model again: a retraining trigger that finds such a run has nothing new to
+    learn from, and a second approval request for the same model would only cost approvers time.
+    """
+    with engine.connect() as conn:
+        rows = conn.execute(select(model_candidates).where(
+            model_candidates.c.model == spec.name, model_candidates.c.data_version == labeled_version_id,
+            model_candidates.c.code_version == code_version[:64]).order_by(model_candidates.c.id.desc())).all()
+    for r in rows:
+        if (r.metrics or {}).get("spec_hash") == spec.spec_hash:
+            return dict(r._mapping)
+    return None
+
+
 def _from_row(row: dict[str, Any]) -> TrainResult:
     m = row["metrics"]
     return TrainResult(row["training_run_id"], row["model"], row["data_version"], row["trained_by"], m["chosen"],
@@ -479,7 +496,7 @@ def finalize(engine: Engine, cfg: TrainConfig, results: list[dict[str, Any]]) ->
     body = {"candidates": candidates, "chosen": chosen["candidate"], "kind": chosen["kind"],
             "model_uri": chosen["model_uri"], "test_predictions": str(pred_path), "rows": manifest["rows"],
             "code_version": cfg.code_version, "pareto": {k: v for k, v in pareto.items() if k != "points"},
-            "champion": champion, "split_hash": manifest["split_hash"]}
+            "champion": champion, "split_hash": manifest["split_hash"], "spec_hash": spec.spec_hash}
     with engine.begin() as conn:
         conn.execute(model_candidates.insert().values(
             model=spec.name, training_run_id=cfg.training_run_id, data_version=cfg.labeled_version_id,
