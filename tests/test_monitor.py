@@ -34,14 +34,14 @@ def champion(engine, spec, mlflow_cfg, tmp_path: Path) -> dict[str, str]:  # typ
 def test_no_alarm_on_the_data_it_was_approved_on_and_an_alarm_on_a_new_cohort(  # type: ignore[no-untyped-def]
         engine, spec, mlflow_cfg, champion, tmp_path: Path) -> None:
     runs = str(tmp_path / "runs")
-    score.score(engine, score.ScoreConfig(spec, mlflow_cfg, "2026-09-02", "sr-same"))
+    score.score(engine, score.ScoreConfig(spec, mlflow_cfg, "2026-09-02", "sr-same", runs))
     same = monitor.check_drift(engine, spec, mlflow_cfg, "sr-same", runs)
     assert same.status == "ok", same.summary
     assert Path(str(same.report_path)).is_file() and same.model_version == champion["model_version"]
 
     collect.ingest(engine, spec, land(champion["sim"], tmp_path, range(2, 3)))
     clean.clean_pending(engine, spec)
-    score.score(engine, score.ScoreConfig(spec, mlflow_cfg, "2026-09-03", "sr-cohort-b"))
+    score.score(engine, score.ScoreConfig(spec, mlflow_cfg, "2026-09-03", "sr-cohort-b", runs))
     shifted = monitor.check_drift(engine, spec, mlflow_cfg, "sr-cohort-b", runs)
     assert shifted.status == "alarm", shifted.summary
     assert shifted.value is not None and shifted.value >= spec.monitoring.max_drift_share
@@ -57,8 +57,8 @@ def test_no_alarm_on_the_data_it_was_approved_on_and_an_alarm_on_a_new_cohort(  
     assert audit.verify_chain(engine).ok
 
 
-def test_a_check_that_cannot_run_is_not_evaluated(engine, spec, mlflow_cfg, champion) -> None:  # type: ignore[no-untyped-def]
-    score.score(engine, score.ScoreConfig(spec, mlflow_cfg, "2026-09-02", "sr-1"))
+def test_a_check_that_cannot_run_is_not_evaluated(engine, spec, mlflow_cfg, champion, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    score.score(engine, score.ScoreConfig(spec, mlflow_cfg, "2026-09-02", "sr-1", str(tmp_path / "runs")))
     out = monitor.check_drift(engine, spec, mlflow_cfg, "sr-1", "/nonexistent/runs")
     assert out.status == "not_evaluated" and "valid.parquet" in out.summary["reason"]
     assert not out.alarm
