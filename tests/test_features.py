@@ -81,3 +81,30 @@ def test_splits_are_by_time_and_grouped_by_student(engine, spec, small_sim, tmp_
     assert first[list(students["train"])].max() <= first[list(students["test"])].min()  # later students are the test
     share = len(parts["train"]) / len(frame)
     assert abs(share - spec.splits.train) < 0.05
+
+
+def test_the_history_reads_back_exactly_on_both_databases(engine) -> None:  # type: ignore[no-untyped-def]
+    """The bulk read path (COPY on PostgreSQL, driver tuples on SQLite) returns what was written: ids with commas,
+    quotes and leading zeros stay text, a missing grade stays missing, timestamps keep their microseconds in UTC."""
+    from datetime import UTC, datetime, timedelta
+
+    from airgate.features import load_history
+    from airgate.warehouse import clean_events, dataset_versions, utcnow
+
+    with engine.begin() as conn:
+        conn.execute(dataset_versions.insert().values(
+            version_id="clean-x", model="m", kind="clean", content_hash="h", row_count=3, parents=[], schema={},
+            summary={}, created_at=utcnow()))
+    t0 = datetime(2026, 9, 3, 8, 0, 0, 123456, tzinfo=UTC)
+    rows = [("e,1", '0042"', "i 1", "k", t0, 1), ("e2", "s\\2", "i2", "k", t0 + timedelta(seconds=1), None),
+            ("e3", "", "i3", "k", t0 + timedelta(days=1), 0)]
+    with engine.begin() as conn:
+        conn.execute(clean_events.insert(), [
+            {"version_id": "clean-x", "model": "m", "event_id": e, "student_id": s, "item_id": i, "skill_id": k,
+             "ts": ts, "response_time_ms": 1500, "answer": "A", "correct": c} for e, s, i, k, ts, c in rows])
+    got = load_history(engine, "m").sort_values("event_id").reset_index(drop=True)
+    assert got["event_id"].tolist() == ["e,1", "e2", "e3"]
+    assert got["student_id"].tolist() == ['0042"', "s\\2", ""]
+    assert got["ts"].tolist() == [pd.Timestamp(r[4]) for r in rows]
+    assert got["correct"].tolist() == [1, pd.NA, 0]
+    assert load_history(engine, "m", ["clean-y"]).empty

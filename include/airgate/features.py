@@ -12,7 +12,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from airgate.warehouse import clean_events
+from airgate.warehouse import bulk_read_tuples, clean_events
 
 FEATURES = [
     "stu_attempts", "stu_rate", "stu_skill_attempts", "stu_skill_rate", "item_attempts", "item_rate",
@@ -42,6 +42,12 @@ def build_features(events: pd.DataFrame) -> pd.DataFrame:
     df = events[["event_id", "student_id", "item_id", "skill_id", "ts", "correct"]].copy()
     df["ts"] = pd.to_datetime(df["ts"], utc=True)
     df = df.sort_values(["ts", "event_id"], kind="mergesort").reset_index(drop=True)
+    # Every groupby below keys on these: as integer codes they are hashed once here, not once per groupby (the
+    # string keys cost four fifths of the time). Codes keep equality, which is all a groupby key needs.
+    for col in ("student_id", "item_id", "skill_id"):
+        df[col] = pd.factorize(df[col])[0]
+    ts = df["ts"]
+    df["ts"] = ts.astype("int64")
     graded = df["correct"].notna().astype("int64")
     correct = df["correct"].fillna(0).astype("int64")
     # The smoothing prior is itself point in time: the global accuracy among strictly earlier graded answers.
@@ -84,8 +90,8 @@ def build_features(events: pd.DataFrame) -> pd.DataFrame:
         same_ts = df.groupby(keys + ["ts"], sort=False).ngroup()
         out[name] = prev.groupby(same_ts).transform("first").fillna(-1.0)
 
-    prev_ts = df.groupby("student_id", sort=False)["ts"].shift()
-    gap = (df["ts"] - prev_ts).dt.total_seconds()
+    prev_ts = ts.groupby(df["student_id"], sort=False).shift()
+    gap = (ts - prev_ts).dt.total_seconds()
     out["log_gap_s"] = np.log1p(gap.clip(lower=0)).fillna(-1.0)
 
     # Recent accuracy: the student's last RECENT answers, where learning shows before it moves the long-run rate.
@@ -100,14 +106,25 @@ def build_features(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_history(engine: Engine, model: str, version_ids: list[str] | None = None) -> pd.DataFrame:
-    """Clean events for the model (optionally only those versions), as the input of build_features."""
+    """Clean events for the model (optionally only those versions), as the input of build_features.
+
+    Read by the warehouse's bulk path: the nightly scoring plan reads the whole history, and row-by-row fetching
+    was most of its time.
+    """
+    import io
+
     q = select(clean_events.c.event_id, clean_events.c.student_id, clean_events.c.item_id, clean_events.c.skill_id,
                clean_events.c.ts, clean_events.c.correct, clean_events.c.version_id).where(clean_events.c.model == model)
     if version_ids is not None:
         q = q.where(clean_events.c.version_id.in_(version_ids))
     with engine.connect() as conn:
-        rows = conn.execute(q).all()
-    df = pd.DataFrame(rows, columns=["event_id", "student_id", "item_id", "skill_id", "ts", "correct", "version_id"])
-    df["ts"] = pd.to_datetime(df["ts"], utc=True)
-    df["correct"] = df["correct"].astype("Int64")
+        columns, data = bulk_read_tuples(conn, q)
+    text = ["event_id", "student_id", "item_id", "skill_id", "version_id"]
+    if isinstance(data, bytes):
+        df = pd.read_csv(io.BytesIO(data), names=columns, header=None, dtype={c: str for c in text},
+                         keep_default_na=False, na_values={"correct": [""]})
+    else:
+        df = pd.DataFrame(data, columns=columns)
+    df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601")
+    df["correct"] = pd.to_numeric(df["correct"]).astype("Int64")
     return df
