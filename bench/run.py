@@ -7,6 +7,8 @@
    two sizes (100k and 1M rows by default), with rows/s and one worker's peak memory at each size.
 3. Data plane, model plane, auto-labels and active learning (data_plane.py, model_plane.py).
 4. Governance API latency (api_latency.py): median and p95 per endpoint with 10,000 audit events, on both databases.
+5. Drift detection delay (drift_delay.py): batches from a new cohort's arrival to the first drift alarm after
+   scoring, and false alarms on the batches before it, over a few seeds and cohort shifts.
 """
 
 from __future__ import annotations
@@ -126,7 +128,8 @@ def main() -> int:
     ap.add_argument("--parse-repeats", type=int, default=5)
     ap.add_argument("--mp-students", type=int, default=500, help="students per batch (4 batches) for the model plane")
     ap.add_argument("--mp-trials", type=int, default=16, help="tuning trials per candidate (and per sampler)")
-    ap.add_argument("--only", choices=["model_plane", "api", "scoring"], help="run one benchmark and merge it into results.json")
+    ap.add_argument("--only", choices=["model_plane", "api", "scoring", "drift"],
+                    help="run one benchmark and merge it into results.json")
     ap.add_argument("--api-events", type=int, default=10_000, help="audit events in the API latency warehouse")
     ap.add_argument("--ingest-batches", type=int, default=10, help="batches of 10,000 rows for the ingest figures")
     args = ap.parse_args()
@@ -148,6 +151,11 @@ def main() -> int:
             elif args.only == "scoring":
                 merged["scoring"] = on_both_databases(
                     "scoring", work, lambda backend, url, w: scoring.scoring(backend, url, w, tuple(args.score_rows)))
+            elif args.only == "drift":
+                import drift_delay
+
+                print("drift detection delay (batches from a new cohort's arrival to the first alarm) ...")
+                merged["drift"] = drift_delay.run()
             else:
                 merged["api"] = on_both_databases(
                     "governance API latency", work / "api",
@@ -186,6 +194,10 @@ def main() -> int:
         print("active learning vs random sampling ...")
         results["active_learning"] = data_plane.active_learning()
         print(f"  { {k: v for k, v in results['active_learning'].items() if k != 'curves'} }")
+        import drift_delay
+
+        print("drift detection delay (batches from a new cohort's arrival to the first alarm) ...")
+        results["drift"] = drift_delay.run()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = ROOT / "bench" / "results.json"
