@@ -43,10 +43,17 @@ def status_mb(field):  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from
             return int(line.split()[1]) / 1024
 base = status_mb("VmRSS")
 engine = make_engine(url)
+trace = []
+real = score.bulk_insert_tuples
+def traced(*a, **k):  # resident memory after each chunk's write: flat after warm-up, or growing with the night?
+    n = real(*a, **k)
+    trace.append(status_mb("VmRSS"))
+    return n
+score.bulk_insert_tuples = traced
 t0 = time.perf_counter()
 rows = sum(score.score_shard(engine, cfg, runs, run_id, s.index, predictor=model).rows for s in plan.shards)
 print(json.dumps({"rows": rows, "seconds": time.perf_counter() - t0, "baseline_rss_mb": base,
-                  "peak_rss_mb": status_mb("VmHWM")}))
+                  "peak_rss_mb": status_mb("VmHWM"), "trace": trace}))
 """
 
 
@@ -178,8 +185,11 @@ def scoring(backend: str, url: str, work: Path, sizes: tuple[int, ...] = (100_00
                                                    feature_version_id=clean_version, partitions=1))
         mem = _worker_memory(url, cfg, runs, one.scoring_run_id)
         score.publish(engine, spec, one.scoring_run_id)
+        trace = mem["trace"]
         res.update({"worker_peak_rss_mb": round(mem["peak_rss_mb"]),
                     "worker_growth_mb": round(mem["peak_rss_mb"] - mem["baseline_rss_mb"]),
+                    "worker_chunks": len(trace), "worker_rss_after_chunk_2_mb": round(trace[min(1, len(trace) - 1)]),
+                    "worker_rss_after_last_chunk_mb": round(trace[-1]),
                     "worker_rows_per_s": round(mem["rows"] / mem["seconds"])})
         out[str(rows)] = res
         print(f"  {backend} {rows:,} rows: {res}", flush=True)

@@ -329,7 +329,7 @@ def notify_alarm(spec: ModelSpec, kind: str, verdict: Mapping[str, Any],
         context = {}
     message = (f"{kind} alarm for {spec.name} version {verdict.get('model_version', '?')}: "
                f"{verdict.get('value')} beyond the threshold {verdict.get('threshold')} "
-               f"(scoring run {verdict.get('scoring_run_id', '?')})")
+               f"({'labels and version' if kind == 'decay' else 'scoring run'} {verdict.get('scoring_run_id', '?')})")
     entity = {k: verdict[k] for k in ("scoring_run_id", "model_version") if verdict.get(k) is not None}
     details = {k: verdict.get(k) for k in ("status", "value", "threshold", "report_path")}
     outcomes = notify(spec, kind, context, message=message, details=details, entity=entity, engine=engine)

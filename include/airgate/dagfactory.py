@@ -5,7 +5,9 @@ imports its stage module when it runs. Tasks hand each other ids (dataset versio
 never data.
 
 The DAGs of a model (ids ``<model>__<stage>``) are chained by Assets:
-collect -> raw -> clean -> clean -> label -> labeled -> train -> (approval in the plugin) ; score runs on its cron.
+collect -> raw -> clean -> clean -> label -> labeled -> train -> (approval in the plugin);
+score runs on its cron (plan -> one task or pod per shard -> publish -> drift check) and monitor on labeled (decay);
+a drift or decay alarm updates retrain, which starts train again (so does monitoring.retrain_schedule).
 """
 
 from __future__ import annotations

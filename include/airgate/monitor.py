@@ -17,6 +17,7 @@ arrive for runs that are already old, and every new labeled version would overwr
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,14 +87,21 @@ def _record(engine: Engine, result: MonitorResult, actor: str, entity: dict[str,
                          details=details)
 
 
-def _scored_rows(engine: Engine, spec: ModelSpec, run_id: str, history: pd.DataFrame) -> pd.DataFrame:
-    from airgate.features import build_features
+def _scored_rows(engine: Engine, run_id: str, runs_dir: str) -> pd.DataFrame:
+    """The run's rows as it scored them: the features its plan wrote (not computed a second time) and the scores
+    it published."""
+    from airgate import score
+    from airgate.warehouse import bulk_read_tuples
 
+    plan = score.load_plan(runs_dir, run_id)
+    feats = pd.concat([pd.read_parquet(s.path) for s in plan.shards], ignore_index=True)
     with engine.connect() as conn:
-        scored = pd.DataFrame(conn.execute(select(predictions.c.event_id, predictions.c.score).where(
-            predictions.c.model == spec.name, predictions.c.scoring_run_id == run_id)).all(),
-            columns=["event_id", SCORE])
-    feats = build_features(history)
+        cols, data = bulk_read_tuples(conn, select(predictions.c.event_id, predictions.c.score).where(
+            predictions.c.scoring_run_id == run_id))
+    if isinstance(data, bytes):
+        scored = pd.read_csv(io.BytesIO(data), names=["event_id", SCORE], header=None, dtype={"event_id": str})
+    else:
+        scored = pd.DataFrame(data, columns=["event_id", SCORE])
     return scored.merge(feats, on="event_id", how="inner")
 
 
@@ -114,12 +122,13 @@ def check_drift(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, sco
     try:
         if training_run is None:
             raise ValueError(f"no training run recorded for {spec.name} v{run.model_version}")
-        history = load_history(engine, spec.name)
         reference = pd.read_parquet(Path(runs_dir) / training_run / "split" / "valid.parquet")
         reference = reference.sample(n=min(len(reference), mon.max_rows), random_state=0)
         predictor = predictors.load_version(cfg, spec.name, run.model_version)
+        # Only a sequence model reads the history; the tabular ones score the split's own feature columns.
+        history = load_history(engine, spec.name) if predictor.kind == "dkt" else reference.iloc[:0]
         reference[SCORE] = predictor.predict(history, reference)
-        current = _scored_rows(engine, spec, scoring_run_id, history)
+        current = _scored_rows(engine, scoring_run_id, runs_dir)
         if current.empty:
             raise ValueError(f"scoring run {scoring_run_id} has no predictions to compare")
         report = drift.drift_report(reference[columns], current[columns], columns, out_dir,
