@@ -179,6 +179,10 @@ def scoring(backend: str, url: str, work: Path, sizes: tuple[int, ...] = (100_00
             "ratio_to_raw": round(scoring_s / raw["raw_s"], 2),
             "end_to_end_s": round(plan_s + scoring_s, 2),
             "end_to_end_ratio_to_raw": round((plan_s + scoring_s) / raw["raw_s"], 2),
+            # everything but computing the features (which raw is handed for free): champion check, ledger,
+            # recording the run, shard files, streaming, predict, write, publish
+            "features_s": p.seconds["features"],
+            "without_features_ratio_to_raw": round((plan_s - p.seconds["features"] + scoring_s) / raw["raw_s"], 2),
         })
         # one worker holding the whole night in one shard, in a fresh process: does memory follow the chunk?
         one = score.plan(engine, score.ScoreConfig(spec, cfg, f"night-{k}", f"sr-{k}-mem", str(runs),

@@ -94,6 +94,7 @@ class ScorePlan:
     feature_data_version: str
     chunk_rows: int
     shards: list[Shard] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # where the plan's time went (features, shards)
 
     @property
     def rows(self) -> int:
@@ -213,8 +214,10 @@ def plan(engine: Engine, cfg: ScoreConfig) -> ScorePlan:
                               "abandoned_runs": stale})
 
     # The one feature path: the same build_features over the same point-in-time history as training.
+    t0 = time.perf_counter()
     history = load_history(engine, spec.name)
     feats = build_features(history)
+    t_features = time.perf_counter() - t0
     rows = history.loc[history["version_id"] == target.version_id, ID_COLUMNS].merge(feats, on="event_id",
                                                                                      how="left")
     rows = rows.sort_values("event_id", kind="mergesort").reset_index(drop=True)
@@ -234,7 +237,8 @@ def plan(engine: Engine, cfg: ScoreConfig) -> ScorePlan:
                            spec.scoring.chunk_rows)
         shards.append(Shard(i, str(path), len(part), str(hist_path) if hist_path else None))
     result = ScorePlan(cfg.scoring_run_id, spec.name, cfg.partition_key, version, approval_id, kind,
-                       target.version_id, spec.scoring.chunk_rows, shards)
+                       target.version_id, spec.scoring.chunk_rows, shards,
+                       {"features": round(t_features, 3), "shards": round(time.perf_counter() - t0 - t_features, 3)})
     tmp = plan_path(cfg.runs, cfg.scoring_run_id).with_suffix(".tmp")
     tmp.write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
     tmp.replace(plan_path(cfg.runs, cfg.scoring_run_id))
