@@ -57,17 +57,11 @@ def _dags() -> dict[str, Any]:
 
 
 def run_dag(dags: dict[str, Any], stage: str, allow_fail: bool = False, **kwargs: Any) -> Any:
+    from airgate.localrun import dag_test
+
     dag = dags[f"{MODEL}__{stage}"]
     t0 = time.perf_counter()
-    # Airflow 3.3.2's dag.test() fails a *successful* run of a DAG with a DeadlineAlert (the score DAG's scoring
-    # deadline): its scheduler DAG holds the serialized alerts where update_state expects their row ids. The
-    # deadline is set aside while dag.test() runs (tests/helpers.dag_test does the same; test_alerts covers it).
-    saved = dag.deadline
-    dag.deadline = None
-    try:
-        dr = dag.test(**kwargs)
-    finally:
-        dag.deadline = saved
+    dr = dag_test(dag, **kwargs)  # the score DAG's deadline set aside: see airgate.localrun
     state = str(dr.state)
     say(f"  {dag.dag_id:<28} {state:<8} {time.perf_counter() - t0:5.1f}s")
     if state != "success" and not allow_fail:

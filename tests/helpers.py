@@ -81,18 +81,3 @@ def token(username: str, role: str) -> str:
 def bearer(username: str, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(username, role)}"}
 
-
-def dag_test(dag: Any, **kw: Any) -> Any:
-    """``dag.test()`` without the DAG's deadline while it runs.
-
-    Airflow 3.3.2's dag.test() builds its scheduler DAG from the in-memory DAG, whose ``deadline`` holds the
-    serialized alerts (dicts), not the ids of the deadline_alert rows the DB copy holds; when the run *succeeds*,
-    ``DagRun.update_state`` looks each one up by id and fails ("'dict' object has no attribute 'hex'"). The score
-    DAG carries the scoring deadline, so it could never finish a successful dag.test(). The deadline itself is
-    tested under real Airflow in test_alerts."""
-    saved = dag.deadline
-    dag.deadline = None
-    try:
-        return dag.test(**kw)
-    finally:
-        dag.deadline = saved

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from airgate import audit, governance, registry
+from airgate.localrun import dag_test
 from airgate.warehouse import (
     clean_events,
     labels,
@@ -22,8 +23,6 @@ from airgate.warehouse import (
     raw_rows,
     scoring_runs,
 )
-
-from .helpers import dag_test
 
 pytestmark = pytest.mark.e2e
 MODEL = "knowledge_tracing"

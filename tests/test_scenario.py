@@ -22,10 +22,10 @@ import pytest
 from sqlalchemy import delete, select
 
 from airgate import audit, datasets, governance, registry
+from airgate.localrun import dag_test
 from airgate.simulator import SimConfig, Simulator, write_catalog
 from airgate.warehouse import make_engine, model_candidates, predictions, scoring_runs
 
-from .helpers import dag_test
 from .test_e2e import MODEL, approve_via_api
 
 pytestmark = pytest.mark.e2e
