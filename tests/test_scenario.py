@@ -41,14 +41,27 @@ STORY = ("scoring_started", "scoring_run", "scoring_refused", "drift_check", "dr
          "decision", "decision_refused", "promotion")
 
 
-@pytest.fixture
-def env(airflow_db, tmp_path: Path, monkeypatch) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def env(request, airflow_db, tmp_path: Path, monkeypatch) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """test_e2e's environment (the shipped spec, real tuning trials), with a simulator whose batch 2 brings the new
-    cohort; batches are landed by the test."""
+    cohort; batches are landed by the test. The warehouse is a SQLite file, or the session's PostgreSQL database
+    (emptied) reached through the same Airflow connection, as production would."""
     home = tmp_path / "airgate"
     monkeypatch.setenv("AIRGATE_HOME", str(home))
-    wh = home / "warehouse.db"
-    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(wh)}))
+    if request.param == "sqlite":
+        wh_url = f"sqlite:///{home / 'warehouse.db'}"
+        conn = {"conn_type": "sqlite", "host": str(home / "warehouse.db")}
+    else:
+        from sqlalchemy.engine import make_url
+
+        from .conftest import _truncate_all
+
+        pg = request.getfixturevalue("_pg_engine")
+        _truncate_all(pg)
+        wh_url = pg.url.render_as_string(hide_password=False)
+        u = make_url(wh_url)
+        conn = {"conn_type": "postgres", "host": u.host, "port": u.port, "login": u.username, "schema": u.database}
+    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_WAREHOUSE", json.dumps(conn))
     cfg = registry.MlflowConfig.under(home)
     monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_MLFLOW", json.dumps(
         {"conn_type": "generic", "extra": {"tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root}}))
@@ -64,7 +77,7 @@ def env(airflow_db, tmp_path: Path, monkeypatch) -> dict[str, Any]:  # type: ign
         sim.write_batch(batch, home / "landing" / MODEL, home / "oracle",
                         roster_path=home / "catalog" / f"{MODEL}_students.csv")
 
-    return {"dags": bag.dags, "wh": f"sqlite:///{wh}", "mlflow": cfg, "land": land}
+    return {"dags": bag.dags, "wh": wh_url, "mlflow": cfg, "land": land}
 
 
 def run(env: dict[str, Any], stage: str, **kw: Any) -> Any:
