@@ -277,8 +277,10 @@ def score_shard(engine: Engine, mlflow: registry.MlflowConfig, runs_dir: str | P
     const = (p.model, p.partition_key)
     lineage = (p.model_version, p.approval_id, scoring_run_id, p.feature_data_version, shard)
     written = peak = 0
-    for batch in pq.ParquetFile(sh.path).iter_batches(batch_size=p.chunk_rows):
-        chunk = batch.to_pandas()
+    # One thread decoding: Arrow's per-thread buffers otherwise keep raising the worker's resident memory for the
+    # first dozens of chunks (measured: no slower, since a chunk is one row group).
+    for batch in pq.ParquetFile(sh.path).iter_batches(batch_size=p.chunk_rows, use_threads=False):
+        chunk = batch.to_pandas(use_threads=False)
         scores = np.asarray(model.predict(history, chunk), dtype="float64").tolist()
         tuples = [(*const, e, s, i, v, *lineage) for e, s, i, v in
                   zip(chunk["event_id"].tolist(), chunk["student_id"].tolist(), chunk["item_id"].tolist(), scores,
