@@ -3,14 +3,16 @@
 For each database, a LightGBM champion is trained and approved on a small history, then a night's batch of
 ``rows`` lands and is collected and cleaned like any other. Then, in the same process and on the same rows:
 
-* **airgate scoring**: ``plan`` (champion resolved and checked against the ledger, point-in-time features of the
-  rows, Parquet shards), every ``score_shard`` (stream, predict, bulk write), ``publish`` (checks and swap);
+* **airgate's nightly run**: ``plan`` (champion resolved and checked against the ledger, the run recorded, the
+  shards named), every ``score_shard`` (stream, predict, bulk write), ``publish`` (checks and swap), with the
+  night's features already materialized, as the clean DAG does once per clean version (timed on its own);
 * **raw**: the same feature matrix already in memory, one ``booster.predict``, and one bulk write of the same
   prediction rows (same columns, a table with the same unique index) by the same fastest path (COPY on
   PostgreSQL, executemany on SQLite).
 
-The ratio the issue targets is the scoring path (shards, publish) to raw. ``plan`` is reported beside it: it is
-where the features are computed, and its cost grows with the history, not with the night.
+The ratio the issue targets is the nightly run end to end to raw. Materializing the features is reported beside
+it: its cost grows with the history, not with the night, and it is paid once per clean version, off the night's
+path.
 
 Peak memory of one scoring worker is measured in a fresh process per size (one shard holding every row, the worst
 case): its peak RSS, and the growth above what it held once the model was loaded.
@@ -136,7 +138,7 @@ def _worker_memory(url: str, cfg: Any, runs: Path, run_id: str) -> dict[str, flo
 
 
 def scoring(backend: str, url: str, work: Path, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict[str, Any]:
-    from airgate import migrations, registry, score
+    from airgate import feature_store, migrations, registry, score
     from airgate.simulator import SimConfig, Simulator, write_catalog
     from airgate.spec import find_spec
     from airgate.warehouse import make_engine
@@ -153,7 +155,9 @@ def scoring(backend: str, url: str, work: Path, sizes: tuple[int, ...] = (100_00
     for k, rows in enumerate(sizes):
         clean_version = _night(engine, spec, work, 10 + k, rows)
         res: dict[str, Any] = {}
-        # the issue's ratio: airgate's scoring path and raw, in the same run, on the same rows
+        # what the clean DAG does once per clean version, right after validation
+        fs = feature_store.materialize(engine, spec, clean_version, runs)
+        # the issue's ratio: airgate's nightly run and raw, in the same run, on the same rows
         t0 = time.perf_counter()
         p = score.plan(engine, score.ScoreConfig(spec, cfg, f"night-{k}", f"sr-{k}", str(runs),
                                                  feature_version_id=clean_version))
@@ -177,12 +181,12 @@ def scoring(backend: str, url: str, work: Path, sizes: tuple[int, ...] = (100_00
             "raw_predict_s": round(raw["raw_predict_s"], 2), "raw_s": round(raw["raw_s"], 2),
             "raw_rows_per_s": round(done.rows_scored / raw["raw_s"]),
             "ratio_to_raw": round(scoring_s / raw["raw_s"], 2),
+            # the nightly run end to end: champion check against the ledger, recording the run, the plan, streaming
+            # the shards, predict, write, publish
             "end_to_end_s": round(plan_s + scoring_s, 2),
             "end_to_end_ratio_to_raw": round((plan_s + scoring_s) / raw["raw_s"], 2),
-            # everything but computing the features (which raw is handed for free): champion check, ledger,
-            # recording the run, shard files, streaming, predict, write, publish
-            "features_s": p.seconds["features"],
-            "without_features_ratio_to_raw": round((plan_s - p.seconds["features"] + scoring_s) / raw["raw_s"], 2),
+            # computed once per clean version by the clean DAG, not on the night's path
+            "materialize_features_s": round(fs.seconds, 2),
         })
         # one worker holding the whole night in one shard, in a fresh process: does memory follow the chunk?
         one = score.plan(engine, score.ScoreConfig(spec, cfg, f"night-{k}", f"sr-{k}-mem", str(runs),

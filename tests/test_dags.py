@@ -100,6 +100,13 @@ def test_stages_are_chained_by_assets(dagbag) -> None:  # type: ignore[no-untype
     assert dagbag.dags[f"{m}__score"].timetable.expression == "0 2 * * *"
     # labeling also runs on its own clock, for late grades and review answers
     assert type(dagbag.dags[f"{m}__label"].timetable).__name__ == "AssetOrTimeSchedule"
+    # features are materialized once per clean version, after validation; scoring plans, scores, then swaps
+    clean = dagbag.dags[f"{m}__clean"]
+    assert clean.get_task("materialize_features").upstream_task_ids == {"validate_batches"}
+    score = dagbag.dags[f"{m}__score"]
+    assert score.get_task("score_partition").upstream_task_ids == {"plan"}
+    assert score.get_task("publish").upstream_task_ids == {"plan", "score_partition"}
+    assert score.get_task("monitor_drift").upstream_task_ids == {"publish"}
     collect = dagbag.dags[f"{m}__collect"]
     assert [t.task_id for t in collect.tasks] == ["wait_for_new_files", "ingest"]
     sensor = collect.get_task("wait_for_new_files")

@@ -144,7 +144,8 @@ def build_clean(spec: ModelSpec) -> DAG:
          doc_md=_doc(spec, "clean", "Turns every raw version not yet cleaned into a clean version; each rejected "
                      "row goes to quarantine with a reason code. rows in = accepted + quarantined. Then validates "
                      "each clean version with Great Expectations (suite built from the spec): a critical failure "
-                     "stops the downstream DAGs; warnings pass and are kept as evidence with GX Data Docs."))
+                     "stops the downstream DAGs; warnings pass and are kept as evidence with GX Data Docs. Then "
+                     "computes each version's point-in-time features once, as the files nightly scoring reads."))
     def clean() -> None:
         @task
         def clean_batches() -> dict[str, Any]:
@@ -169,7 +170,20 @@ def build_clean(spec: ModelSpec) -> DAG:
             return {o.version_id: {"status": o.status, "warnings": o.warnings, "docs": o.docs_path}
                     for o in outcomes}
 
-        validate_batches(clean_batches())  # type: ignore[arg-type]
+        @task
+        def materialize_features(validated: dict[str, Any]) -> dict[str, Any]:
+            """Each new clean version's point-in-time features, once: nightly scoring reads these files."""
+            from airgate import feature_store
+            from airgate.runtime import runs_dir, warehouse_engine
+
+            engine = warehouse_engine()
+            out = {}
+            for version_id in validated:
+                fs = feature_store.materialize(engine, spec, version_id, runs_dir(), actor=_actor())
+                out[version_id] = {"rows": fs.rows, "shards": len(fs.shards), "created": fs.created}
+            return out
+
+        materialize_features(validate_batches(clean_batches()))  # type: ignore[arg-type]
 
     return clean()
 

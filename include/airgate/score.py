@@ -3,9 +3,10 @@
 A scoring run has three steps, each safe to retry:
 
 1. ``plan`` resolves the champion once (MLflow alias, checked against the promotion ledger: a version the ledger
-   does not show as the approved champion is refused), records it in ``scoring_runs``, builds the point-in-time
-   features of the rows to score with ``features.build_features`` (the function training uses), and writes them
-   as Parquet shards, split by student, under ``runs/scoring/<run>/``, with a ``plan.json`` that names them.
+   does not show as the approved champion is refused), records it in ``scoring_runs``, and writes a ``plan.json``
+   under ``runs/scoring/<run>/`` naming the shards to score: the clean version's materialized point-in-time
+   features (``feature_store``: computed by ``features.build_features``, the function training uses, once per
+   version, split by student), computed here only if the clean DAG has not done it yet.
 2. ``score_shard`` (one mapped task, or one pod, per shard) streams its shard in chunks of ``chunk_rows``:
    predict, then bulk-write the chunk (COPY on PostgreSQL) into ``predictions`` under the run id. Memory follows
    the chunk, not the night. A retried shard first deletes its own rows, so it never doubles them.
@@ -32,8 +33,8 @@ import pandas as pd
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from airgate import audit, datasets, governance, predictors, registry
-from airgate.features import FEATURES, build_features, load_history
+from airgate import audit, datasets, feature_store, governance, predictors, registry
+from airgate.features import load_history
 from airgate.spec import ModelSpec
 from airgate.warehouse import bulk_insert_tuples, predictions, scoring_runs, utcnow
 
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 
 PRED_COLUMNS = ["model", "partition_key", "event_id", "student_id", "item_id", "score", "model_version",
                 "approval_id", "scoring_run_id", "feature_data_version", "shard"]
-ID_COLUMNS = ["event_id", "student_id", "item_id"]
 HISTORY_COLUMNS = ["event_id", "student_id", "item_id", "skill_id", "ts", "correct"]
 
 
@@ -158,24 +158,6 @@ def resolve_champion(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig
     return str(version), approval_id
 
 
-def shard_of(student_ids: pd.Series, n: int) -> np.ndarray:
-    """Stable shard number of each student (the same on every run and machine: a hash of the id, not Python's)."""
-    if n == 1:
-        return np.zeros(len(student_ids), dtype="int64")
-    h = pd.util.hash_pandas_object(student_ids.astype(str), index=False).to_numpy()
-    return (h % np.uint64(n)).astype("int64")
-
-
-def _write_parquet(df: pd.DataFrame, path: Path, row_group: int) -> None:
-    """Atomically: a reader never sees half a shard. Row groups of one chunk let the scorer stream it."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp, row_group_size=max(row_group, 1))
-    tmp.replace(path)
-
-
 def _abandon_unpublished(conn: Connection, model: str, partition_key: str, keep: str, reason: str) -> list[str]:
     """Runs of this partition that never published (killed, or refused): their rows go, their status says so."""
     stale = list(conn.execute(select(scoring_runs.c.run_id).where(
@@ -213,29 +195,23 @@ def plan(engine: Engine, cfg: ScoreConfig) -> ScorePlan:
                      details={"partition_key": cfg.partition_key, "shards": n, "model_kind": kind,
                               "abandoned_runs": stale})
 
-    # The one feature path: the same build_features over the same point-in-time history as training.
+    # The one feature path: the clean version's materialized features (computed by build_features, the function
+    # training uses, once per version: the clean DAG usually has); the shards are those files, not copies.
     t0 = time.perf_counter()
-    history = load_history(engine, spec.name)
-    feats = build_features(history)
+    fs = feature_store.materialize(engine, spec, target.version_id, cfg.runs, n, actor=cfg.actor)
     t_features = time.perf_counter() - t0
-    rows = history.loc[history["version_id"] == target.version_id, ID_COLUMNS].merge(feats, on="event_id",
-                                                                                     how="left")
-    rows = rows.sort_values("event_id", kind="mergesort").reset_index(drop=True)
-    shard_no = shard_of(rows["student_id"], n)
     out = run_dir(cfg.runs, cfg.scoring_run_id)
     out.mkdir(parents=True, exist_ok=True)
+    history = load_history(engine, spec.name) if kind == "dkt" else None
     shards: list[Shard] = []
-    for i in range(n):
-        part = rows.loc[shard_no == i, ID_COLUMNS + FEATURES]
-        path = out / f"shard-{i:03d}.parquet"
-        _write_parquet(part, path, spec.scoring.chunk_rows)
+    for fsh in fs.shards:
         hist_path = None
-        if kind == "dkt":  # the sequence model reads each student's whole history, not the feature columns
-            students = set(part["student_id"])
-            hist_path = out / f"shard-{i:03d}.history.parquet"
-            _write_parquet(history.loc[history["student_id"].isin(students), HISTORY_COLUMNS], hist_path,
-                           spec.scoring.chunk_rows)
-        shards.append(Shard(i, str(path), len(part), str(hist_path) if hist_path else None))
+        if history is not None:  # the sequence model reads each student's whole history, not the feature columns
+            students = set(pd.read_parquet(fsh.path, columns=["student_id"])["student_id"])
+            hist_path = out / f"shard-{fsh.index:03d}.history.parquet"
+            feature_store.write_parquet(history.loc[history["student_id"].isin(students), HISTORY_COLUMNS],
+                                        hist_path, spec.scoring.chunk_rows)
+        shards.append(Shard(fsh.index, fsh.path, fsh.rows, str(hist_path) if hist_path else None))
     result = ScorePlan(cfg.scoring_run_id, spec.name, cfg.partition_key, version, approval_id, kind,
                        target.version_id, spec.scoring.chunk_rows, shards,
                        {"features": round(t_features, 3), "shards": round(time.perf_counter() - t0 - t_features, 3)})

@@ -1,0 +1,132 @@
+"""Materialized features: the point-in-time features of one clean version, computed once, kept as files.
+
+A clean version's features are a function of the history as it stood when the version was cleaned and of the
+feature code, so they are computed once (the clean DAG does it right after validation) and written as Parquet
+shards split by student, keyed by (clean version, feature code, shard count). Nightly scoring reads them as they
+are: its plan points the shard tasks at these files instead of recomputing every feature over the whole history
+on the night's critical path, and the scores of a date can be reproduced from the exact feature rows they used.
+
+The rows are computed by ``features.build_features``, the function training uses: there is one feature path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from airgate import audit, features
+from airgate.features import FEATURES, build_features, load_history
+from airgate.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+ID_COLUMNS = ["event_id", "student_id", "item_id"]
+
+
+def feature_code() -> str:
+    """The feature code's fingerprint: new feature code means new feature files, never stale ones."""
+    return hashlib.sha256(Path(features.__file__).read_bytes()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class FeatureShard:
+    index: int
+    path: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    model: str
+    version_id: str
+    code: str
+    partitions: int
+    shards: list[FeatureShard] = field(default_factory=list)
+    seconds: float = 0.0
+    created: bool = False  # False: it was already there
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def shard_of(student_ids: pd.Series, n: int) -> np.ndarray:
+    """Stable shard number of each student (the same on every run and machine: a hash of the id, not Python's)."""
+    if n == 1:
+        return np.zeros(len(student_ids), dtype="int64")
+    h = pd.util.hash_pandas_object(student_ids.astype(str), index=False).to_numpy()
+    return (h % np.uint64(n)).astype("int64")
+
+
+def set_dir(runs_dir: str | Path, model: str, version_id: str, partitions: int) -> Path:
+    return Path(runs_dir) / "features" / model / f"{version_id}-{feature_code()}-p{partitions}"
+
+
+def write_parquet(df: pd.DataFrame, path: Path, row_group: int) -> None:
+    """Row groups of one scoring chunk, so a scorer can stream the file a chunk at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, row_group_size=max(row_group, 1))
+
+
+def _load(folder: Path, created: bool, seconds: float) -> FeatureSet:
+    m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    return FeatureSet(m["model"], m["version_id"], m["code"], m["partitions"],
+                      [FeatureShard(s["index"], str(folder / s["file"]), s["rows"]) for s in m["shards"]],
+                      seconds, created)
+
+
+def materialize(engine: Engine, spec: ModelSpec, version_id: str, runs_dir: str | Path,
+                partitions: int | None = None, actor: str = "airflow",
+                history: pd.DataFrame | None = None) -> FeatureSet:
+    """The features of ``version_id``, computed and written once; later calls (retries, the nightly plan, other
+    workers) get the same files. ``history`` saves a second read when the caller holds it already."""
+    n = partitions or spec.scoring.partitions
+    folder = set_dir(runs_dir, spec.name, version_id, n)
+    if (folder / "manifest.json").is_file():
+        return _load(folder, False, 0.0)
+    t0 = time.perf_counter()
+    hist = load_history(engine, spec.name) if history is None else history
+    if not (hist["version_id"] == version_id).any():
+        raise ValueError(f"clean version {version_id} of {spec.name} has no rows to compute features for")
+    feats = build_features(hist)
+    rows = hist.loc[hist["version_id"] == version_id, ID_COLUMNS].merge(feats, on="event_id", how="left")
+    rows = rows.sort_values("event_id", kind="mergesort").reset_index(drop=True)
+    shard_no = shard_of(rows["student_id"], n)
+    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    shards = []
+    for i in range(n):
+        part = rows.loc[shard_no == i, ID_COLUMNS + FEATURES]
+        write_parquet(part, tmp / f"shard-{i:03d}.parquet", spec.scoring.chunk_rows)
+        shards.append({"index": i, "file": f"shard-{i:03d}.parquet", "rows": len(part)})
+    manifest = {"model": spec.name, "version_id": version_id, "code": feature_code(), "partitions": n,
+                "shards": shards, "columns": ID_COLUMNS + FEATURES}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    try:
+        tmp.rename(folder)  # atomic: a feature set is there whole, or not at all
+    except OSError:  # another worker won the race; theirs is the feature set
+        shutil.rmtree(tmp, ignore_errors=True)
+        return _load(folder, False, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    audit.record(engine, actor=actor, event_type="features_materialized", model=spec.name,
+                 entity={"data_version": version_id},
+                 details={"rows": len(rows), "shards": n, "feature_code": manifest["code"],
+                          "seconds": round(seconds, 3)})
+    log.info("materialized %d feature rows of %s in %d shards (%.1fs)", len(rows), version_id, n, seconds)
+    return _load(folder, True, seconds)
