@@ -35,7 +35,7 @@ import json, sys, time
 from airgate import predictors, registry, score
 from airgate.warehouse import make_engine
 
-url, tracking, artifacts, runs, run_id = sys.argv[1:6]
+url, tracking, artifacts, runs, run_id, passes = sys.argv[1:7]
 cfg = registry.MlflowConfig(tracking, artifacts)
 plan = score.load_plan(runs, run_id)
 model = predictors.load_version(cfg, plan.model, plan.model_version)
@@ -54,8 +54,13 @@ def traced(*a, **k):  # resident memory after each chunk's write: flat after war
 score.bulk_insert_tuples = traced
 t0 = time.perf_counter()
 rows = sum(score.score_shard(engine, cfg, runs, run_id, s.index, predictor=model).rows for s in plan.shards)
-print(json.dumps({"rows": rows, "seconds": time.perf_counter() - t0, "baseline_rss_mb": base,
-                  "peak_rss_mb": status_mb("VmHWM"), "trace": trace}))
+seconds = time.perf_counter() - t0
+first_peak = status_mb("VmHWM")
+for _ in range(int(passes) - 1):  # the same shard again, as a retry would: does memory keep rising, or level off?
+    for s in plan.shards:
+        score.score_shard(engine, cfg, runs, run_id, s.index, predictor=model)
+print(json.dumps({"rows": rows, "seconds": seconds, "baseline_rss_mb": base,
+                  "peak_rss_mb": first_peak, "peak_rss_all_passes_mb": status_mb("VmHWM"), "trace": trace}))
 """
 
 
@@ -129,8 +134,9 @@ def _raw(engine: Any, spec: Any, cfg: Any, version: str, clean_version: str, mod
     return {"raw_predict_s": predict_s, "raw_s": raw_s}
 
 
-def _worker_memory(url: str, cfg: Any, runs: Path, run_id: str) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", WORKER, url, cfg.tracking_uri, cfg.artifact_root, str(runs), run_id],
+def _worker_memory(url: str, cfg: Any, runs: Path, run_id: str, passes: int = 1) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", WORKER, url, cfg.tracking_uri, cfg.artifact_root, str(runs), run_id,
+                          str(passes)],
                          capture_output=True, text=True, env=os.environ.copy(), timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
@@ -191,13 +197,19 @@ def scoring(backend: str, url: str, work: Path, sizes: tuple[int, ...] = (100_00
         # one worker holding the whole night in one shard, in a fresh process: does memory follow the chunk?
         one = score.plan(engine, score.ScoreConfig(spec, cfg, f"night-{k}", f"sr-{k}-mem", str(runs),
                                                    feature_version_id=clean_version, partitions=1))
-        mem = _worker_memory(url, cfg, runs, one.scoring_run_id)
+        passes = 3 if rows == max(sizes) else 1
+        mem = _worker_memory(url, cfg, runs, one.scoring_run_id, passes)
         score.publish(engine, spec, one.scoring_run_id)
         trace = mem["trace"]
         res.update({"worker_peak_rss_mb": round(mem["peak_rss_mb"]),
                     "worker_growth_mb": round(mem["peak_rss_mb"] - mem["baseline_rss_mb"]),
-                    "worker_chunks": len(trace), "worker_rss_after_chunk_2_mb": round(trace[min(1, len(trace) - 1)]),
-                    "worker_rss_after_last_chunk_mb": round(trace[-1]),
+                    "worker_peak_rss_all_passes_mb": round(mem["peak_rss_all_passes_mb"]),
+                    "worker_chunks": len(trace) // passes,
+                    "worker_rss_after_chunk_2_mb": round(trace[min(1, len(trace) - 1)]),
+                    "worker_rss_after_last_chunk_mb": round(trace[len(trace) // passes - 1]),
+                    # three passes over the largest shard (as retries would): RSS after each pass's last chunk
+                    "worker_rss_after_each_pass_mb": [round(trace[(i + 1) * len(trace) // passes - 1])
+                                                      for i in range(passes)],
                     "worker_rows_per_s": round(mem["rows"] / mem["seconds"])})
         out[str(rows)] = res
         print(f"  {backend} {rows:,} rows: {res}", flush=True)

@@ -81,3 +81,22 @@ def token(username: str, role: str) -> str:
 def bearer(username: str, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(username, role)}"}
 
+
+
+def kill_mid_write(code: str, args: list[str], marker: Path, what: str, timeout_s: float = 180) -> None:
+    """Run ``code`` in a fresh Python process, wait until it writes ``marker`` (it has reached the middle of its
+    write and hangs there), then SIGKILL it: the worst case a worker meets, no cleanup of any kind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], env=os.environ.copy(), stderr=subprocess.PIPE)
+    deadline = time.time() + timeout_s
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else f"{what} exited early"
+        assert time.time() < deadline, f"the {what} never reached the middle of its write"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)

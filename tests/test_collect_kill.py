@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +10,7 @@ from sqlalchemy import func, select
 from airgate import clean, collect
 from airgate.warehouse import dataset_versions, file_ledger, raw_rows
 
-from .helpers import land
+from .helpers import kill_mid_write, land
 
 pytestmark = pytest.mark.data
 
@@ -48,15 +43,7 @@ def test_kill_mid_write_then_retry_loses_and_duplicates_nothing(engine, spec, sm
     landing = land(small_sim, tmp_path, range(2))
     marker = tmp_path / "marker"
     url = engine.url.render_as_string(hide_password=False)
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_INGEST, url, str(landing), str(marker)],
-                            env=os.environ.copy(), stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not marker.exists():
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else "ingest exited early"
-        assert time.time() < deadline, "the ingest never reached the middle of its write"
-        time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_mid_write(KILLED_INGEST, [url, str(landing), str(marker)], marker, "ingest", timeout_s=120)
 
     # Nothing of the killed attempt is visible: no rows, no version, no ledger entry.
     assert (_count(engine, raw_rows), _count(engine, dataset_versions), _count(engine, file_ledger)) == (0, 0, 0)

@@ -3,11 +3,6 @@ predictions per date; sharding changes where rows are scored, never what they sc
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +11,7 @@ from sqlalchemy import func, select
 from airgate import audit, governance, registry, score
 from airgate.warehouse import predictions, published_predictions, scoring_runs
 
-from .helpers import approve, prepare_data, train_to_request
+from .helpers import approve, kill_mid_write, prepare_data, train_to_request
 
 pytestmark = pytest.mark.unit
 DATE = "2026-09-03"
@@ -205,15 +200,8 @@ def test_a_shard_killed_mid_write_leaves_one_set_of_predictions(  # type: ignore
     p = score.plan(engine, _cfg(small_chunks, mlflow_cfg, tmp_path, "sr-killed", partitions=1))
     marker = tmp_path / "marker"
     url = engine.url.render_as_string(hide_password=False)
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_SHARD, url, mlflow_cfg.tracking_uri, mlflow_cfg.artifact_root,
-                             runs, "sr-killed", str(marker)], env=os.environ.copy(), stderr=subprocess.PIPE)
-    deadline = time.time() + 180
-    while not marker.exists():
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else "scoring exited early"
-        assert time.time() < deadline, "the shard never reached the middle of its write"
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_mid_write(KILLED_SHARD, [url, mlflow_cfg.tracking_uri, mlflow_cfg.artifact_root, runs, "sr-killed",
+                                  str(marker)], marker, "shard")
 
     # The killed run wrote part of its rows; the date still shows the earlier run's, exactly.
     with engine.connect() as conn:
