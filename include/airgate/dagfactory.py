@@ -277,7 +277,7 @@ def build_train(spec: ModelSpec) -> DAG:
                 stage.already_trained(engine, spec, labeled.version_id, cfg.code_version)
             if done is not None and done["training_run_id"] != run_id:
                 # A retrain trigger (drift, decay, the weekly cron) on data already trained with this spec and
-                # code: the same model would come out again. Recorded, so the trigger's outcome is on the record.
+                # code: nothing new to learn from. Recorded, so the trigger's outcome is on the record.
                 from airgate import audit
 
                 why = (f"labeled version {labeled.version_id} was already trained by {done['training_run_id']} "

@@ -394,9 +394,9 @@ def existing(engine: Engine, training_run_id: str) -> dict[str, Any] | None:
 def already_trained(engine: Engine, spec: ModelSpec, labeled_version_id: str, code_version: str) -> dict[str, Any] | None:
     """The newest training run on this labeled version with this spec and code, if any.
 
-    Training is deterministic (seeded splits, trials and fits; the reproducibility gate checks it), so the same
-    data, spec and code give the same model again: a retraining trigger that finds such a run has nothing new to
-    learn from, and a second approval request for the same model would only cost approvers time.
+    Splits, samplers and fits are seeded (the reproducibility gate checks the fit), so the same data, spec and code
+    give the same model again, up to a search steered by measured latency: a retraining trigger that finds such a
+    run has nothing new to learn from, and a second approval request for it would only cost approvers time.
     """
     with engine.connect() as conn:
         rows = conn.execute(select(model_candidates).where(
