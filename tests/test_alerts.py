@@ -222,7 +222,7 @@ def test_a_notifier_that_cannot_be_imported_is_audited_and_the_rest_still_run(
     outcomes = alerts.notify(spec, "decay", {}, message="decayed", engine=sqlite_engine)
     assert [o.ok for o in outcomes] == [False, False, True]
     assert "ModuleNotFoundError" in (outcomes[0].error or "") or "ImportError" in (outcomes[0].error or "")
-    assert "has no attribute 'Nope'" in (outcomes[1].error or "")
+    assert 'does not define a "Nope"' in (outcomes[1].error or "")
     assert [c["kind"] for c in recorded()] == ["decay"]
     assert [e["event_type"] for e in audit.events(sqlite_engine, event_type="alert_failed")] == ["alert_failed"] * 2
 

@@ -17,7 +17,6 @@ templated notifier can write ``{{ airgate_alert.message }}``.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import logging
 from collections.abc import Callable, Mapping
@@ -56,23 +55,10 @@ class AlertOutcome:
 
 
 def resolve(path: str) -> Any:
-    """The object a dotted path names: ``package.module.Name`` (the longest importable module prefix wins)."""
-    parts = path.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        module_name = ".".join(parts[:cut])
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and (module_name + ".").startswith(exc.name + "."):
-                continue  # this prefix is not a module: try a shorter one
-            raise  # the module exists but an import inside it failed: that is the error to report
-        for attr in parts[cut:]:
-            try:
-                obj = getattr(obj, attr)
-            except AttributeError as exc:
-                raise ImportError(f"{module_name!r} has no attribute {attr!r} (from {path!r})") from exc
-        return obj
-    raise ImportError(f"no module found for {path!r}")
+    """The object a dotted path names (``package.module.Name``), by Airflow's own loader."""
+    from airflow.sdk.module_loading import import_string
+
+    return import_string(path)
 
 
 def _takes_context(fn: Callable[..., Any]) -> bool:
