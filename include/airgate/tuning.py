@@ -127,9 +127,30 @@ class NoFeasiblePoint(ValueError):
 
 def init_storage(storage_url: str) -> None:
     """Create Optuna's tables in the warehouse once, before workers fan out: concurrent first use races."""
-    import optuna
+    _storage(storage_url)
 
-    optuna.storages.RDBStorage(url=storage_url, engine_kwargs=_engine_kwargs(storage_url))
+
+def _storage(storage_url: str) -> Any:
+    """Optuna's storage in the warehouse. On SQLite its transactions start with BEGIN IMMEDIATE, as the
+    warehouse's own do: SQLite ignores Optuna's SELECT ... FOR UPDATE, so without the write lock two workers
+    could pop the same queued trial and both evaluate it."""
+    import optuna
+    from sqlalchemy import event
+
+    storage = optuna.storages.RDBStorage(url=storage_url, engine_kwargs=_engine_kwargs(storage_url))
+    if storage_url.startswith("sqlite"):
+        engine = storage.engine
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # SQLAlchemy's begin event issues BEGIN itself
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        engine.dispose()  # connections made before the listeners would not have them
+    return storage
 
 
 def run_study(spec: ModelSpec, cand: Candidate, storage_url: str, study_name: str,
@@ -141,7 +162,7 @@ def run_study(spec: ModelSpec, cand: Candidate, storage_url: str, study_name: st
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = [o.direction for o in spec.objectives]
-    storage = optuna.storages.RDBStorage(url=storage_url, engine_kwargs=_engine_kwargs(storage_url))
+    storage = _storage(storage_url)
     study = optuna.create_study(study_name=study_name, storage=storage, directions=directions, load_if_exists=True,
                                 sampler=sampler(spec, sampler_kind, len(directions)))
     total = n_trials or cand.n_trials or spec.tuning.n_trials
@@ -169,8 +190,11 @@ def run_study(spec: ModelSpec, cand: Candidate, storage_url: str, study_name: st
             break
         try:
             study.optimize(objective, n_trials=remaining, gc_after_trial=False, callbacks=[stop])
-        except optuna.exceptions.UpdateFinishedTrialError:
-            # SQLite has no row locks: two workers can pop the same queued trial. The loser just goes on.
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+            # SQLite has no row locks: two workers can pop the same queued trial, and the loser finds it finished,
+            # either while writing to it or when telling its result ("Cannot tell a COMPLETE trial"). It goes on.
+            if isinstance(exc, ValueError) and not str(exc).startswith("Cannot tell a"):
+                raise
             log.info("study %s: another worker took the same queued trial; continuing", study_name)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     points = [Point(cand.name, t.number, t.user_attrs["params"], t.user_attrs["metrics"],
