@@ -135,21 +135,12 @@ def _storage(storage_url: str) -> Any:
     warehouse's own do: SQLite ignores Optuna's SELECT ... FOR UPDATE, so without the write lock two workers
     could pop the same queued trial and both evaluate it."""
     import optuna
-    from sqlalchemy import event
+
+    from airgate.warehouse import sqlite_write_locking
 
     storage = optuna.storages.RDBStorage(url=storage_url, engine_kwargs=_engine_kwargs(storage_url))
     if storage_url.startswith("sqlite"):
-        engine = storage.engine
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # SQLAlchemy's begin event issues BEGIN itself
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        engine.dispose()  # connections made before the listeners would not have them
+        sqlite_write_locking(storage.engine)
     return storage
 
 

@@ -394,21 +394,29 @@ def make_engine(url: str) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 60})
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # let SQLAlchemy's begin event issue BEGIN itself
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
+        sqlite_write_locking(engine, pragmas=("PRAGMA journal_mode=WAL", "PRAGMA foreign_keys=ON"))
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def sqlite_write_locking(engine: Engine, pragmas: Sequence[str] = ()) -> None:
+    """Every transaction on this SQLite engine starts with BEGIN IMMEDIATE: two writers serialise on the database
+    lock instead of both reading a stale state (SQLite ignores SELECT ... FOR UPDATE). Also used for Optuna's own
+    engine. Connections already pooled would miss the hooks, so the pool is emptied."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let SQLAlchemy's begin event issue BEGIN itself
+        cur = dbapi_conn.cursor()
+        for pragma in pragmas:
+            cur.execute(pragma)
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()
 
 
 def is_postgres(conn: Connection | Engine) -> bool:
