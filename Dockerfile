@@ -7,5 +7,10 @@ ENV AIRGATE_HOME=/usr/local/airflow/.airgate \
     PYTHONPATH=/usr/local/airflow/include \
     GIT_PYTHON_REFRESH=quiet
 
+# The runtime's ONBUILD install does not know constraints.txt, so install the pinned set again with it: the
+# image runs exactly what `make venv` and the tests resolved, every transitive version included (kombu, redis,
+# ...), not whatever is newest on the build day. The airgate package comes with --no-deps: requirements.txt is
+# its dependency set.
 # The PyTorch CPU wheel keeps the image free of CUDA libraries; GPU work runs in pods (cncf-kubernetes).
-RUN pip install --no-cache-dir --no-deps -e /usr/local/airflow
+RUN pip install --no-cache-dir -r /usr/local/airflow/requirements.txt -c /usr/local/airflow/constraints.txt \
+ && pip install --no-cache-dir --no-deps -e /usr/local/airflow
