@@ -8,6 +8,12 @@ STAMP := $(VENV)/.installed-stamp
 
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRGATE_HOME ?= $(CURDIR)/.airgate
+# airgate's own settings, read by every Airflow component (tasks, callbacks, the plugin) from its environment.
+# Override them for PostgreSQL and an object store, e.g. AIRGATE_WAREHOUSE_URL=postgresql+psycopg://... and
+# AIRGATE_STORAGE_URL=s3://bucket/airgate (README, "Deploying").
+export AIRGATE_WAREHOUSE_URL ?= sqlite:///$(AIRGATE_HOME)/warehouse.db
+export AIRGATE_MLFLOW_URI ?= sqlite:///$(AIRGATE_HOME)/mlflow.db
+export AIRGATE_MLFLOW_ARTIFACTS ?= $(AIRGATE_HOME)/mlartifacts
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
@@ -42,11 +48,13 @@ venv: $(STAMP)
 chromium:
 	@bash scripts/ensure_chromium.sh
 
-# Airflow's metadata DB and the settings the DAGs need (connections, pools, variables). Idempotent.
+# Deploy steps, idempotent: Airflow's metadata DB, the airgate warehouse's schema (once per release, never from a
+# task), and the pools and variables the DAGs need.
 init: venv
 	@mkdir -p $(AIRFLOW_HOME) $(AIRGATE_HOME)
 	@$(BIN)/python scripts/users.py
 	@$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -50 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	@$(BIN)/python -m airgate.cli migrate
 	@$(BIN)/python scripts/load_settings.py airflow_settings.yaml 2>/dev/null | tail -1
 
 demo: init
@@ -55,9 +63,31 @@ demo: init
 test: venv chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-up: init
+# EXECUTOR=local (default): `airflow standalone`, SQLite, local folders. EXECUTOR=celery: the scale-out shape on this
+# machine: scheduler, dag-processor, triggerer, api-server and a Celery worker as processes, Redis as broker,
+# PostgreSQL for Airflow's metadata, the warehouse and MLflow, files under one object-store base (databases created
+# when missing; override any of the URLs below).
+EXECUTOR ?= local
+ifeq ($(EXECUTOR),celery)
+PG ?= postgresql+psycopg://postgres@127.0.0.1:5432
+export AIRGATE_AIRFLOW_DB_URL ?= $(PG)/airgate_airflow
+export AIRGATE_WAREHOUSE_URL := $(PG)/airgate_warehouse
+export AIRGATE_MLFLOW_URI := $(PG)/airgate_mlflow
+export AIRGATE_STORAGE_URL ?= file://$(AIRGATE_HOME)/objstore
+export AIRGATE_MLFLOW_ARTIFACTS := $(AIRGATE_STORAGE_URL)/mlartifacts
+export AIRGATE_CELERY_BROKER_URL ?= redis://127.0.0.1:6379/0
+endif
+
+up: venv
+ifeq ($(EXECUTOR),celery)
+	@mkdir -p $(AIRFLOW_HOME) $(AIRGATE_HOME)
+	@$(BIN)/python scripts/users.py --print
+	$(BIN)/python -m airgate.devstack --executor CeleryExecutor --port 8080
+else
+	@$(MAKE) --no-print-directory init
 	@$(BIN)/python scripts/users.py --print
 	$(BIN)/airflow standalone
+endif
 
 bench: init
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -9,6 +9,8 @@
 4. Governance API latency (api_latency.py): median and p95 per endpoint with 10,000 audit events, on both databases.
 5. Drift detection delay (drift_delay.py): batches from a new cohort's arrival to the first drift alarm after
    scoring, and false alarms on the batches before it, over a few seeds and cohort shifts.
+6. Airflow's overhead (airflow_overhead.py): landing -> champion scoring under a running scheduler (LocalExecutor,
+   SQLite, every component its own process) against the critical path of task time, and the sensor's wake-up.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ def main() -> int:
     ap.add_argument("--parse-repeats", type=int, default=5)
     ap.add_argument("--mp-students", type=int, default=500, help="students per batch (4 batches) for the model plane")
     ap.add_argument("--mp-trials", type=int, default=16, help="tuning trials per candidate (and per sampler)")
-    ap.add_argument("--only", choices=["model_plane", "api", "scoring", "drift"],
+    ap.add_argument("--only", choices=["model_plane", "api", "scoring", "drift", "airflow"],
                     help="run one benchmark and merge it into results.json")
     ap.add_argument("--api-events", type=int, default=10_000, help="audit events in the API latency warehouse")
     ap.add_argument("--ingest-batches", type=int, default=10, help="batches of 10,000 rows for the ingest figures")
@@ -151,6 +153,11 @@ def main() -> int:
             elif args.only == "scoring":
                 merged["scoring"] = on_both_databases(
                     "scoring", work, lambda backend, url, w: scoring.scoring(backend, url, w, tuple(args.score_rows)))
+            elif args.only == "airflow":
+                import airflow_overhead
+
+                print("Airflow's overhead: landing -> champion scoring under the scheduler ...")
+                merged["airflow"] = airflow_overhead.overhead()
             elif args.only == "drift":
                 import drift_delay
 
@@ -198,6 +205,11 @@ def main() -> int:
 
         print("drift detection delay (batches from a new cohort's arrival to the first alarm) ...")
         results["drift"] = drift_delay.run()
+        import airflow_overhead
+
+        print("Airflow's overhead: landing -> champion scoring under the scheduler ...")
+        results["airflow"] = airflow_overhead.overhead()
+        print(f"  {results['airflow']}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = ROOT / "bench" / "results.json"

@@ -249,7 +249,7 @@ def drift_episode(dags: dict[str, Any], engine: Any, spec: Any, sim: Any, batch_
     say(f"   retrained: {m['chosen']}, test AUC {m['candidates'][m['chosen']]['test_auc']:.4f} vs champion "
         f"v{champ.get('version')} {_fmt(champ.get('test_auc'), 4)} on the same (newest) test rows; gates: "
         f"{sum(g['state'] == 'pass' for g in gate_list)}/{len(gate_list)} pass" + (f" ({others})" if others else ""))
-    split = Path(runs_dir()) / cand.training_run_id / "split"
+    split = runs_dir() / cand.training_run_id / "split"
     ep["new_cohort_rows"] = {part: _rows_of_batch(split / f"{part}.parquet", batch_no)
                              for part in ("train", "valid", "test")}
     reqs = [r for r in governance.list_requests(engine, model=MODEL, status="pending")
@@ -313,11 +313,11 @@ def _newest_candidate(engine: Any) -> Any:
         return conn.execute(select(model_candidates).order_by(model_candidates.c.id.desc()).limit(1)).first()
 
 
-def _rows_of_batch(path: Path, batch_no: int) -> int:
-    """Rows of simulator batch ``batch_no`` (event ids e<batch>_<student>_<k>) in one split file."""
-    import pandas as pd
+def _rows_of_batch(path: Any, batch_no: int) -> int:
+    """Rows of simulator batch ``batch_no`` (event ids e<batch>_<student>_<k>) in one split file (in storage)."""
+    from airgate.feature_store import read_parquet
 
-    ids = pd.read_parquet(path, columns=["event_id"])["event_id"]
+    ids = read_parquet(path, columns=["event_id"])["event_id"]
     return int(ids.str.startswith(f"e{batch_no:03d}_").sum())
 
 
@@ -339,8 +339,8 @@ def _summary(engine: Any, spec: Any, oracle_dir: Path, wall: float, episode: dic
     import pandas as pd
     from sqlalchemy import func, select
 
-    from airgate import audit, datasets, governance
-    from airgate.runtime import airgate_home, mlflow_config
+    from airgate import audit, datasets, governance, storage
+    from airgate.runtime import airgate_home, mlflow_config, runs_dir
     from airgate.simulator import load_truth, oracle_auc
     from airgate.warehouse import data_validations, model_candidates, predictions, quarantine
 
@@ -363,7 +363,8 @@ def _summary(engine: Any, spec: Any, oracle_dir: Path, wall: float, episode: dic
     m = cand["metrics"]
     chosen = m["candidates"][m["chosen"]]
     base = m["candidates"]["baseline"]
-    test_ids = pd.read_csv(m["test_predictions"])["event_id"]
+    with storage.open_read(m["test_predictions"], what="the run's test predictions") as fh:
+        test_ids = pd.read_csv(fh)["event_id"]
     o_auc = oracle_auc(load_truth(oracle_dir), test_ids)
     chain = audit.verify_chain(engine)
     versions = datasets.list_versions(engine, spec.name)
@@ -404,7 +405,8 @@ def _summary(engine: Any, spec: Any, oracle_dir: Path, wall: float, episode: dic
     say("where to look next :")
     say(f"  - warehouse (SQLite): {airgate_home() / 'warehouse.db'}  tables predictions, audit_log, promotion_ledger")
     say(f"  - MLflow: {mlflow_config().tracking_uri}  (mlflow ui --backend-store-uri <that>)")
-    say(f"  - evidence bundle: {airgate_home() / 'runs' / cand['training_run_id'] / 'gate_report.html'} (and .json)")
+    say(f"  - evidence bundle: {storage.as_string(runs_dir() / cand['training_run_id'] / 'gate_report.html')} "
+        "(and .json)")
     say("  - make up, then http://localhost:8080 -> Plugins -> Governance -> Approvals, Models, Audit, Lineage")
     if not chain.ok:
         raise SystemExit("audit chain does not verify")

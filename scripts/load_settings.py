@@ -1,25 +1,42 @@
 """Load airflow_settings.yaml (Astro CLI format) into Airflow's metadata database, so no Astro CLI is needed.
 
 Idempotent: existing connections, pools and variables with the same ids are replaced. ${VAR} references are
-expanded from the environment.
+expanded from the environment here, once, wherever they appear (lists included): what is stored is the value every
+process reads, never a template each process would expand its own way. An unset variable is an error.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
-def _expand(value: Any) -> Any:
+
+class SettingsError(ValueError):
+    """airflow_settings.yaml names something that cannot be resolved; the message names the file and field."""
+
+
+def _expand(value: Any, where: str) -> Any:
     if isinstance(value, str):
-        return os.path.expandvars(value)
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1) or m.group(2)
+            if name not in os.environ:
+                raise SettingsError(f"{where}: ${{{name}}} is not set in the environment; export it (make sets "
+                                    "AIRGATE_HOME) or write the value itself")
+            return os.environ[name]
+
+        return _VAR.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _expand(v) for k, v in value.items()}
+        return {k: _expand(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
 
 
@@ -27,7 +44,7 @@ def load(path: Path) -> dict[str, int]:
     from airflow.models import Connection, Pool, Variable
     from airflow.utils.session import create_session
 
-    doc = _expand(yaml.safe_load(path.read_text()) or {}).get("airflow", {})
+    doc = _expand(yaml.safe_load(path.read_text()) or {}, str(path)).get("airflow", {})
     counts = {"connections": 0, "pools": 0, "variables": 0}
     with create_session() as session:
         for c in doc.get("connections") or []:

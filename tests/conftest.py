@@ -37,8 +37,9 @@ os.environ.update({
     "GIT_PYTHON_REFRESH": "quiet",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 })
-os.environ.pop("AIRGATE_WAREHOUSE_URL", None)
-os.environ.pop("AIRGATE_MLFLOW_URI", None)
+for _setting in ("AIRGATE_WAREHOUSE_URL", "AIRGATE_MLFLOW_URI", "AIRGATE_MLFLOW_ARTIFACTS", "AIRGATE_STORAGE_URL",
+                 "AIRGATE_STORAGE_CONN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+    os.environ.pop(_setting, None)  # each test names its own stores
 (SESSION_DIR / "airflow").mkdir(parents=True, exist_ok=True)
 
 

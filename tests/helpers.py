@@ -11,6 +11,17 @@ from airgate.simulator import Simulator
 from airgate.spec import ModelSpec
 
 
+def migrated_sqlite(path: Path) -> Path:
+    """A SQLite warehouse file at this release's schema, as ``make init`` leaves it (tasks never migrate)."""
+    from airgate import migrations
+    from airgate.warehouse import make_engine
+
+    engine = make_engine(f"sqlite:///{path}")
+    migrations.upgrade(engine)
+    engine.dispose()
+    return path
+
+
 def roster_path() -> Path:
     """Where the shipped spec's slices look for the student roster (under the session's AIRGATE_HOME)."""
     return Path(os.environ["AIRGATE_HOME"]) / "catalog" / "knowledge_tracing_students.csv"

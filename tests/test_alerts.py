@@ -22,6 +22,7 @@ import yaml
 from airgate import alerts, audit
 from airgate.spec import ModelSpec, SpecError, load_spec
 
+from .helpers import migrated_sqlite
 from .recording_notifier import recorded
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,6 +294,29 @@ def test_the_deadline_callback_as_airflow_runs_it_reaches_the_notifiers_and_the_
 
 
 @pytest.mark.unit
+def test_a_run_queued_after_its_deadline_is_waived_on_the_record_and_pages_nobody(
+        alerting_spec: ModelSpec, home: Path, sqlite_engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tick Airflow starts when the score DAG is unpaused (02:00 run created at 14:00, deadline 02:45) could
+    never have met its deadline: a first deployment must stay quiet."""
+    import structlog
+    from airflow.sdk.execution_time.callback_supervisor import execute_callback
+
+    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_WAREHOUSE", json.dumps(
+        {"conn_type": "sqlite", "host": str(sqlite_engine.url.database)}))
+    cb = alerts.score_dag_kwargs(alerting_spec)["deadline"].callback
+    ctx = _deadline_context("scheduled__2026-03-01")
+    ctx["dag_run"]["queued_at"] = "2026-03-01T14:00:00Z"
+    ok, error = execute_callback(cb.path, {**cb.kwargs, "context": ctx}, dag_rel_path="", bundle_path=None,
+                                 log=structlog.get_logger())
+    assert (ok, error) == (True, None)
+    assert recorded() == []
+    (waived,) = audit.events(sqlite_engine, model=alerting_spec.name)
+    assert waived["event_type"] == "deadline_waived" and "queued after its deadline" in waived["details"]["reason"]
+    assert alerts.deadline_applies("2026-03-01T02:45:00+00:00", "2026-03-01T02:00:05Z")
+    assert alerts.deadline_applies("2026-03-01T02:45:00+00:00", None)  # not knowing is no reason to stay silent
+
+
+@pytest.mark.unit
 def test_a_deadline_notifier_that_fails_marks_the_callback_failed_after_the_others_ran(
         alerting_spec: ModelSpec, home: Path, sqlite_engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import structlog
@@ -395,7 +419,7 @@ def test_under_real_airflow_a_failed_task_and_a_missed_deadline_reach_the_notifi
     (dags / "probe_dag.py").write_text(PROBE_DAG)
     (tmp_path / "probe_run.py").write_text(PROBE_RUN)
     spec_path = _write(tmp_path / "specs", _alerting_doc())
-    wh = home / "warehouse.db"
+    wh = migrated_sqlite(home / "warehouse.db")
     env = {**os.environ, "AIRFLOW_HOME": str(af_home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
            "AIRGATE_HOME": str(home), "AIRGATE_PROBE_SPEC": str(spec_path),
            "AIRFLOW_CONN_AIRGATE_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(wh)}),

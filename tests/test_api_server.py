@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from .apiserver import ApiServer, free_port
+from .helpers import migrated_sqlite
 
 pytestmark = [pytest.mark.api, pytest.mark.e2e]
 
@@ -18,7 +19,7 @@ pytestmark = [pytest.mark.api, pytest.mark.e2e]
 def server(airflow_db, tmp_path_factory):  # type: ignore[no-untyped-def]
     home = tmp_path_factory.mktemp("apiserver")
     env = {**os.environ, "AIRGATE_HOME": str(home),
-           "AIRFLOW_CONN_AIRGATE_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(home / "wh.db")})}
+           "AIRFLOW_CONN_AIRGATE_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(migrated_sqlite(home / "wh.db"))})}
     srv = ApiServer(env, free_port(), home / "api-server.log").wait_healthy()
     yield srv.base
     srv.stop()

@@ -90,10 +90,13 @@ def test_stages_are_chained_by_assets(dagbag) -> None:  # type: ignore[no-untype
     m = "knowledge_tracing"
     assert outlets(f"{m}__collect") == {"airgate://knowledge_tracing/raw"} == consumes(f"{m}__clean")
     assert outlets(f"{m}__clean") == {"airgate://knowledge_tracing/clean"} == consumes(f"{m}__label")
-    assert outlets(f"{m}__label") == {"airgate://knowledge_tracing/labeled"}
-    # training follows new labels, and the retrain Asset that a drift alarm after scoring updates
+    # training follows the retrain Asset alone: the label DAG updates it until there is a champion, then drift
+    # (after scoring) and decay (after labels) alarms do; new labels alone never retrain a champion
+    assert outlets(f"{m}__label") == {"airgate://knowledge_tracing/labeled", "airgate://knowledge_tracing/retrain"}
+    label = dagbag.dags[f"{m}__label"]
+    assert label.get_task("request_training").upstream_task_ids == {"no_champion_yet"}
     assert outlets(f"{m}__score") == {"airgate://knowledge_tracing/retrain"}
-    assert consumes(f"{m}__train") == {"airgate://knowledge_tracing/labeled", "airgate://knowledge_tracing/retrain"}
+    assert consumes(f"{m}__train") == {"airgate://knowledge_tracing/retrain"}
     # decay is checked on every new labeled version; its alarm updates the same retrain Asset
     assert consumes(f"{m}__monitor") == {"airgate://knowledge_tracing/labeled"}
     assert outlets(f"{m}__monitor") == {"airgate://knowledge_tracing/retrain"}
@@ -160,9 +163,10 @@ def test_training_also_runs_on_the_retrain_schedule_when_one_is_set(spec) -> Non
     from airgate.dagfactory import build_train
 
     def consumes(dag) -> set[str]:  # type: ignore[no-untyped-def]
-        return {a.uri for a in dag.timetable.asset_condition.objects}
+        cond = dag.timetable.asset_condition
+        return {a.uri for a in getattr(cond, "objects", [cond])}
 
-    assets = {"airgate://knowledge_tracing/labeled", "airgate://knowledge_tracing/retrain"}
+    assets = {"airgate://knowledge_tracing/retrain"}
     weekly = build_train(spec)  # the shipped spec retrains weekly
     assert type(weekly.timetable).__name__ == "AssetOrTimeSchedule"
     assert weekly.timetable.timetable.expression == spec.monitoring.retrain_schedule == "0 3 * * 0"

@@ -24,6 +24,8 @@ from airgate.warehouse import (
     scoring_runs,
 )
 
+from .helpers import migrated_sqlite
+
 pytestmark = pytest.mark.e2e
 MODEL = "knowledge_tracing"
 
@@ -32,7 +34,7 @@ MODEL = "knowledge_tracing"
 def env(airflow_db, tmp_path: Path, monkeypatch, small_sim):  # type: ignore[no-untyped-def]
     home = tmp_path / "airgate"
     monkeypatch.setenv("AIRGATE_HOME", str(home))
-    wh = home / "warehouse.db"
+    wh = migrated_sqlite(home / "warehouse.db")
     monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(wh)}))
     cfg = registry.MlflowConfig.under(home)
     monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_MLFLOW", json.dumps(

@@ -27,6 +27,7 @@ from airgate.localrun import dag_test
 from airgate.simulator import SimConfig, Simulator, write_catalog
 from airgate.warehouse import make_engine, model_candidates, predictions, scoring_runs
 
+from .helpers import migrated_sqlite
 from .test_e2e import MODEL, approve_via_api
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +61,7 @@ def env(request, airflow_db, tmp_path: Path, monkeypatch) -> dict[str, Any]:  # 
     (specs / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("AIRGATE_SPECS_DIR", str(specs))
     if request.param == "sqlite":
-        wh_url = f"sqlite:///{home / 'warehouse.db'}"
+        wh_url = f"sqlite:///{migrated_sqlite(home / 'warehouse.db')}"
         conn = {"conn_type": "sqlite", "host": str(home / "warehouse.db")}
     else:
         from sqlalchemy.engine import make_url
@@ -234,7 +235,10 @@ def test_new_cohort_drift_is_detected_in_one_batch_and_the_retrained_model_takes
     assert alarm["status"] == "alarm" and alarm["value"] >= alarm["threshold"], alarm
     assert [a["entity"]["scoring_run_id"] for a in audit.events(engine, event_type="drift_alarm")] == [sr2["run_id"]]
     requested = audit.events(engine, event_type="retraining_requested")
-    assert [(r["entity"]["scoring_run_id"], r["details"]["reason"]) for r in requested] == [(sr2["run_id"], "drift")]
+    # the first training was asked for by the label DAG (no champion yet); the alarm asks on labels v1 never saw
+    assert [(r["entity"].get("scoring_run_id"), r["details"]["reason"]) for r in requested] == [
+        (None, "no_champion"), (sr2["run_id"], "drift")]
+    assert requested[1]["entity"]["labeled_version_id"] != requested[1]["details"]["champion_data_version"]
     # ... which Airflow recorded as an event on the retrain Asset, queued for the train DAG.
     emitted = _retrain_events(night2)
     assert [(e.source_task_id, e.source_map_index) for e in emitted] == [("request_retraining", -1)], emitted

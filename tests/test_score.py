@@ -123,11 +123,15 @@ def test_unapproved_alias_target_is_refused(engine, spec, small_sim, mlflow_cfg,
     assert _preds(engine) == []
 
 
-def test_no_champion_is_refused_clearly(engine, spec, mlflow_cfg) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(score.NotApproved, match="has no champion"):
+def test_a_night_without_a_champion_yet_is_skipped_on_the_record(engine, spec, mlflow_cfg) -> None:  # type: ignore[no-untyped-def]
+    """A first deployment scores nothing until something is approved: NoChampion (the DAG skips and records it),
+    unlike an alias the ledger does not back, which stays a refusal."""
+    with pytest.raises(score.NoChampion, match="has no champion yet"):
         score.resolve_champion(engine, spec, mlflow_cfg)
-    score.refuse(engine, spec, "sr-y", "no champion")
-    assert audit.events(engine, event_type="scoring_refused")[0]["details"]["reason"] == "no champion"
+    score.skip_night(engine, spec, "sr-y", "no champion yet", airflow_run_id="scheduled__2026-12-01T02:00:00")
+    (skipped,) = audit.events(engine, event_type="scoring_skipped")
+    assert skipped["details"] == {"reason": "no champion yet", "airflow_run_id": "scheduled__2026-12-01T02:00:00"}
+    assert audit.events(engine, event_type="scoring_refused") == []
 
 
 @pytest.mark.api

@@ -57,3 +57,19 @@ def test_object_storage_uri_landing_zone(sqlite_engine, spec, small_sim, tmp_pat
     assert len(result.raw_version_ids) == 2
     assert result.rows == sum(len(small_sim.batch(b).events) for b in range(2))
     assert collect.ingest(sqlite_engine, spec, location).files == []
+
+
+def test_files_the_sensor_saw_but_the_worker_cannot_read_are_named_not_skipped(sqlite_engine, spec, small_sim,  # type: ignore[no-untyped-def]
+                                                                                tmp_path: Path) -> None:
+    """The triggerer and a worker on another host with its own folder: the sensor fired on files the ingest
+    cannot see. That must fail naming the files, never pass as 'nothing new'."""
+    landing = land(small_sim, tmp_path / "triggerer-host", range(1))
+    sensed = [f.path for f in collect.new_files(sqlite_engine, spec.name, landing, "*.csv")]
+    assert sensed
+    elsewhere = collect.ingest(sqlite_engine, spec, tmp_path / "worker-host" / "landing")
+    assert elsewhere.files == []
+    assert collect.unaccounted(sqlite_engine, spec.name, sensed, elsewhere) == sensed
+    # Where both reach the same store, the sensed files are accounted for: ingested now, or by an earlier try.
+    here = collect.ingest(sqlite_engine, spec, landing)
+    assert collect.unaccounted(sqlite_engine, spec.name, sensed, here) == []
+    assert collect.unaccounted(sqlite_engine, spec.name, sensed, collect.IngestResult(spec.name)) == []

@@ -8,11 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from airgate import audit, train, tuning
+from airgate import audit, storage, train, tuning
 from airgate.warehouse import model_candidates
 
 from .helpers import prepare_data
@@ -35,7 +34,7 @@ def test_tunes_each_candidate_in_the_warehouse_study_and_selects_by_the_rule(eng
     import optuna
 
     cfg, result = trained
-    lgbm = json.loads(train.result_path(cfg, "lightgbm").read_text())
+    lgbm = train.load_result(cfg, "lightgbm")
     study = optuna.load_study(study_name=f"{cfg.training_run_id}:lightgbm",
                               storage=engine.url.render_as_string(hide_password=False))
     assert len(study.trials) == spec.tuning.n_trials == lgbm["n_trials"]
@@ -78,13 +77,13 @@ def test_tuning_never_opens_the_test_split(engine, spec, small_sim, mlflow_cfg, 
     cfg = _cfg(spec, labeled, mlflow_cfg, tmp_path, "tr-peek")
     train.prepare(engine, cfg)
     opened: list[str] = []
-    real = pd.read_parquet
+    real = storage.open_read
 
-    def spy(path, *a, **kw):  # type: ignore[no-untyped-def]
-        opened.append(str(path))
+    def spy(path, *a, **kw):  # type: ignore[no-untyped-def]  # every read of a stored file comes through here
+        opened.append(storage.as_string(path))
         return real(path, *a, **kw)
 
-    monkeypatch.setattr(pd, "read_parquet", spy)
+    monkeypatch.setattr(storage, "open_read", spy)
     results = [train.train_candidate(engine, cfg, c.name) for c in spec.candidates]
     assert opened and not [p for p in opened if p.endswith("test.parquet")]
     assert train.test_reads(engine, cfg.training_run_id) == []
@@ -99,7 +98,7 @@ def test_a_retried_candidate_resumes_its_study_and_reproduces(engine, spec, smal
     labeled = prepare_data(engine, spec, small_sim, tmp_path)
     cfg = _cfg(spec, labeled, mlflow_cfg, tmp_path, "tr-retry")
     first = train.train_candidate(engine, cfg, "lightgbm")
-    train.result_path(cfg, "lightgbm").unlink()  # as if the task died after tuning, before recording its result
+    Path(train.result_path(cfg, "lightgbm")).unlink()  # as if the task died after tuning, before recording it
     again = train.train_candidate(engine, cfg, "lightgbm")
     study = optuna.load_study(study_name="tr-retry:lightgbm", storage=engine.url.render_as_string(hide_password=False))
     assert len(study.trials) == spec.tuning.n_trials, "the retry re-ran trials that had finished"

@@ -84,3 +84,87 @@ def test_connection_fields_become_urls() -> None:
     assert url_from_connection("mysql", extra={"sqlalchemy_url": "mysql://x"}) == "mysql://x"
     with pytest.raises(ValueError, match="conn_type"):
         url_from_connection("http", "h")
+
+
+def test_tasks_never_migrate_and_a_stale_schema_names_the_fix(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from airgate import runtime
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    monkeypatch.setenv("AIRGATE_WAREHOUSE_URL", url)
+    runtime._engine_for_locked.cache_clear()
+    with pytest.raises(migrations.SchemaNotCurrent, match=r"has no airgate schema.*airgate\.cli migrate"):
+        runtime.warehouse_engine()
+    eng = make_engine(url)
+    assert migrations.current_revision(eng) is None  # the check created nothing
+    migrations.upgrade(eng, "0001")
+    with pytest.raises(migrations.SchemaNotCurrent, match="is at revision 0001"):
+        migrations.check_current(eng)
+    migrations.upgrade(eng)
+    assert migrations.current_revision(eng) == migrations.head_revision()
+    assert runtime.warehouse_engine().url.database == eng.url.database
+    runtime._engine_for_locked.cache_clear()
+
+
+_MIGRATE = """
+import sys
+from airgate import migrations
+from airgate.warehouse import make_engine
+migrations.upgrade(make_engine(sys.argv[1]))
+"""
+
+
+@pytest.mark.postgres
+def test_deploy_steps_started_at_once_on_a_fresh_postgres_take_turns(tmp_path: Path) -> None:
+    """Four migrators on one empty database (several pods of a deploy): the advisory lock serialises them; without
+    it they race creating the version table (UniqueViolation)."""
+    import subprocess
+    import sys
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    from .conftest import PG_ADMIN_URL
+
+    name = f"airgate_mig_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        procs = [subprocess.Popen([sys.executable, "-c", _MIGRATE, url], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        outs = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in procs]
+        assert [rc for rc, _ in outs] == [0, 0, 0, 0], [err[-2000:] for _, err in outs]
+        eng = make_engine(url)
+        assert migrations.current_revision(eng) == migrations.head_revision()
+        eng.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def test_the_deploy_command_migrates_the_warehouse_and_creates_mlflows_tables(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AIRGATE_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'w.db'}",
+           "AIRGATE_MLFLOW_URI": f"sqlite:///{tmp_path / 'm.db'}", "AIRGATE_MLFLOW_ARTIFACTS": str(tmp_path / "a")}
+    out = subprocess.run([sys.executable, "-m", "airgate.cli", "migrate"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (result["from"], result["to"]) == (None, migrations.head_revision())
+    from sqlalchemy import create_engine
+
+    assert "experiments" in inspect(create_engine(env["AIRGATE_MLFLOW_URI"])).get_table_names()
+    again = subprocess.run([sys.executable, "-m", "airgate.cli", "migrate"], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert json.loads(again.stdout.strip().splitlines()[-1])["from"] == migrations.head_revision()
+    del env["AIRGATE_MLFLOW_ARTIFACTS"]
+    broken = subprocess.run([sys.executable, "-m", "airgate.cli", "migrate"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert broken.returncode != 0 and "AIRGATE_MLFLOW_ARTIFACTS" in broken.stderr

@@ -21,7 +21,7 @@ import inspect
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airgate.spec import ALERT_KINDS, AlertTarget, ModelSpec
@@ -265,6 +265,27 @@ def score_dag_kwargs(spec: ModelSpec) -> dict[str, Any]:
     return {"deadline": alert} if alert is not None else {}
 
 
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def deadline_applies(deadline_time: Any, queued_at: Any) -> bool:
+    """Whether a missed deadline is a real miss: false only when the run was queued after the deadline passed."""
+    due, queued = _as_datetime(deadline_time), _as_datetime(queued_at)
+    if due is None or queued is None:
+        return True  # not knowing is no reason to stay silent
+    if due.tzinfo is None:
+        due = due.replace(tzinfo=UTC)
+    if queued.tzinfo is None:
+        queued = queued.replace(tzinfo=UTC)
+    return queued <= due
+
+
 def deadline_missed(model: str, minutes: int, reference: str, targets: list[dict[str, Any]],
                     context: Mapping[str, Any] | None = None, **_: Any) -> list[dict[str, Any]]:
     """Airflow's deadline callback for the scoring DAG: audits ``deadline_missed``, then calls the notifiers.
@@ -284,6 +305,13 @@ def deadline_missed(model: str, minutes: int, reference: str, targets: list[dict
                "deadline_id": deadline.get("id"), "state": _get(dag_run, "state"),
                "logical_date": str(_get(dag_run, "logical_date")), "queued_at": str(_get(dag_run, "queued_at"))}
     wh: list[Engine] = []
+    if not deadline_applies(deadline.get("deadline_time"), _get(dag_run, "queued_at")):
+        # A run created after its deadline had already passed (the tick Airflow starts when a DAG is unpaused, a
+        # catch-up or a manual re-run of an old date) could never have met it: on the record, nobody paged.
+        reason = "the run was queued after its deadline had passed; the deadline applies only to runs before it"
+        _audit(wh, model, "deadline_waived", {**ids, "kind": "deadline_missed"}, {"reason": reason, **details})
+        log.info("airgate: deadline of %s waived: %s", ids.get("run_id", "?"), reason)
+        return []
     missed_audited = _audit(wh, model, "deadline_missed", {**ids, "kind": "deadline_missed"},
                             {"message": message, **details})
     outcomes = send(model, "deadline_missed", [AlertTarget.model_validate(t) for t in targets], ctx,

@@ -17,7 +17,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from airgate import audit, datasets
+from airgate import audit, datasets, storage
 from airgate.collect import MALFORMED
 from airgate.spec import ModelSpec
 from airgate.warehouse import as_utc, bulk_insert, clean_events, dataset_versions, quarantine, raw_rows
@@ -135,16 +135,15 @@ def apply_rules(raw: pd.DataFrame, spec: ModelSpec, as_of: pd.Timestamp, known_e
 
 
 def load_catalog(spec: ModelSpec) -> pd.DataFrame | None:
-    """The item catalog (item_id, skill_id) named by the spec, if any. Relative paths are under $AIRGATE_HOME."""
+    """The item catalog (item_id, skill_id) named by the spec, if any, from storage (``storage.location``:
+    relative paths are under ``AIRGATE_STORAGE_URL``, by default ``$AIRGATE_HOME``). A named catalog that is not
+    there is an error: cleaning never runs without the check the spec asks for."""
     if not spec.cleaning.item_catalog:
         return None
-    from airgate.runtime import resolve_path
-
-    path = resolve_path(spec.cleaning.item_catalog)
-    if not path.is_file():
-        raise FileNotFoundError(f"item catalog {path} (spec field cleaning.item_catalog) does not exist: "
-                                "publish the catalog there, or remove the field to skip the check")
-    return pd.read_csv(path, dtype=str)
+    what = ("the item catalog, spec field cleaning.item_catalog: publish the catalog there, or remove the field to "
+            "skip the check")
+    with storage.open_read(spec.cleaning.item_catalog, what=what) as fh:
+        return pd.read_csv(fh, dtype=str)
 
 
 def pending_raw_versions(engine: Engine, model: str) -> list[str]:

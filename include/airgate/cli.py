@@ -1,4 +1,7 @@
-"""Command line entry points for work that runs outside the Airflow worker, in a Kubernetes pod.
+"""Command line entry points: deploy steps (``migrate``) and work that runs outside the Airflow worker, in a pod.
+
+``migrate`` brings the warehouse to this release's schema; it runs once per deploy (``make init``, the image's
+entrypoint, a Helm pre-upgrade job) and is safe to start from several places at once (it takes a lock).
 
 A pod started by KubernetesPodOperator runs ``python -m airgate.cli <command> ...``. It gets ids on the command
 line and everything else (warehouse and MLflow connections, the prepared split) from its environment, so the
@@ -61,11 +64,52 @@ def _score_partition(args: argparse.Namespace) -> dict[str, Any]:
     return score_shard_from_env(args.model, args.scoring_run_id, args.shard)
 
 
+def _migrate(args: argparse.Namespace) -> dict[str, Any]:
+    from airgate import migrations
+    from airgate.runtime import warehouse_url
+    from airgate.warehouse import make_engine
+
+    engine = make_engine(args.url or warehouse_url())
+    try:
+        before = migrations.current_revision(engine)
+        migrations.upgrade(engine)
+        out: dict[str, Any] = {"warehouse": engine.url.render_as_string(hide_password=True), "from": before,
+                               "to": migrations.current_revision(engine)}
+    finally:
+        engine.dispose()
+    if not args.skip_mlflow:
+        out["mlflow"] = _init_mlflow()
+    return out
+
+
+def _init_mlflow() -> str:
+    """Create MLflow's own tables now, once: left to the first tasks, three candidates starting together on an
+    empty tracking database would race to create them."""
+    from airgate import registry
+    from airgate.runtime import mlflow_config
+
+    cfg = mlflow_config()
+    registry.client(cfg).search_experiments(max_results=1)
+    return cfg.tracking_uri.split("@")[-1]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m airgate.cli",
-        description="airgate stages that run in a pod. Ids come from arguments; connections from the environment.")
+        description="airgate deploy steps and the stages that run in a pod. Ids come from arguments; "
+                    "settings from the environment.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    migrate = sub.add_parser(
+        "migrate", help="bring the warehouse to this release's schema (once per deploy, before the DAGs run)",
+        description="Run the warehouse's Alembic migrations to head. Serialised across processes (an advisory "
+                    "lock on PostgreSQL, a file lock on SQLite), so several deploy steps may start it at once.")
+    migrate.add_argument("--url", help="SQLAlchemy URL (default: AIRGATE_WAREHOUSE_URL, else the Airflow "
+                                       "connection airgate_warehouse)")
+    migrate.add_argument("--skip-mlflow", action="store_true",
+                         help="do not create MLflow's tables (default: also initialise the tracking store named by "
+                              "AIRGATE_MLFLOW_URI or the airgate_mlflow connection)")
+    migrate.set_defaults(func=_migrate)
 
     train = sub.add_parser(
         "train-candidate", help="tune, fit and log one candidate of a prepared training run",

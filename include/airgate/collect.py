@@ -6,8 +6,10 @@ another name, a parallel worker or a task killed mid-write can neither duplicate
 batch is there and the ledger says so, or nothing is. A copy is recorded in the ledger as a duplicate and audited.
 A file that cannot be read is recorded as rejected, with the reason, and the other files go on.
 
-Paths are anything pathlib-like (``glob``, ``open``, ``stat``): a local ``Path`` or Airflow's ``ObjectStoragePath``
-for ``s3://``, ``gs://``, ``file://`` and the other fsspec schemes. CSV and Parquet are read.
+The landing zone is a storage location (``airgate.storage.location``: an ObjectStoragePath for ``s3://``,
+``gs://``, ``file://`` and the other fsspec schemes; a relative spec path is under ``AIRGATE_STORAGE_URL``), so the
+sensor in the triggerer and the ingest on a worker see the same files. A file is named in the ledger as
+``storage.as_string`` writes it: its plain path on a local root, its URI otherwise. CSV and Parquet are read.
 """
 
 from __future__ import annotations
@@ -17,14 +19,13 @@ import hashlib
 import io
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from airgate import audit, datasets
+from airgate import audit, datasets, storage
 from airgate.spec import ModelSpec
 from airgate.warehouse import bulk_insert, file_ledger, raw_rows, utcnow
 
@@ -68,8 +69,9 @@ class BadFile(ValueError):
 
 
 def as_path(location: Any) -> Any:
-    """A local Path for plain paths; anything pathlib-like (e.g. ObjectStoragePath) is used as it is."""
-    return Path(location) if isinstance(location, str) else location
+    """The landing location as a storage location (``storage.location``: a spec string, a local Path, or a
+    location already)."""
+    return storage.location(location)
 
 
 def _sha256(path: Any) -> str:
@@ -88,7 +90,7 @@ def scan(landing_dir: Any, pattern: str) -> list[LandingFile]:
     out = []
     for p in sorted(folder.glob(pattern), key=str):
         if p.is_file() and not p.name.startswith("."):
-            out.append(LandingFile(str(p), int(p.stat().st_size), _sha256(p)))
+            out.append(LandingFile(storage.as_string(p), int(p.stat().st_size), _sha256(p)))
     return out
 
 
@@ -222,7 +224,28 @@ def ingest(engine: Engine, spec: ModelSpec, landing_dir: Any, actor: str = "airf
     result = IngestResult(spec.name)
     folder = as_path(landing_dir)
     files = new_files(engine, spec.name, folder, spec.source.pattern)
-    objects = {str(p): p for p in folder.glob(spec.source.pattern)} if files else {}
+    objects = {storage.as_string(p): p for p in folder.glob(spec.source.pattern)} if files else {}
     for f in files:
         result.files.append(ingest_file(engine, spec, f, actor, location=objects.get(f.path)))
     return result
+
+
+class SensedFilesMissing(RuntimeError):
+    """The sensor saw new files that this worker could not find: the two do not share the landing zone."""
+
+
+def unaccounted(engine: Engine, model: str, sensed: list[str], result: IngestResult) -> list[str]:
+    """Paths the sensor reported that neither this ingest nor the ledger accounts for.
+
+    The sensor runs in the triggerer and the ingest on a worker, possibly on other hosts. If the ingest finds none of
+    what the sensor saw, skipping would mark the night green while the files wait forever; they must be the same
+    store (``AIRGATE_STORAGE_URL``), and this is how a task notices that they are not.
+    """
+    handled = {f.path for f in result.files}
+    todo = [p for p in sensed if p not in handled]
+    if not todo:
+        return []
+    with engine.connect() as conn:
+        known = set(conn.execute(select(file_ledger.c.path).where(file_ledger.c.model == model,
+                                                                  file_ledger.c.path.in_(todo))).scalars())
+    return [p for p in todo if p not in known]

@@ -5,9 +5,10 @@ imports its stage module when it runs. Tasks hand each other ids (dataset versio
 never data.
 
 The DAGs of a model (ids ``<model>__<stage>``) are chained by Assets:
-collect -> raw -> clean -> clean -> label -> labeled -> train -> (approval in the plugin);
-score runs on its cron (plan -> one task or pod per shard -> publish -> drift check) and monitor on labeled (decay);
-a drift or decay alarm updates retrain, which starts train again (so does monitoring.retrain_schedule).
+collect -> raw -> clean -> clean -> label -> labeled -> monitor (decay), and label -> retrain -> train while there
+is no champion yet -> (approval in the plugin); score runs on its cron (plan -> one task or pod per shard -> publish
+-> drift check); a drift or decay alarm updates retrain when there are labels the champion has not been trained on
+(``airgate.triggers``), which starts train again (so does monitoring.retrain_schedule).
 """
 
 from __future__ import annotations
@@ -124,7 +125,13 @@ def build_collect(spec: ModelSpec) -> DAG:
             from airgate import collect as stage
             from airgate.runtime import resolve_location, warehouse_engine
 
-            result = stage.ingest(warehouse_engine(), spec, resolve_location(src.path), actor=_actor())
+            engine = warehouse_engine()
+            result = stage.ingest(engine, spec, resolve_location(src.path), actor=_actor())
+            missing = stage.unaccounted(engine, spec.name, list(paths or []), result)
+            if missing:
+                raise AirflowFailException(
+                    f"the sensor saw {missing} in {src.path} but this worker cannot read them: the triggerer and "
+                    "every worker must reach the same landing zone (set AIRGATE_STORAGE_URL to a shared store)")
             outcome = {"raw_version_ids": result.raw_version_ids, "rows": result.rows,
                        "files": [f.__dict__ for f in result.files]}
             if not result.raw_version_ids:
@@ -230,7 +237,24 @@ def build_label(spec: ModelSpec) -> DAG:
             return {"labeled_version_id": result.labeled_version_id, "rows": result.rows,
                     "by_source": result.by_source, "queued": result.queued, "relabeled": result.relabeled}
 
-        build_labeled_version(collect_label_files())  # type: ignore[arg-type]
+        @task.short_circuit
+        def no_champion_yet(labeled: dict[str, Any]) -> bool:
+            """Until something is approved, new labels start training; afterwards monitoring decides."""
+            from airgate import triggers
+            from airgate.runtime import warehouse_engine
+
+            engine = warehouse_engine()
+            decision = triggers.on_new_labels(engine, spec)
+            if decision.request:
+                triggers.record(engine, spec, decision, trigger="no_champion", actor=_actor(),
+                                details={"airflow_run_id": get_current_context()["dag_run"].run_id})
+            return decision.request
+
+        @task(outlets=[a["retrain"]])
+        def request_training() -> None:
+            """The retrain Asset event starts the train DAG on the newest labeled version."""
+
+        no_champion_yet(build_labeled_version(collect_label_files())) >> request_training()  # type: ignore[arg-type]
 
     return label()
 
@@ -311,15 +335,12 @@ def build_train(spec: ModelSpec) -> DAG:
 
         @task(pool="airgate_training")
         def select_and_test(split: dict[str, Any], trained: list[Any]) -> dict[str, Any]:
-            import json
-            from pathlib import Path
-
             from airgate import train as stage
             from airgate.runtime import warehouse_engine
 
             cfg = _train_config(spec, split["labeled_version_id"], split["training_run_id"], split["trained_by"])
-            # Each candidate's full result (every trial) is a file of the run, not an XCom: tasks pass ids.
-            results = [json.loads(Path(stage.result_path(cfg, n)).read_text()) for n in names]
+            # Each candidate's full result (every trial) is a file of the run in storage, not an XCom: tasks pass ids.
+            results = [stage.load_result(cfg, n) for n in names]
             result = stage.finalize(warehouse_engine(), cfg, results)
             return {"training_run_id": result.training_run_id, "data_version": result.data_version,
                     "chosen": result.chosen, "test_auc": result.metrics[result.chosen]["test_auc"],
@@ -384,6 +405,9 @@ def build_score(spec: ModelSpec) -> DAG:
                                     actor=_actor(), airflow_run_id=dr.run_id)
             try:
                 p = stage.plan(engine, cfg)
+            except stage.NoChampion as exc:
+                stage.skip_night(engine, spec, run_id, str(exc), actor=_actor(), airflow_run_id=dr.run_id)
+                raise AirflowSkipException(str(exc)) from exc
             except stage.NotApproved as exc:
                 stage.refuse(engine, spec, run_id, str(exc), actor=_actor())
                 raise AirflowFailException(str(exc)) from exc
@@ -432,18 +456,15 @@ def build_score(spec: ModelSpec) -> DAG:
 
         @task.short_circuit
         def drifted(verdict: dict[str, Any]) -> bool:
-            return bool(verdict["status"] == "alarm")
+            """A drift alarm retrains only when there are labels the champion was not trained on (recorded)."""
+            if verdict["status"] != "alarm":
+                return False
+            return _alarm_wants_retraining(spec, "drift", entity={"scoring_run_id": verdict["scoring_run_id"]},
+                                           details={"value": verdict["value"], "threshold": verdict["threshold"]})
 
         @task(outlets=[a["retrain"]])
         def request_retraining(verdict: dict[str, Any]) -> None:
             """The retrain Asset event starts the train DAG: the loop closes without anyone watching."""
-            from airgate import audit
-            from airgate.runtime import warehouse_engine
-
-            audit.record(warehouse_engine(), actor=_actor(), event_type="retraining_requested", model=spec.name,
-                         entity={"scoring_run_id": verdict["scoring_run_id"],
-                                 "model_version": verdict["model_version"]},
-                         details={"reason": "drift", "value": verdict["value"], "threshold": verdict["threshold"]})
             from airgate import alerts
 
             alerts.notify_alarm(spec, "drift", verdict)
@@ -456,14 +477,23 @@ def build_score(spec: ModelSpec) -> DAG:
     return score()
 
 
+def _alarm_wants_retraining(spec: ModelSpec, kind: str, entity: dict[str, Any], details: dict[str, Any]) -> bool:
+    from airgate import triggers
+    from airgate.runtime import warehouse_engine
+
+    engine = warehouse_engine()
+    decision = triggers.on_alarm(engine, spec, kind)
+    triggers.record(engine, spec, decision, trigger=kind, actor=_actor(), entity=entity, details=details)
+    return decision.request
+
+
 def _train_schedule(spec: ModelSpec, a: dict[str, Asset]) -> Any:
-    """New labels or a retraining request (drift or decay alarm); with ``monitoring.retrain_schedule``, the clock
-    too: a champion is retrained on fresh data even when no alarm fires."""
+    """The retrain Asset only (asked for by the label DAG until there is a champion, then by drift and decay
+    alarms: ``airgate.triggers``); with ``monitoring.retrain_schedule``, the clock too."""
     cron = spec.monitoring.retrain_schedule
     if cron:
-        return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"),
-                                   assets=a["labeled"] | a["retrain"])
-    return a["labeled"] | a["retrain"]
+        return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=a["retrain"])
+    return [a["retrain"]]
 
 
 def build_monitor(spec: ModelSpec) -> DAG:
@@ -490,21 +520,18 @@ def build_monitor(spec: ModelSpec) -> DAG:
 
         @task.short_circuit
         def decayed(verdict: dict[str, Any]) -> bool:
-            return bool(verdict["status"] == "alarm")
+            """A decay alarm retrains only when there are labels the champion was not trained on (recorded)."""
+            if verdict["status"] != "alarm":
+                return False
+            summary = verdict["summary"]
+            return _alarm_wants_retraining(
+                spec, "decay", entity={"scoring_run_id": summary.get("newest_scoring_run_id")},
+                details={"value": verdict["value"], "threshold": verdict["threshold"], "auc": summary.get("auc"),
+                         "approval_auc": summary.get("approval_auc")})
 
         @task(outlets=[a["retrain"]])
         def request_retraining(verdict: dict[str, Any]) -> None:
             """The retrain Asset event starts the train DAG on the labels that showed the decay."""
-            from airgate import audit
-            from airgate.runtime import warehouse_engine
-
-            summary = verdict["summary"]
-            audit.record(warehouse_engine(), actor=_actor(), event_type="retraining_requested", model=spec.name,
-                         entity={"labeled_version_id": summary.get("labeled_version_id"),
-                                 "model_version": verdict["model_version"],
-                                 "scoring_run_id": summary.get("newest_scoring_run_id")},
-                         details={"reason": "decay", "value": verdict["value"], "threshold": verdict["threshold"],
-                                  "auc": summary.get("auc"), "approval_auc": summary.get("approval_auc")})
             from airgate import alerts
 
             alerts.notify_alarm(spec, "decay", verdict)  # the spec's alerts.on_decay; never raises

@@ -33,11 +33,12 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from airgate import storage
 
 ALL_MISSING = "all missing"
 _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
@@ -82,10 +83,11 @@ class DriftResult:
         }
 
 
-def drift_report(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], out_dir: str | Path,
+def drift_report(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], out_dir: storage.Location,
                  max_drift_share: float = 0.5, max_rows: int = 20_000, seed: int = 0,
                  title: str = "Data drift", *, categorical: Sequence[str] = ()) -> DriftResult:
-    """Writes drift.html (Evidently's report) and drift.json (our summary + Evidently's metric results) under out_dir.
+    """Writes drift.html (Evidently's report) and drift.json (our summary + Evidently's metric results) under out_dir,
+    a ``storage.location`` (the approval page and the monitoring views read them from storage, on another host).
 
     Numeric columns are tested as numerical unless named in ``categorical``; any other dtype (strings, categories,
     booleans) as categorical. ``seconds`` covers sampling, Evidently and writing the HTML, not importing Evidently
@@ -134,14 +136,13 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, columns: list[s
 
     checked = [results[c] for c in cols]
     share = sum(c.drifted for c in checked) / len(checked)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = storage.location(out_dir)
     html_path, json_path = out / "drift.html", out / "drift.json"
     _write(html_path, _titled(page, title))
     # The clock stops before the JSON is written, so that the file can carry the same figure as the result.
     result = DriftResult(drift_share=share, dataset_drift=share >= max_drift_share, columns=checked,
-                         reference_rows=len(ref), current_rows=len(cur), html_path=str(html_path),
-                         json_path=str(json_path), seconds=round(time.perf_counter() - started, 3))
+                         reference_rows=len(ref), current_rows=len(cur), html_path=storage.as_string(html_path),
+                         json_path=storage.as_string(json_path), seconds=round(time.perf_counter() - started, 3))
     doc = {
         "title": title,
         "summary": result.summary(),
@@ -246,8 +247,6 @@ def _empty_page(title: str, empty: list[str]) -> str:
             f"<p>No column had values in both frames: {html.escape(', '.join(empty))}.</p></body></html>")
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: storage.StoragePath, text: str) -> None:
     """Atomically, so that a reader (the approval page) never sees half a report."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    storage.write_text_atomic(path, text)

@@ -3,18 +3,20 @@
 The bundle itself (gates.validate) is frozen under its hash. This module adds context read live from the warehouse
 (the share of human and auto labels, the Great Expectations results of every clean version the training data came
 from) and names the files the plugin may serve for a request. Only paths that the evidence or the warehouse name
-are served, so a request can never be turned into a file-read of anything else.
+are served, so a request can never be turned into a file-read of anything else. The files are read through
+storage (``airgate.storage``, ``AIRGATE_STORAGE_URL``): the api-server need not share a disk with the workers.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlparse
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from airgate import storage
 from airgate.warehouse import as_utc, data_validations, dataset_versions, labels
 
 ARTIFACT_TYPES = {"pareto.png": "image/png", "drift.html": "text/html", "gate_report.html": "text/html"}
@@ -73,7 +75,7 @@ def validation_summary(engine: Engine, clean_versions: list[str]) -> dict[str, A
             if newest["docs_path"] else None}
 
 
-def context(engine: Engine, request: dict[str, Any], runs_dir: str) -> dict[str, Any]:
+def context(engine: Engine, request: dict[str, Any], runs_dir: storage.Location) -> dict[str, Any]:
     ev = request["evidence"]
     versions = _ancestors(engine, ev["data_version"])
     base = f"/airgate/api/approvals/{quote(str(request['id']), safe='')}/artifacts"
@@ -92,29 +94,45 @@ def context(engine: Engine, request: dict[str, Any], runs_dir: str) -> dict[str,
     }
 
 
-def artifact_paths(evidence: dict[str, Any], runs_dir: str) -> dict[str, Path]:
-    """The report files a request's evidence names, that exist. Keys are ARTIFACT_TYPES."""
+def artifact_paths(evidence: dict[str, Any], runs_dir: storage.Location) -> dict[str, storage.StoragePath]:
+    """The report files a request's evidence names, that exist in storage. Keys are ARTIFACT_TYPES."""
+    run = storage.location(runs_dir) / str(evidence.get("training_run_id"))
     named = {"pareto.png": (evidence.get("pareto") or {}).get("plot"),
              "drift.html": (evidence.get("drift") or {}).get("html_path"),
-             "gate_report.html": str(Path(runs_dir) / str(evidence.get("training_run_id")) / "gate_report.html")}
+             "gate_report.html": run / "gate_report.html"}
     out = {}
     for name, path in named.items():
-        if path and Path(path).suffix == Path(name).suffix and Path(path).is_file():
-            out[name] = Path(path)
+        if not path:
+            continue
+        loc = storage.location(path)
+        if loc.suffix == PurePosixPath(name).suffix and storage.is_file(loc):
+            out[name] = loc
     return out
 
 
-def data_docs_file(engine: Engine, model: str, relative: str) -> Path | None:
-    """A file inside the model's Great Expectations Data Docs site, or None (never a path outside the site)."""
+def _site(docs_path: str) -> storage.StoragePath:
+    """The Data Docs site folder from its recorded index page: a storage location (what validation records now),
+    or a ``file://`` URL as GX gave it (older records, percent-encoded)."""
+    parsed = urlparse(docs_path)
+    return storage.location(unquote(parsed.path) if parsed.scheme == "file" else docs_path).parent
+
+
+def data_docs_file(engine: Engine, model: str, relative: str) -> storage.StoragePath | None:
+    """A file inside the model's Great Expectations Data Docs site, or None (never a file outside the site: a
+    relative path that is absolute, climbs with ``..`` or hides a backslash is refused before storage is asked)."""
     with engine.connect() as conn:
         url = conn.execute(select(data_validations.c.docs_path).where(
             data_validations.c.model == model, data_validations.c.docs_path.is_not(None))
             .order_by(data_validations.c.evaluated_at.desc()).limit(1)).scalar()
     if not url:
         return None
-    parsed = urlparse(url)
-    site = Path(unquote(parsed.path) if parsed.scheme == "file" else url).parent.resolve()
-    target = (site / relative).resolve()
-    if not target.is_relative_to(site) or not target.is_file():
+    parts = PurePosixPath(relative).parts
+    if not parts or relative.startswith("/") or "\\" in relative or "\0" in relative or ".." in parts:
         return None
-    return target
+    site = _site(url)
+    target = site.joinpath(*parts)
+    if storage.is_local(site):  # a link inside a local site may still point out of it
+        real_site = Path(str(site.path)).resolve()
+        if not Path(str(target.path)).resolve().is_relative_to(real_site):
+            return None
+    return target if storage.is_file(target) else None

@@ -7,6 +7,11 @@ are: its plan points the shard tasks at these files instead of recomputing every
 on the night's critical path, and the scores of a date can be reproduced from the exact feature rows they used.
 
 The rows are computed by ``features.build_features``, the function training uses: there is one feature path.
+
+The files live in storage (``airgate.storage``: ``runs/features/`` under ``AIRGATE_STORAGE_URL``), so the clean
+DAG's worker and every scoring worker, on any host, see the same ones. An object store has no atomic folder
+rename, so a feature set is committed by its manifest, written last: the shards it names carry the writing
+attempt's id, so the manifest only ever names files that one attempt wrote whole.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -25,7 +29,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from airgate import audit, features
+from airgate import audit, features, storage
 from airgate.features import FEATURES, build_features, load_history
 from airgate.spec import ModelSpec
 
@@ -72,33 +76,42 @@ def shard_of(student_ids: pd.Series, n: int) -> np.ndarray:
     return (h % np.uint64(n)).astype("int64")
 
 
-def set_dir(runs_dir: str | Path, model: str, version_id: str, partitions: int) -> Path:
-    return Path(runs_dir) / "features" / model / f"{version_id}-{feature_code()}-p{partitions}"
+def set_dir(runs_dir: storage.Location, model: str, version_id: str, partitions: int) -> storage.StoragePath:
+    return storage.location(runs_dir) / "features" / model / f"{version_id}-{feature_code()}-p{partitions}"
 
 
-def write_parquet(df: pd.DataFrame, path: Path, row_group: int) -> None:
-    """Row groups of one scoring chunk, so a scorer can stream the file a chunk at a time."""
+def write_parquet(df: pd.DataFrame, path: storage.Location, row_group: int) -> storage.StoragePath:
+    """Row groups of one scoring chunk, so a scorer can stream the file a chunk at a time; written whole."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, row_group_size=max(row_group, 1))
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink, row_group_size=max(row_group, 1))
+    return storage.write_bytes_atomic(path, sink.getvalue().to_pybytes())
 
 
-def _load(folder: Path, created: bool, seconds: float) -> FeatureSet:
-    m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+def read_parquet(path: storage.Location, columns: list[str] | None = None, what: str = "") -> pd.DataFrame:
+    """A Parquet file from storage (only the columns asked for are read)."""
+    with storage.open_read(path, what) as fh:
+        return pd.read_parquet(fh, columns=columns)
+
+
+def _load(folder: storage.StoragePath, created: bool, seconds: float) -> FeatureSet:
+    m = json.loads(storage.read_text(folder / "manifest.json", what="a feature set's manifest"))
     return FeatureSet(m["model"], m["version_id"], m["code"], m["partitions"],
-                      [FeatureShard(s["index"], str(folder / s["file"]), s["rows"]) for s in m["shards"]],
-                      seconds, created)
+                      [FeatureShard(s["index"], storage.as_string(folder / s["file"]), s["rows"])
+                       for s in m["shards"]], seconds, created)
 
 
-def materialize(engine: Engine, spec: ModelSpec, version_id: str, runs_dir: str | Path,
+def materialize(engine: Engine, spec: ModelSpec, version_id: str, runs_dir: storage.Location,
                 partitions: int | None = None, actor: str = "airflow",
                 history: pd.DataFrame | None = None) -> FeatureSet:
     """The features of ``version_id``, computed and written once; later calls (retries, the nightly plan, other
     workers) get the same files. ``history`` saves a second read when the caller holds it already."""
     n = partitions or spec.scoring.partitions
     folder = set_dir(runs_dir, spec.name, version_id, n)
-    if (folder / "manifest.json").is_file():
+    manifest_path = folder / "manifest.json"
+    if storage.exists(manifest_path):
         return _load(folder, False, 0.0)
     t0 = time.perf_counter()
     hist = load_history(engine, spec.name) if history is None else history
@@ -108,21 +121,18 @@ def materialize(engine: Engine, spec: ModelSpec, version_id: str, runs_dir: str 
     rows = hist.loc[hist["version_id"] == version_id, ID_COLUMNS].merge(feats, on="event_id", how="left")
     rows = rows.sort_values("event_id", kind="mergesort").reset_index(drop=True)
     shard_no = shard_of(rows["student_id"], n)
-    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
+    attempt = uuid.uuid4().hex[:8]  # this attempt's own file names: a racing worker never overwrites them
     shards = []
     for i in range(n):
         part = rows.loc[shard_no == i, ID_COLUMNS + FEATURES]
-        write_parquet(part, tmp / f"shard-{i:03d}.parquet", spec.scoring.chunk_rows)
-        shards.append({"index": i, "file": f"shard-{i:03d}.parquet", "rows": len(part)})
+        name = f"shard-{i:03d}-{attempt}.parquet"
+        write_parquet(part, folder / name, spec.scoring.chunk_rows)
+        shards.append({"index": i, "file": name, "rows": len(part)})
     manifest = {"model": spec.name, "version_id": version_id, "code": feature_code(), "partitions": n,
                 "shards": shards, "columns": ID_COLUMNS + FEATURES}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    try:
-        tmp.rename(folder)  # atomic: a feature set is there whole, or not at all
-    except OSError:  # another worker won the race; theirs is the feature set
-        shutil.rmtree(tmp, ignore_errors=True)
+    if storage.exists(manifest_path):  # another worker finished first; theirs is the feature set
         return _load(folder, False, time.perf_counter() - t0)
+    storage.write_text_atomic(manifest_path, json.dumps(manifest, indent=1))  # the commit: the set is there whole
     seconds = time.perf_counter() - t0
     audit.record(engine, actor=actor, event_type="features_materialized", model=spec.name,
                  entity={"data_version": version_id},

@@ -1,7 +1,8 @@
 """Validation gates with three states: pass, fail, not evaluated. An absent or unevaluated gate is never a pass.
 
 The gate report is the evidence bundle an approver reads. Its SHA-256 is recorded with the candidate and with the
-approval request, so a decision can prove which evidence it was made on.
+approval request, so a decision can prove which evidence it was made on. The report files, like every file the run
+reads (split, test predictions, roster), are in storage (``airgate.storage``, ``AIRGATE_STORAGE_URL``).
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from airgate import audit, governance, registry
+from airgate import audit, governance, registry, storage
 from airgate.features import FEATURES
 from airgate.spec import ModelSpec
 from airgate.warehouse import model_candidates
@@ -144,8 +144,8 @@ def render_html(evidence: dict[str, Any], digest: str) -> str:
             cell(champ.get(k)) for k in ("test_auc", "test_logloss", "test_ece")) + "<td>-</td>" * 4 + "</tr>"
     pareto = evidence.get("pareto") or {}
     plot = ""
-    if pareto.get("plot") and Path(pareto["plot"]).exists():
-        data = base64.b64encode(Path(pareto["plot"]).read_bytes()).decode()
+    if pareto.get("plot"):  # named by the run: a missing file is an error, not a page without its plot
+        data = base64.b64encode(storage.read_bytes(pareto["plot"], what="the run's Pareto plot")).decode()
         plot = f"<img alt='Pareto front' src='data:image/png;base64,{data}' style='max-width:640px'>"
     chosen = pareto.get("chosen") or {}
     slices = "".join(f"<tr><td>{e(col)}</td><td>{e(val)}</td><td>{r['rows']}</td>{cell(r['auc'])}"
@@ -172,16 +172,17 @@ def slice_gate(spec: ModelSpec, test_pred: pd.DataFrame, p_col: str) -> tuple[Ga
     """Primary metric per slice (grade level, cohort...) of the test rows; the largest gap within a column."""
     from sklearn.metrics import roc_auc_score
 
-    from airgate.runtime import resolve_path
-
     limit = spec.gates.max_slice_gap
     if not spec.slices.by:
         return Gate("slice_gap", GateState.NOT_EVALUATED, None, limit, "the spec declares no slices",
                     blocking_if_not_evaluated=False), {}
-    roster_path = resolve_path(spec.slices.roster or "")
-    if not roster_path.exists():
-        return Gate("slice_gap", GateState.NOT_EVALUATED, None, limit, f"roster {roster_path} not found"), {}
-    roster = pd.read_csv(roster_path, dtype=str)
+    roster_path = storage.location(spec.slices.roster or "")
+    if not storage.is_file(roster_path):  # not evaluated, and so blocking: never a pass
+        return Gate("slice_gap", GateState.NOT_EVALUATED, None, limit,
+                    f"roster {storage.as_string(roster_path)} (spec field slices.roster) not found in storage "
+                    f"({storage.describe()})"), {}
+    with storage.open_read(roster_path, what="the roster (spec field slices.roster)") as fh:
+        roster = pd.read_csv(fh, dtype=str)
     missing = [c for c in spec.slices.by if c not in roster.columns]
     if missing:
         return Gate("slice_gap", GateState.NOT_EVALUATED, None, limit, f"roster lacks columns {missing}"), {}
@@ -213,7 +214,7 @@ def slice_gate(spec: ModelSpec, test_pred: pd.DataFrame, p_col: str) -> tuple[Ga
 DRIFT_FEATURES = [f for f in FEATURES if f not in ("item_attempts", "stu_attempts", "stu_skill_attempts")]
 
 
-def drift_gate(engine: Engine, spec: ModelSpec, training_run_id: str, runs_dir: str,
+def drift_gate(engine: Engine, spec: ModelSpec, training_run_id: str, runs_dir: storage.Location,
                data_version: str) -> tuple[Gate, dict[str, Any]]:
     """Evidently: the training split's features against the newest clean version's. Evidence unless the spec
     makes it blocking."""
@@ -221,9 +222,11 @@ def drift_gate(engine: Engine, spec: ModelSpec, training_run_id: str, runs_dir: 
     blocking = spec.gates.drift_blocking
     try:
         from airgate import datasets, drift
+        from airgate.feature_store import read_parquet
         from airgate.features import build_features, load_history
 
-        reference = pd.read_parquet(Path(runs_dir) / training_run_id / "split" / "train.parquet")
+        run = storage.location(runs_dir) / training_run_id
+        reference = read_parquet(run / "split" / "train.parquet", what="the training split")
         latest = datasets.latest(engine, spec.name, "clean")
         if latest is None:
             raise ValueError("no clean version to compare with")
@@ -232,7 +235,7 @@ def drift_gate(engine: Engine, spec: ModelSpec, training_run_id: str, runs_dir: 
         current = feats[feats["event_id"].isin(set(history.loc[history["version_id"] == latest.version_id,
                                                                   "event_id"]))]
         result = drift.drift_report(reference[DRIFT_FEATURES], current[DRIFT_FEATURES], DRIFT_FEATURES,
-                                    Path(runs_dir) / training_run_id / "drift", max_drift_share=limit,
+                                    run / "drift", max_drift_share=limit,
                                     title=f"{spec.name}: training data ({data_version}) vs {latest.version_id}")
     except Exception as exc:  # noqa: BLE001 - the report failing is itself evidence, never a silent pass
         log.warning("drift report failed: %s", exc)
@@ -257,7 +260,7 @@ def test_read_gate(engine: Engine, training_run_id: str, model_uri: str) -> Gate
 
 
 def validate(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, training_run_id: str,
-             runs_dir: str, actor: str = "airflow") -> GateReport:
+             runs_dir: storage.Location, actor: str = "airflow") -> GateReport:
     with engine.connect() as conn:
         cand = conn.execute(select(model_candidates)
                             .where(model_candidates.c.training_run_id == training_run_id)).one()._mapping
@@ -267,7 +270,8 @@ def validate(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, traini
     champion = m.get("champion") or {}
     gates = evaluate_gates(spec, m["candidates"][chosen_name], m["candidates"][baseline_name],
                            champion.get("test_auc"), champion.get("version"))
-    test_pred = pd.read_csv(m["test_predictions"], dtype={"event_id": str, "student_id": str})
+    with storage.open_read(m["test_predictions"], what="the run's test predictions") as fh:
+        test_pred = pd.read_csv(fh, dtype={"event_id": str, "student_id": str})
     slice_g, slices = slice_gate(spec, test_pred, f"p_{chosen_name}")
     drift_g, drift_summary = drift_gate(engine, spec, training_run_id, runs_dir, cand["data_version"])
     gates += [slice_g, drift_g, test_read_gate(engine, training_run_id, m["model_uri"])]
@@ -281,10 +285,10 @@ def validate(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, traini
         "code_version": m.get("code_version", "unknown"), "split_hash": m.get("split_hash"),
     }
     digest = evidence_hash(evidence)
-    out = Path(runs_dir) / training_run_id / "gate_report.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"evidence": evidence, "evidence_hash": digest}, indent=2, default=str))
-    (out.parent / "gate_report.html").write_text(render_html(evidence, digest))
+    out = storage.location(runs_dir) / training_run_id
+    storage.write_text_atomic(out / "gate_report.json",
+                              json.dumps({"evidence": evidence, "evidence_hash": digest}, indent=2, default=str))
+    storage.write_text_atomic(out / "gate_report.html", render_html(evidence, digest))
     report = GateReport(spec.name, training_run_id, approvable, gates, evidence, digest)
     with engine.begin() as conn:
         conn.execute(update(model_candidates).where(model_candidates.c.training_run_id == training_run_id).values(

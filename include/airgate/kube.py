@@ -169,7 +169,8 @@ def candidate_pod_operator(spec: ModelSpec, upstream_task_id: str, task_id: str 
     upstream, and without the edge the pods could start before the run id exists. The task shares the
     ``airgate_training`` pool with local training, so one burst of runs cannot start a cluster's worth of pods.
     ``operator_kwargs`` reach ``partial()`` unchanged, for what the spec does not
-    describe (``volumes``/``volume_mounts`` for a shared AIRGATE_HOME, ``deferrable``, ``kubernetes_conn_id``,
+    describe (``volumes``/``volume_mounts`` when the storage root is a shared ``file://`` folder rather than an
+    object store named by ``AIRGATE_STORAGE_URL`` in the env Secret, ``deferrable``, ``kubernetes_conn_id``,
     ``image_pull_secrets``); they win over the defaults here.
     """
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator

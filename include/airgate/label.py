@@ -11,6 +11,10 @@ Rows still unlabeled after that feed the review queue: the most uncertain ones u
 sampling), up to the spec's budget. Late and human labels are append-only label events (one per event and
 source), so a file dropped twice or an answer sent twice counts once. Labeled versions are cumulative and
 immutable: relabeling creates a new version with a change summary (added, removed, relabeled).
+
+Label files are read from storage (``airgate.storage``: the spec's folders, relative ones under
+``AIRGATE_STORAGE_URL``), where the grader and the reviewers drop them; a file's origin is its location as
+``storage.as_string`` writes it (a plain path on a local root).
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +32,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from airgate import audit, datasets
+from airgate import audit, datasets, storage
 from airgate.spec import ModelSpec
 from airgate.warehouse import bulk_insert, clean_events, label_events, labels, review_queue, utcnow
 
@@ -122,24 +125,29 @@ def _parse_label_file(data: bytes) -> list[dict[str, Any]]:
     return out
 
 
-def ingest_label_files(engine: Engine, spec: ModelSpec, folder: Path, source: str,
+def ingest_label_files(engine: Engine, spec: ModelSpec, folder: storage.Location, source: str,
                        actor: str = "airflow") -> list[LabelFileOutcome]:
-    """Every CSV in the folder (event_id, label[, reviewer]); a bad file is rejected whole, with its reason."""
+    """Every CSV in the folder (event_id, label[, reviewer]); a bad file is rejected whole, with its reason.
+
+    A folder nobody has dropped a file into yet has nothing to read (on an object store a folder exists only once
+    a file is in it)."""
     outcomes: list[LabelFileOutcome] = []
+    folder = storage.location(folder)
     if not folder.is_dir():
         return outcomes
     with engine.connect() as conn:
         done = set(conn.execute(select(label_events.c.origin).where(label_events.c.model == spec.name)
                                 .distinct()).scalars())
-    for path in sorted(folder.glob("*.csv")):
-        if path.name.startswith(".") or str(path) in done:
+    for path in sorted(folder.glob("*.csv"), key=str):
+        origin = storage.as_string(path)
+        if path.name.startswith(".") or origin in done:
             continue
         try:
-            rows = _parse_label_file(path.read_bytes())
+            rows = _parse_label_file(storage.read_bytes(path, what=f"a {source} label file"))
         except (ValueError, UnicodeDecodeError) as exc:
             audit.record(engine, actor=actor, event_type="label_file_rejected", model=spec.name,
-                         entity={"path": str(path)}, details={"error": str(exc)})
-            outcomes.append(LabelFileOutcome(str(path), 0, 0, 1, str(exc)))
+                         entity={"path": origin}, details={"error": str(exc)})
+            outcomes.append(LabelFileOutcome(origin, 0, 0, 1, str(exc)))
             continue
         # Labels for events that are not clean events (quarantined, or never seen) cannot join: count them.
         unknown = _unknown_events(engine, spec, [r["event_id"] for r in rows])
@@ -147,10 +155,10 @@ def ingest_label_files(engine: Engine, spec: ModelSpec, folder: Path, source: st
         if unknown:
             error = f"{len(unknown)} event ids are not in any clean version, e.g. {sorted(unknown)[:3]}"
             audit.record(engine, actor=actor, event_type="label_rows_rejected", model=spec.name,
-                         entity={"path": str(path)}, details={"rows": len(unknown), "error": error})
+                         entity={"path": origin}, details={"rows": len(unknown), "error": error})
         known = [r for r in rows if r["event_id"] not in unknown]
-        accepted, dups = record_label_events(engine, spec, known, source, str(path), actor) if known else (0, 0)
-        outcomes.append(LabelFileOutcome(str(path), accepted, dups, len(unknown), error))
+        accepted, dups = record_label_events(engine, spec, known, source, origin, actor) if known else (0, 0)
+        outcomes.append(LabelFileOutcome(origin, accepted, dups, len(unknown), error))
     return outcomes
 
 

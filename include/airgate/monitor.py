@@ -2,7 +2,8 @@
 
 Drift compares the rows just scored (their features and the champion's scores) with the champion's own validation
 split scored by the same predictor: out-of-sample on both sides, so a confident model does not look drifted
-against its own training rows. The Evidently report is stored beside the runs, the verdict goes to the warehouse
+against its own training rows. The Evidently report is stored beside the runs (``runs/monitoring/`` in storage,
+``AIRGATE_STORAGE_URL``), the verdict goes to the warehouse
 (one row per scoring run and check, replaced on a re-run) and to the audit log; an alarm is a separate
 ``drift_alarm`` event, the one that retraining listens for.
 
@@ -20,14 +21,13 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
-from airgate import audit, predictors, registry
+from airgate import audit, feature_store, predictors, registry, storage
 from airgate.label import TRUSTED_SOURCES
 from airgate.spec import ModelSpec
 from airgate.warehouse import (
@@ -87,14 +87,15 @@ def _record(engine: Engine, result: MonitorResult, actor: str, entity: dict[str,
                          details=details)
 
 
-def _scored_rows(engine: Engine, run_id: str, runs_dir: str) -> pd.DataFrame:
+def _scored_rows(engine: Engine, run_id: str, runs_dir: storage.Location) -> pd.DataFrame:
     """The run's rows as it scored them: the features its plan wrote (not computed a second time) and the scores
     it published."""
     from airgate import score
     from airgate.warehouse import bulk_read_tuples
 
     plan = score.load_plan(runs_dir, run_id)
-    feats = pd.concat([pd.read_parquet(s.path) for s in plan.shards], ignore_index=True)
+    feats = pd.concat([feature_store.read_parquet(s.path, what=f"a feature shard of {run_id}")
+                       for s in plan.shards], ignore_index=True)
     with engine.connect() as conn:
         cols, data = bulk_read_tuples(conn, select(predictions.c.event_id, predictions.c.score).where(
             predictions.c.scoring_run_id == run_id))
@@ -105,8 +106,8 @@ def _scored_rows(engine: Engine, run_id: str, runs_dir: str) -> pd.DataFrame:
     return scored.merge(feats, on="event_id", how="inner")
 
 
-def check_drift(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, scoring_run_id: str, runs_dir: str,
-                actor: str = "airflow") -> MonitorResult:
+def check_drift(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, scoring_run_id: str,
+                runs_dir: storage.Location, actor: str = "airflow") -> MonitorResult:
     """Drift of one scoring run's features and scores against the champion's validation split. Re-runnable."""
     from airgate import drift
     from airgate.features import load_history
@@ -118,11 +119,12 @@ def check_drift(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, sco
         training_run = conn.execute(select(model_candidates.c.training_run_id).where(
             model_candidates.c.model == spec.name, model_candidates.c.model_version == run.model_version)).scalar()
     columns = [*DRIFT_FEATURES, SCORE]
-    out_dir = Path(runs_dir) / "monitoring" / scoring_run_id
+    out_dir = storage.location(runs_dir) / "monitoring" / scoring_run_id
     try:
         if training_run is None:
             raise ValueError(f"no training run recorded for {spec.name} v{run.model_version}")
-        reference = pd.read_parquet(Path(runs_dir) / training_run / "split" / "valid.parquet")
+        reference = feature_store.read_parquet(storage.location(runs_dir) / training_run / "split" / "valid.parquet",
+                                               what=f"the validation split of {training_run}")
         reference = reference.sample(n=min(len(reference), mon.max_rows), random_state=0)
         predictor = predictors.load_version(cfg, spec.name, run.model_version)
         # Only a sequence model reads the history; the tabular ones score the split's own feature columns.

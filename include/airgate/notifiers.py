@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from airgate.runtime import resolve_path
+from airgate.runtime import airgate_home
 
 
 class LogNotifier(BaseNotifier):
     """Writes the alert to the log (the task log when a task sends it) and appends it as one JSON line to
     ``path`` (relative paths are under $AIRGATE_HOME; ``null``: log only). ``message`` is a Jinja template over the
-    context; by default the alert's own message."""
+    context; by default the alert's own message.
+
+    The JSON-lines file is a per-host log, on the local disk of whichever process sends the alert, deliberately
+    not in airgate's shared storage (``AIRGATE_STORAGE_URL``): object stores cannot append, and no task reads it.
+    In a deployment of several hosts, use a notifier that reaches people (SMTP, Slack) for alerts that matter."""
 
     template_fields = ("message",)
 
@@ -39,7 +45,8 @@ class LogNotifier(BaseNotifier):
 
         line = {"at": datetime.now(UTC).isoformat(), "model": alert.get("model"), "kind": alert.get("kind"),
                 "message": self.message, **context_ids(context)}
-        target = resolve_path(self.path)
+        local = Path(os.path.expandvars(self.path))
+        target = local if local.is_absolute() else airgate_home() / local
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(line, default=str) + "\n")

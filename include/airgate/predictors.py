@@ -74,10 +74,17 @@ class DKTPredictor:
         return float(self.model.size_bytes) / 1024
 
 
-def load(kind: str, model_uri: str) -> Predictor:
-    """A logged model (an MLflow URI: runs:/, models:/ or a logged-model URI) as a Predictor."""
+def load(cfg: Any, kind: str, model_uri: str) -> Predictor:
+    """A logged model (an MLflow URI: runs:/, models:/ or a logged-model URI) as a Predictor.
+
+    ``cfg`` (a ``registry.MlflowConfig``) is where the URI resolves: a task process has configured nothing before,
+    and MLflow would otherwise look in its default store in the working directory.
+    """
     if kind == "baseline":
         return BaselinePredictor()
+    from airgate import registry
+
+    registry.client(cfg)
     if kind == "dkt":
         from airgate import dkt
 
@@ -92,7 +99,7 @@ def load_version(cfg: Any, model: str, version: str) -> Predictor:
     from airgate import registry
 
     tags = registry.version_tags(cfg, model, version)
-    return load(tags.get(KIND_TAG, "lightgbm"), f"models:/{model}/{version}")
+    return load(cfg, tags.get(KIND_TAG, "lightgbm"), f"models:/{model}/{version}")
 
 
 def latency_ms_per_1k(predictor: Predictor, history: pd.DataFrame, rows: pd.DataFrame, repeats: int = 20) -> float:

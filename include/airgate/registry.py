@@ -41,8 +41,16 @@ def experiment_id(cfg: MlflowConfig, model: str) -> str:
     exp = c.get_experiment_by_name(model)
     if exp is not None:
         return str(exp.experiment_id)
-    Path(cfg.artifact_root).mkdir(parents=True, exist_ok=True)
-    return str(c.create_experiment(model, artifact_location=Path(cfg.artifact_root, model).as_uri()))
+    return str(c.create_experiment(model, artifact_location=artifact_location(cfg.artifact_root, model)))
+
+
+def artifact_location(root: str, model: str) -> str:
+    """A model's experiment artifacts under the root: an object-store URI (s3://, gs://, file://) as given, a plain
+    folder as a file:// URI (created, as MLflow's local store expects)."""
+    if "://" in root:
+        return f"{root.rstrip('/')}/{model}"
+    Path(root).mkdir(parents=True, exist_ok=True)
+    return Path(root, model).as_uri()
 
 
 def register(cfg: MlflowConfig, model: str, model_uri: str, tags: dict[str, str]) -> str:

@@ -25,46 +25,68 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def airgate_home() -> Path:
+    """This process's local folder (``AIRGATE_HOME``, default ``.airgate`` in the repository), for what is
+    per-process or per-host only: the embedded SQLite warehouse and MLflow, the notifier's log. Files that
+    tasks share live in storage (``airgate.storage``), whose embedded default root is this folder."""
     return Path(os.environ.get("AIRGATE_HOME", REPO_ROOT / ".airgate")).resolve()
 
 
-def resolve_path(path: str) -> Path:
-    p = Path(os.path.expandvars(path))
-    return p if p.is_absolute() else airgate_home() / p
+def resolve_path(path: str) -> Any:
+    """A path the spec names (item catalog, roster, label folders) as a storage location (an ObjectStoragePath):
+    a URI as it is, a plain absolute path as a local file, a relative path under the storage root
+    (``AIRGATE_STORAGE_URL``, by default ``file://$AIRGATE_HOME``). See ``storage.location``."""
+    from airgate import storage
+
+    return storage.location(path)
 
 
 def resolve_location(location: str) -> Any:
-    """A landing location: object storage URIs (s3://, gs://, file://, ...) through Airflow's ObjectStoragePath,
-    plain paths as local folders (relative ones under $AIRGATE_HOME)."""
-    expanded = os.path.expandvars(location)
-    if "://" in expanded:
-        from airflow.sdk import ObjectStoragePath
+    """A landing location, read like every spec path (``resolve_path``): the sensor in the triggerer and the
+    ingest on a worker find the same files only through the shared store."""
+    from airgate import storage
 
-        return ObjectStoragePath(expanded)
-    return resolve_path(expanded)
+    return storage.location(location)
 
 
-def _conn(conn_id: str):  # type: ignore[no-untyped-def]
-    """The Airflow connection, from a task (Task SDK), the api-server, or a plain script (core secrets chain)."""
+class SettingMissing(RuntimeError):
+    """A setting airgate needs is not configured (or not readable from this process); the message names the fix."""
+
+
+def _conn(conn_id: str, setting: str):  # type: ignore[no-untyped-def]
+    """The Airflow connection, from a task (Task SDK), the api-server, or a plain script (core secrets chain).
+
+    The Task SDK asks the environment (``AIRFLOW_CONN_*``) and any secrets backend first, then the Execution API.
+    Executor callbacks (a missed deadline) get a workload-scoped token that the API refuses connections, so there
+    only the environment and secrets backends answer: deploy the setting there (``setting``) or as an
+    ``AIRFLOW_CONN_*`` variable.
+    """
     from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSecretsBackendAccessDenied
 
+    fix = (f"set {setting} in the environment of every Airflow component, or define the Airflow connection "
+           f"{conn_id} (as AIRFLOW_CONN_{conn_id.upper()} or in a secrets backend)")
     try:
         return Connection.get(conn_id)
+    except AirflowSecretsBackendAccessDenied as exc:
+        raise SettingMissing(f"this process may not read the Airflow connection {conn_id} ({exc}): {fix}") from exc
     except AirflowNotFoundException:
-        # Outside a task the SDK may not consult the metadata database; core's lookup does (and is allowed).
-        from airflow.models.connection import Connection as CoreConnection
+        pass
+    # Outside a task the SDK may not consult the metadata database; core's lookup does (and is allowed there).
+    from airflow.models.connection import Connection as CoreConnection
 
+    try:
         return CoreConnection.get_connection_from_secrets(conn_id)
+    except AirflowNotFoundException as exc:
+        raise SettingMissing(f"no {setting} and no Airflow connection {conn_id}: {fix}") from exc
 
 
 def warehouse_url() -> str:
+    """``AIRGATE_WAREHOUSE_URL`` (a SQLAlchemy URL), else the Airflow connection ``airgate_warehouse``."""
     override = os.environ.get("AIRGATE_WAREHOUSE_URL")
     if override:
         return override
-    c = _conn(WAREHOUSE_CONN_ID)
-    return url_from_connection(c.conn_type, os.path.expandvars(c.host or ""), c.login, c.password, c.port,
-                               c.schema, c.extra_dejson)
+    c = _conn(WAREHOUSE_CONN_ID, "AIRGATE_WAREHOUSE_URL")
+    return url_from_connection(c.conn_type, c.host or "", c.login, c.password, c.port, c.schema, c.extra_dejson)
 
 
 _ENGINE_LOCK = threading.Lock()
@@ -75,15 +97,16 @@ def _engine_for_locked(url: str) -> Engine:
     from airgate import migrations
 
     engine = make_engine(url)
-    migrations.upgrade(engine)
+    migrations.check_current(engine)
     return engine
 
 
 def _engine_for(url: str) -> Engine:
-    """One engine per process and URL, brought to the newest schema once (a no-op when already there).
+    """One engine per process and URL, checked once to be at the schema this code expects.
 
-    The api-server answers a page's parallel calls on threads; Alembic's module state is not thread-safe, so the
-    first upgrade must not run twice at once (lru_cache alone does not stop two threads computing the same key).
+    Migrations run at deploy time (``python -m airgate.cli migrate``), never from a task: many tasks starting at
+    once on a fresh database would race to create the version table. A stale schema fails here, naming the fix.
+    The lock keeps the api-server's threads from building the same engine twice.
     """
     with _ENGINE_LOCK:
         return _engine_for_locked(url)
@@ -95,26 +118,44 @@ def warehouse_engine() -> Engine:
 
 def source_engine(conn_id: str) -> Engine:
     """An engine for a SQL source, from any Airflow connection (read only; never migrated)."""
-    c = _conn(conn_id)
-    return make_engine(url_from_connection(c.conn_type, os.path.expandvars(c.host or ""), c.login, c.password,
-                                           c.port, c.schema, c.extra_dejson))
+    c = _conn(conn_id, f"the Airflow connection {conn_id} named by the spec's source.conn_id")
+    return make_engine(url_from_connection(c.conn_type, c.host or "", c.login, c.password, c.port, c.schema,
+                                           c.extra_dejson))
 
 
 def mlflow_config() -> MlflowConfig:
-    if os.environ.get("AIRGATE_MLFLOW_URI"):
-        return MlflowConfig(os.environ["AIRGATE_MLFLOW_URI"],
-                            os.environ.get("AIRGATE_MLFLOW_ARTIFACTS", str(airgate_home() / "mlartifacts")))
-    try:
-        c = _conn(MLFLOW_CONN_ID)
-    except Exception:  # noqa: BLE001 - no connection defined: the embedded default
-        return MlflowConfig.under(airgate_home())
-    extra = c.extra_dejson
-    return MlflowConfig(os.path.expandvars(extra.get("tracking_uri", "")) or MlflowConfig.under(airgate_home()).tracking_uri,
-                        os.path.expandvars(extra.get("artifact_root", "")) or str(airgate_home() / "mlartifacts"))
+    """Where MLflow tracks and registers: ``AIRGATE_MLFLOW_URI`` and ``AIRGATE_MLFLOW_ARTIFACTS``, else the
+    Airflow connection ``airgate_mlflow`` (extra: ``tracking_uri``, ``artifact_root``). Nothing is guessed.
+
+    Resolving it also points this process's MLflow at it (``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``), so a
+    ``models:/`` or ``runs:/`` URI loaded anywhere later in the task resolves against the same server, never
+    against MLflow's own default (``./mlflow.db`` in the worker's working directory).
+    """
+    uri = os.environ.get("AIRGATE_MLFLOW_URI")
+    if uri:
+        artifacts = os.environ.get("AIRGATE_MLFLOW_ARTIFACTS")
+        if not artifacts:
+            raise SettingMissing("AIRGATE_MLFLOW_URI is set but AIRGATE_MLFLOW_ARTIFACTS is not: set it to the "
+                                 "artifact root new experiments use (a folder, file:// or s3:// URI)")
+        cfg = MlflowConfig(uri, artifacts)
+    else:
+        extra = _conn(MLFLOW_CONN_ID, "AIRGATE_MLFLOW_URI").extra_dejson
+        missing = [k for k in ("tracking_uri", "artifact_root") if not extra.get(k)]
+        if missing:
+            raise SettingMissing(f"the Airflow connection {MLFLOW_CONN_ID} has no {' and no '.join(missing)} in "
+                                 "its extra: set both, or set AIRGATE_MLFLOW_URI and AIRGATE_MLFLOW_ARTIFACTS")
+        cfg = MlflowConfig(str(extra["tracking_uri"]), str(extra["artifact_root"]))
+    os.environ["MLFLOW_TRACKING_URI"] = cfg.tracking_uri
+    os.environ["MLFLOW_REGISTRY_URI"] = cfg.tracking_uri
+    return cfg
 
 
-def runs_dir() -> str:
-    return str(airgate_home() / "runs")
+def runs_dir() -> Any:
+    """The run folders (splits, results, evidence, plans, the feature store) as a storage location (an
+    ObjectStoragePath): ``runs`` under ``AIRGATE_STORAGE_URL``, so that every task, on any host, finds them."""
+    from airgate import storage
+
+    return storage.runs()
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ A scoring run has three steps, each safe to retry:
 
 1. ``plan`` resolves the champion once (MLflow alias, checked against the promotion ledger: a version the ledger
    does not show as the approved champion is refused), records it in ``scoring_runs``, and writes a ``plan.json``
-   under ``runs/scoring/<run>/`` naming the shards to score: the clean version's materialized point-in-time
+   under ``runs/scoring/<run>/`` in storage (``AIRGATE_STORAGE_URL``, so a scorer on any host reads it) naming
+   the shards to score: the clean version's materialized point-in-time
    features (``feature_store``: computed by ``features.build_features``, the function training uses, once per
    version, split by student), computed here only if the clean DAG has not done it yet.
 2. ``score_shard`` (one mapped task, or one pod, per shard) streams its shard in chunks of ``chunk_rows``:
@@ -25,7 +26,6 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ import pandas as pd
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from airgate import audit, datasets, feature_store, governance, predictors, registry
+from airgate import audit, datasets, feature_store, governance, predictors, registry, storage
 from airgate.features import load_history
 from airgate.spec import ModelSpec
 from airgate.warehouse import bulk_insert_tuples, predictions, scoring_runs, utcnow
@@ -49,6 +49,10 @@ class NotApproved(RuntimeError):
     """The model version asked to score is not the ledger's approved champion."""
 
 
+class NoChampion(NotApproved):
+    """Nothing has been approved yet: a first deployment's nights are skipped and recorded, not failed."""
+
+
 class PublishRefused(RuntimeError):
     """The run cannot become the partition's predictions (rows missing, or the champion changed meanwhile)."""
 
@@ -59,7 +63,7 @@ class ScoreConfig:
     mlflow: registry.MlflowConfig
     partition_key: str
     scoring_run_id: str
-    runs_dir: str = ""  # "" = $AIRGATE_HOME/runs
+    runs_dir: storage.Location = ""  # "" = runtime.runs_dir(): runs/ under AIRGATE_STORAGE_URL
     feature_version_id: str | None = None
     model_version: str | None = None  # None: whatever the champion alias names now
     actor: str = "airflow"
@@ -67,12 +71,12 @@ class ScoreConfig:
     partitions: int | None = None  # None: spec.scoring.partitions
 
     @property
-    def runs(self) -> str:
-        if self.runs_dir:
-            return self.runs_dir
-        from airgate.runtime import runs_dir
+    def runs(self) -> storage.StoragePath:
+        if isinstance(self.runs_dir, str) and not self.runs_dir:
+            from airgate.runtime import runs_dir
 
-        return runs_dir()
+            return storage.location(runs_dir())
+        return storage.location(self.runs_dir)
 
 
 @dataclass(frozen=True)
@@ -135,11 +139,11 @@ class ScoreResult:
         return asdict(self)
 
 
-def run_dir(runs_dir: str | Path, scoring_run_id: str) -> Path:
-    return Path(runs_dir) / "scoring" / scoring_run_id
+def run_dir(runs_dir: storage.Location, scoring_run_id: str) -> storage.StoragePath:
+    return storage.location(runs_dir) / "scoring" / scoring_run_id
 
 
-def plan_path(runs_dir: str | Path, scoring_run_id: str) -> Path:
+def plan_path(runs_dir: storage.Location, scoring_run_id: str) -> storage.StoragePath:
     return run_dir(runs_dir, scoring_run_id) / "plan.json"
 
 
@@ -148,7 +152,7 @@ def resolve_champion(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig
     """(version, approval_id) to score with; raises NotApproved with the reason otherwise."""
     version = requested_version or registry.alias_version(cfg, spec.name)
     if version is None:
-        raise NotApproved(f"model '{spec.name}' has no champion: approve a version in the Governance view first")
+        raise NoChampion(f"model '{spec.name}' has no champion yet: approve a version in the Governance view first")
     approval_id = governance.approved_version(engine, spec.name, version)
     if approval_id is None:
         champ = governance.current_champion(engine, spec.name)
@@ -201,23 +205,20 @@ def plan(engine: Engine, cfg: ScoreConfig) -> ScorePlan:
     fs = feature_store.materialize(engine, spec, target.version_id, cfg.runs, n, actor=cfg.actor)
     t_features = time.perf_counter() - t0
     out = run_dir(cfg.runs, cfg.scoring_run_id)
-    out.mkdir(parents=True, exist_ok=True)
     history = load_history(engine, spec.name) if kind == "dkt" else None
     shards: list[Shard] = []
     for fsh in fs.shards:
         hist_path = None
         if history is not None:  # the sequence model reads each student's whole history, not the feature columns
-            students = set(pd.read_parquet(fsh.path, columns=["student_id"])["student_id"])
+            students = set(feature_store.read_parquet(fsh.path, columns=["student_id"])["student_id"])
             hist_path = out / f"shard-{fsh.index:03d}.history.parquet"
             feature_store.write_parquet(history.loc[history["student_id"].isin(students), HISTORY_COLUMNS],
                                         hist_path, spec.scoring.chunk_rows)
-        shards.append(Shard(fsh.index, fsh.path, fsh.rows, str(hist_path) if hist_path else None))
+        shards.append(Shard(fsh.index, fsh.path, fsh.rows, storage.as_string(hist_path) if hist_path else None))
     result = ScorePlan(cfg.scoring_run_id, spec.name, cfg.partition_key, version, approval_id, kind,
                        target.version_id, spec.scoring.chunk_rows, shards,
                        {"features": round(t_features, 3), "shards": round(time.perf_counter() - t0 - t_features, 3)})
-    tmp = plan_path(cfg.runs, cfg.scoring_run_id).with_suffix(".tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
-    tmp.replace(plan_path(cfg.runs, cfg.scoring_run_id))
+    storage.write_text_atomic(plan_path(cfg.runs, cfg.scoring_run_id), json.dumps(result.to_dict(), indent=1))
     with engine.begin() as conn:
         conn.execute(update(scoring_runs).where(scoring_runs.c.run_id == cfg.scoring_run_id)
                      .values(rows_expected=result.rows))
@@ -226,14 +227,13 @@ def plan(engine: Engine, cfg: ScoreConfig) -> ScorePlan:
     return result
 
 
-def load_plan(runs_dir: str | Path, scoring_run_id: str) -> ScorePlan:
-    path = plan_path(runs_dir, scoring_run_id)
-    if not path.is_file():
-        raise FileNotFoundError(f"scoring run {scoring_run_id} has no plan at {path}: run its plan step first")
-    return ScorePlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+def load_plan(runs_dir: storage.Location, scoring_run_id: str) -> ScorePlan:
+    text = storage.read_text(plan_path(runs_dir, scoring_run_id),
+                             what=f"the plan of scoring run {scoring_run_id}: run its plan step first")
+    return ScorePlan.from_dict(json.loads(text))
 
 
-def score_shard(engine: Engine, mlflow: registry.MlflowConfig, runs_dir: str | Path, scoring_run_id: str,
+def score_shard(engine: Engine, mlflow: registry.MlflowConfig, runs_dir: storage.Location, scoring_run_id: str,
                 shard: int, predictor: predictors.Predictor | None = None) -> ShardResult:
     """Score one shard in chunks into ``predictions`` under the run. Idempotent: a retry replaces its own rows."""
     import pyarrow.parquet as pq
@@ -249,21 +249,24 @@ def score_shard(engine: Engine, mlflow: registry.MlflowConfig, runs_dir: str | P
         conn.execute(delete(predictions).where(predictions.c.scoring_run_id == scoring_run_id,
                                                predictions.c.shard == shard))
     model = predictor or predictors.load_version(mlflow, p.model, p.model_version)
-    history = pd.read_parquet(sh.history_path) if sh.history_path else pd.DataFrame(columns=HISTORY_COLUMNS)
+    history = feature_store.read_parquet(sh.history_path) if sh.history_path else \
+        pd.DataFrame(columns=HISTORY_COLUMNS)
     const = (p.model, p.partition_key)
     lineage = (p.model_version, p.approval_id, scoring_run_id, p.feature_data_version, shard)
     written = peak = 0
     # One thread decoding: Arrow's per-thread buffers otherwise keep raising the worker's resident memory for the
-    # first dozens of chunks (measured: no slower, since a chunk is one row group).
-    for batch in pq.ParquetFile(sh.path).iter_batches(batch_size=p.chunk_rows, use_threads=False):
-        chunk = batch.to_pandas(use_threads=False)
-        scores = np.asarray(model.predict(history, chunk), dtype="float64").tolist()
-        tuples = [(*const, e, s, i, v, *lineage) for e, s, i, v in
-                  zip(chunk["event_id"].tolist(), chunk["student_id"].tolist(), chunk["item_id"].tolist(), scores,
-                      strict=True)]
-        with engine.begin() as conn:  # one short transaction per chunk: locks and memory stay small
-            written += bulk_insert_tuples(conn, predictions, PRED_COLUMNS, tuples)
-        peak = max(peak, len(chunk))
+    # first dozens of chunks (measured: no slower, since a chunk is one row group). The shard is read from
+    # storage a row group at a time (the reader seeks), never downloaded whole.
+    with storage.open_read(sh.path, what=f"feature shard {shard} of scoring run {scoring_run_id}") as fh:
+        for batch in pq.ParquetFile(fh).iter_batches(batch_size=p.chunk_rows, use_threads=False):
+            chunk = batch.to_pandas(use_threads=False)
+            scores = np.asarray(model.predict(history, chunk), dtype="float64").tolist()
+            tuples = [(*const, e, s, i, v, *lineage) for e, s, i, v in
+                      zip(chunk["event_id"].tolist(), chunk["student_id"].tolist(), chunk["item_id"].tolist(),
+                          scores, strict=True)]
+            with engine.begin() as conn:  # one short transaction per chunk: locks and memory stay small
+                written += bulk_insert_tuples(conn, predictions, PRED_COLUMNS, tuples)
+            peak = max(peak, len(chunk))
     log.info("scored shard %d of %s: %d rows", shard, scoring_run_id, written)
     return ShardResult(scoring_run_id, shard, written, time.perf_counter() - t0, peak)
 
@@ -335,6 +338,13 @@ def score_shard_from_env(model: str, scoring_run_id: str, shard: int) -> dict[st
     from airgate.runtime import mlflow_config, runs_dir, warehouse_engine
 
     return score_shard(warehouse_engine(), mlflow_config(), runs_dir(), scoring_run_id, shard).to_dict()
+
+
+def skip_night(engine: Engine, spec: ModelSpec, scoring_run_id: str, reason: str, actor: str = "airflow",
+               airflow_run_id: str | None = None) -> None:
+    """Audit a night with nothing to score with (no champion yet): recorded as skipped, nobody alerted."""
+    audit.record(engine, actor=actor, event_type="scoring_skipped", model=spec.name,
+                 entity={"scoring_run_id": scoring_run_id}, details={"reason": reason, "airflow_run_id": airflow_run_id})
 
 
 def refuse(engine: Engine, spec: ModelSpec, scoring_run_id: str, reason: str, actor: str = "airflow") -> None:

@@ -18,12 +18,16 @@ be measured against the Bayes limit: no model can beat the AUC of the true proba
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from airgate import storage
 
 COLUMNS = ["event_id", "student_id", "item_id", "skill_id", "ts", "response_time_ms", "answer", "correct"]
 OPTIONS = np.array(list("ABCD"))
@@ -116,36 +120,37 @@ class Simulator:
         truth_df = pd.DataFrame(truth, columns=["event_id", "true_p", "true_correct", "cohort", "grade", "rapid_guess"])
         return Batch(batch_no, events, truth_df)
 
-    def write_batch(self, batch_no: int, landing_dir: Path | str, oracle_dir: Path | str,
-                    roster_path: Path | str | None = None) -> Path:
-        """Write batch ``n`` as the app would: atomically (temp name, then rename) into the landing zone, and
-        register its students in the roster when one is given."""
+    def write_batch(self, batch_no: int, landing_dir: storage.Location, oracle_dir: Path | str,
+                    roster_path: storage.Location | None = None) -> Any:
+        """Write batch ``n`` as the app would: atomically (``storage.write_bytes_atomic``) into the landing zone,
+        and register its students in the roster when one is given. The oracle is the simulator's own, local."""
         b = self.batch(batch_no)
         if roster_path is not None:
             update_roster(b, roster_path)
-        landing, oracle = Path(landing_dir), Path(oracle_dir)
-        landing.mkdir(parents=True, exist_ok=True)
+        oracle = Path(oracle_dir)
         oracle.mkdir(parents=True, exist_ok=True)
-        target = landing / f"interactions_{batch_no:04d}.csv"
-        tmp = landing / f".{target.name}.tmp"
-        b.events.to_csv(tmp, index=False)
-        tmp.replace(target)
+        target = _dest(landing_dir) / f"interactions_{batch_no:04d}.csv"
+        storage.write_bytes_atomic(target, b.events.to_csv(index=False).encode())
         b.truth.to_csv(oracle / f"truth_{batch_no:04d}.csv", index=False)
         return target
 
 
-def write_late_grades(batch: Batch, folder: Path | str, fraction: float = 1.0, seed: int = 0) -> Path:
+def _dest(path: storage.Location) -> Any:
+    """Where to publish: a plain path stays a local ``Path`` (what tests and benchmarks hand in and read back), a
+    URI or a storage location is written through storage (the demo passes the spec's paths, resolved)."""
+    if isinstance(path, str | os.PathLike) and "://" not in os.fspath(path):
+        return Path(path).absolute()
+    return storage.location(path)
+
+
+def write_late_grades(batch: Batch, folder: storage.Location, fraction: float = 1.0, seed: int = 0) -> Any:
     """The late grader: true grades for (a seeded ``fraction`` of) the batch's rows that awaited grading."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     pending = batch.events.loc[batch.events["correct"].isna(), ["event_id"]]
     if fraction < 1.0:
         pending = pending.sample(frac=fraction, random_state=np.random.default_rng([seed, batch.number]).integers(2**31))
     grades = pending.merge(batch.truth[["event_id", "true_correct"]], on="event_id")
-    target = folder / f"late_{batch.number:04d}.csv"
-    tmp = folder / f".{target.name}.tmp"
-    grades.rename(columns={"true_correct": "label"}).to_csv(tmp, index=False)
-    tmp.replace(target)
+    target = _dest(folder) / f"late_{batch.number:04d}.csv"
+    storage.write_bytes_atomic(target, grades.rename(columns={"true_correct": "label"}).to_csv(index=False).encode())
     return target
 
 
@@ -155,30 +160,29 @@ def answer_reviews(truth: pd.DataFrame, event_ids: list[str], reviewer: str = "s
     return pd.DataFrame({"event_id": event_ids, "label": t.astype(int).to_numpy(), "reviewer": reviewer})
 
 
-def write_catalog(sim: Simulator, path: Path | str) -> Path:
+def write_catalog(sim: Simulator, path: storage.Location) -> Any:
     """The app's item catalog (item_id, skill_id): what cleaning checks items and skills against."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"item_id": [f"i{i:03d}" for i in range(sim.config.n_items)],
-                  "skill_id": [f"k{k}" for k in sim.item_skill]}).to_csv(path, index=False)
-    return path
+    target = _dest(path)
+    storage.write_bytes_atomic(target, pd.DataFrame({"item_id": [f"i{i:03d}" for i in range(sim.config.n_items)],
+                                                     "skill_id": [f"k{k}" for k in sim.item_skill]})
+                               .to_csv(index=False).encode())
+    return target
 
 
-def update_roster(batch: Batch, path: Path | str) -> Path:
+def update_roster(batch: Batch, path: storage.Location) -> Any:
     """The app's student roster (student_id, grade_level, cohort), extended with the batch's students.
 
     Slice metrics (the bias gate) join it at evaluation; it is rewritten atomically, so a reader never sees half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    target = _dest(path)
     new = (batch.events[["event_id", "student_id"]].merge(batch.truth[["event_id", "grade", "cohort"]], on="event_id")
            .drop_duplicates("student_id").rename(columns={"grade": "grade_level"})
            [["student_id", "grade_level", "cohort"]])
-    if path.exists():
-        new = pd.concat([pd.read_csv(path, dtype={"student_id": str}), new]).drop_duplicates("student_id", keep="last")
-    tmp = path.with_name(f".{path.name}.tmp")
-    new.sort_values("student_id").to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+    if storage.exists(target):
+        with storage.open_read(target, what="the roster") as fh:
+            old = pd.read_csv(fh, dtype={"student_id": str})
+        new = pd.concat([old, new]).drop_duplicates("student_id", keep="last")
+    storage.write_bytes_atomic(target, new.sort_values("student_id").to_csv(index=False).encode())
+    return target
 
 
 def load_truth(oracle_dir: Path | str) -> pd.DataFrame:

@@ -42,8 +42,9 @@ class _Strict(BaseModel):
 class Source(_Strict):
     """Where new interactions come from.
 
-    ``landing_files``: a local folder (relative paths are under $AIRGATE_HOME) or an object-storage URI such as
-    s3://bucket/landing/ (read through Airflow's ObjectStoragePath). ``sql``: a table behind any Airflow
+    ``landing_files``: a folder in airgate's storage (relative paths are under ``AIRGATE_STORAGE_URL``, by default
+    ``$AIRGATE_HOME``), or any object-storage URI such as s3://bucket/landing/ (read through Airflow's
+    ObjectStoragePath). ``sql``: a table behind any Airflow
     connection, read incrementally by a watermark column once at least ``min_new_rows`` new rows exist.
     """
 

@@ -9,18 +9,20 @@
 
 Everything is seeded and deterministic. Each step is idempotent per training run id: a retry returns the finished
 result (or resumes the Optuna study) instead of training twice.
+
+The run's files (``runs/<training run>/``: the split, each candidate's result, the Pareto front and plot, the test
+predictions) are in storage (``airgate.storage``, ``AIRGATE_STORAGE_URL``): the tasks that write and read them may
+run on different hosts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from airgate import audit, datasets, predictors, registry, tuning
+from airgate import audit, datasets, feature_store, predictors, registry, storage, tuning
 from airgate.features import FEATURES, build_features, load_history
 from airgate.spec import Candidate, ModelSpec
 from airgate.warehouse import labels, model_candidates, test_set_reads, utcnow
@@ -45,7 +47,7 @@ class TrainConfig:
     training_run_id: str
     trained_by: str
     mlflow: registry.MlflowConfig
-    runs_dir: str
+    runs_dir: storage.Location  # runtime.runs_dir() in the DAG: runs/ under AIRGATE_STORAGE_URL
     code_version: str = "unknown"
 
 
@@ -133,43 +135,45 @@ class TestSetAlreadyRead(RuntimeError):
     """The test split of this training run was already read for another model: a second look is refused."""
 
 
-def run_dir(cfg: TrainConfig) -> Path:
-    return Path(cfg.runs_dir) / cfg.training_run_id
+def run_dir(cfg: TrainConfig) -> storage.StoragePath:
+    return storage.location(cfg.runs_dir) / cfg.training_run_id
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _manifest(split: storage.StoragePath) -> dict[str, Any]:
+    return dict(json.loads(storage.read_text(split / "manifest.json", what="a training split's manifest")))
 
 
 def prepare(engine: Engine, cfg: TrainConfig) -> dict[str, Any]:
-    """Split the labeled version once per training run; later calls (retries, other workers) get the same split."""
+    """Split the labeled version once per training run; later calls (retries, other workers) get the same split.
+
+    An object store has no atomic folder rename, so the manifest is the commit: each file is written whole, the
+    manifest last, and a split is there once its manifest is. A racing worker writes the same bytes (the split is
+    seeded; Parquet of the same frame is the same file) and then finds the manifest; anything else would fail the
+    manifest's SHA-256 check when the test split is read.
+    """
     out = run_dir(cfg) / "split"
     manifest = out / "manifest.json"
-    if manifest.exists():
-        return dict(json.loads(manifest.read_text()))
+    if storage.exists(manifest):
+        return _manifest(out)
     spec = cfg.spec
     df = training_frame(engine, spec, cfg.labeled_version_id)
     parts = time_split(df, spec)
     if min(len(p) for p in parts.values()) < 50 or parts["train"]["label"].nunique() < 2:
         raise ValueError(f"labeled version {cfg.labeled_version_id} has too few rows to train ({len(df)})")
-    tmp = run_dir(cfg) / f".split-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
     hashes = {}
     for name, part in parts.items():
-        path = tmp / f"{name}.parquet"
-        part[SPLIT_COLUMNS].to_parquet(path, index=False)
-        hashes[name] = _sha256(path)
+        buf = io.BytesIO()
+        part[SPLIT_COLUMNS].to_parquet(buf, index=False)
+        storage.write_bytes_atomic(out / f"{name}.parquet", buf.getvalue())
+        hashes[name] = hashlib.sha256(buf.getvalue()).hexdigest()
     body = {"model": spec.name, "training_run_id": cfg.training_run_id, "labeled_version_id": cfg.labeled_version_id,
             "trained_by": cfg.trained_by, "code_version": cfg.code_version, "spec_hash": spec.spec_hash,
             "rows": {k: len(v) for k, v in parts.items()},
             "students": {k: int(v["student_id"].nunique()) for k, v in parts.items()}, "sha256": hashes,
             "split_hash": hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()}
-    (tmp / "manifest.json").write_text(json.dumps(body, indent=2))
-    try:
-        tmp.rename(out)  # atomic: a split is there whole, or not at all
-    except OSError:  # another worker won the race; theirs is the split
-        shutil.rmtree(tmp, ignore_errors=True)
-        return dict(json.loads(manifest.read_text()))
+    if storage.exists(manifest):  # another worker finished first; theirs is the split
+        return _manifest(out)
+    storage.write_text_atomic(manifest, json.dumps(body, indent=2))
     tuning.init_storage(engine.url.render_as_string(hide_password=False))
     audit.record(engine, actor=cfg.trained_by, event_type="train_split", model=spec.name,
                  entity={"training_run_id": cfg.training_run_id, "data_version": cfg.labeled_version_id},
@@ -182,7 +186,7 @@ def load_split(cfg: TrainConfig, part: str) -> pd.DataFrame:
     if part not in ("train", "valid"):
         raise ValueError(f"load_split serves 'train' and 'valid' only, not {part!r}: the test split is read once "
                          "by finalize()")
-    return pd.read_parquet(run_dir(cfg) / "split" / f"{part}.parquet")
+    return feature_store.read_parquet(run_dir(cfg) / "split" / f"{part}.parquet", what=f"the {part} split")
 
 
 def read_test_once(engine: Engine, cfg: TrainConfig, model_uri: str) -> pd.DataFrame:
@@ -191,9 +195,10 @@ def read_test_once(engine: Engine, cfg: TrainConfig, model_uri: str) -> pd.DataF
     A retry of the same evaluation (same model) may read again, since the choice was fixed before the first read;
     any other model is refused, so no one can pick among models by looking at the test set.
     """
-    path = run_dir(cfg) / "split" / "test.parquet"
-    manifest = json.loads((run_dir(cfg) / "split" / "manifest.json").read_text())
-    if _sha256(path) != manifest["sha256"]["test"]:
+    manifest = _manifest(run_dir(cfg) / "split")
+    # Read once, into memory: the bytes checked are the bytes evaluated.
+    data = storage.read_bytes(run_dir(cfg) / "split" / "test.parquet", what="the test split")
+    if hashlib.sha256(data).hexdigest() != manifest["sha256"]["test"]:
         raise TestSetAlreadyRead(f"the test split of {cfg.training_run_id} changed on disk since it was written")
     reader = f"{cfg.trained_by}:{model_uri}"[:128]
     try:
@@ -209,7 +214,7 @@ def read_test_once(engine: Engine, cfg: TrainConfig, model_uri: str) -> pd.DataF
             raise TestSetAlreadyRead(
                 f"the test split of {cfg.training_run_id} was already read to evaluate {first}; "
                 f"refusing a second read for {reader}. Start a new training run instead.") from None
-    return pd.read_parquet(path)
+    return pd.read_parquet(io.BytesIO(data))
 
 
 def test_reads(engine: Engine, training_run_id: str) -> list[dict[str, Any]]:
@@ -271,8 +276,15 @@ class Fitter:
         return m
 
 
-def result_path(cfg: TrainConfig, name: str) -> Path:
-    return run_dir(cfg) / "candidates" / f"{name}.json"
+def result_path(cfg: TrainConfig, name: str) -> str:
+    """Where a candidate's full result (every trial) is, spelled as ``storage.as_string`` (a plain path on a
+    local root, a URI otherwise); ``load_result`` reads it."""
+    return storage.as_string(run_dir(cfg) / "candidates" / f"{name}.json")
+
+
+def load_result(cfg: TrainConfig, name: str) -> dict[str, Any]:
+    """A finished candidate's result, as ``train_candidate`` wrote it (for the task that selects and tests)."""
+    return dict(json.loads(storage.read_text(result_path(cfg, name), what=f"the result of candidate {name}")))
 
 
 def train_candidate(engine: Engine, cfg: TrainConfig, name: str) -> dict[str, Any]:
@@ -280,8 +292,8 @@ def train_candidate(engine: Engine, cfg: TrainConfig, name: str) -> dict[str, An
     import mlflow
 
     done = result_path(cfg, name)
-    if done.exists():
-        return dict(json.loads(done.read_text()))
+    if storage.exists(done):
+        return load_result(cfg, name)
     spec = cfg.spec
     cand = next((c for c in spec.candidates if c.name == name), None)
     if cand is None:
@@ -314,8 +326,8 @@ def train_candidate(engine: Engine, cfg: TrainConfig, name: str) -> dict[str, An
                 mlflow.log_params({**params, **last["info"]})
                 mlflow.log_metrics({f"valid_{k}": v for k, v in m.items()})
 
-        storage = engine.url.render_as_string(hide_password=False)
-        points = tuning.run_study(spec, cand, storage, f"{cfg.training_run_id}:{name}", evaluate, on_trial=on_trial)
+        study_db = engine.url.render_as_string(hide_password=False)
+        points = tuning.run_study(spec, cand, study_db, f"{cfg.training_run_id}:{name}", evaluate, on_trial=on_trial)
         # With no feasible trial the candidate still reports its best point, marked infeasible: finalize skips it.
         best = tuning.select(points, spec, among=None if any(p.feasible for p in points) else "all")
         # Reproducibility: fit the chosen configuration again from scratch and compare with its trial.
@@ -341,10 +353,7 @@ def train_candidate(engine: Engine, cfg: TrainConfig, name: str) -> dict[str, An
                          "mlflow_run_id": result["mlflow_run_id"]},
                  details={"n_trials": len(points), "front": sum(p.on_front for p in points),
                           "chosen_trial": best.trial, "valid_auc": final["auc"], "feasible": best.feasible})
-    done.parent.mkdir(parents=True, exist_ok=True)
-    tmp = done.with_suffix(f".{uuid.uuid4().hex[:6]}.tmp")
-    tmp.write_text(json.dumps(result, default=float))
-    tmp.replace(done)
+    storage.write_text_atomic(done, json.dumps(result, default=float))
     log.info("candidate %s of %s: valid auc %.4f after %d trials (%.1fs)", name, cfg.training_run_id, final["auc"],
              len(points), seconds)
     return result
@@ -377,7 +386,7 @@ def train_candidate_from_env(model: str, training_run_id: str, candidate: str) -
     from airgate.spec import find_spec
 
     spec = find_spec(model)
-    manifest = json.loads((Path(runs_dir()) / training_run_id / "split" / "manifest.json").read_text())
+    manifest = _manifest(storage.location(runs_dir()) / training_run_id / "split")
     cfg = TrainConfig(spec, manifest["labeled_version_id"], training_run_id, manifest["trained_by"], mlflow_config(),
                       runs_dir(), manifest.get("code_version") or code_version())
     return train_candidate(warehouse_engine(), cfg, candidate)
@@ -443,11 +452,12 @@ def finalize(engine: Engine, cfg: TrainConfig, results: list[dict[str, Any]]) ->
               "chosen": {"candidate": chosen["candidate"], "trial": chosen["chosen_trial"],
                          "params": chosen["params"], "valid": chosen["valid"]},
               "points": [dict(p.to_dict(), on_front=(p.candidate, p.trial) in overall) for p in points]}
-    (out / "pareto.json").write_text(json.dumps(pareto, indent=1, default=float))
+    pareto_path = storage.write_text_atomic(out / "pareto.json", json.dumps(pareto, indent=1, default=float))
     star = next((p for p in points if (p.candidate, p.trial) == (chosen["candidate"], chosen["chosen_trial"])),
                 None)  # the trial as it was measured, so the star sits on its own point
-    plot = tuning.plot_front(points, spec, star, str(out / "pareto.png"))
-    pareto["path"], pareto["plot"] = str(out / "pareto.json"), plot
+    plot = tuning.plot_front(points, spec, star, out / "pareto.png")
+    pareto_file = storage.as_string(pareto_path)
+    pareto["path"], pareto["plot"] = pareto_file, plot
 
     # The one read of the test split.
     test = read_test_once(engine, cfg, chosen["model_uri"])
@@ -466,7 +476,7 @@ def finalize(engine: Engine, cfg: TrainConfig, results: list[dict[str, Any]]) ->
         m["train_seconds"] = r["train_seconds"]
         m["n_trials"] = r["n_trials"]
         if r["candidate"] in (chosen["candidate"], baseline):
-            pred = predictors.load(r["kind"], r["model_uri"])
+            pred = predictors.load(cfg.mlflow, r["kind"], r["model_uri"])
             p = pred.predict(history, test)
             test_pred[f"p_{r['candidate']}"] = p
             m.update({f"test_{k}": v for k, v in metrics(y, p).items()})
@@ -481,20 +491,17 @@ def finalize(engine: Engine, cfg: TrainConfig, results: list[dict[str, Any]]) ->
         test_pred["p_champion"] = p
         champion = {"version": champ.version, "kind": champ_pred.kind, **{f"test_{k}": v for k, v in
                                                                           metrics(y, p).items()}}
-    pred_path = out / "test_predictions.csv"
-    test_pred.to_csv(pred_path, index=False)
+    pred_path = storage.as_string(storage.write_text_atomic(out / "test_predictions.csv",
+                                                            test_pred.to_csv(index=False)))
     registry.client(cfg.mlflow)
     with mlflow.start_run(run_id=chosen["mlflow_run_id"]):
         mlflow.log_metrics({k: v for k, v in candidates[chosen["candidate"]].items() if k.startswith("test_")})
-        mlflow.log_artifact(str(pred_path))
-        mlflow.log_artifact(str(out / "pareto.json"))
-        if plot:
-            mlflow.log_artifact(plot)
+        _log_artifacts([pred_path, pareto_file, *([plot] if plot else [])])
     result = TrainResult(cfg.training_run_id, spec.name, cfg.labeled_version_id, cfg.trained_by, chosen["candidate"],
-                         chosen["mlflow_run_id"], chosen["model_uri"], candidates, str(pred_path), manifest["rows"],
+                         chosen["mlflow_run_id"], chosen["model_uri"], candidates, pred_path, manifest["rows"],
                          pareto)
     body = {"candidates": candidates, "chosen": chosen["candidate"], "kind": chosen["kind"],
-            "model_uri": chosen["model_uri"], "test_predictions": str(pred_path), "rows": manifest["rows"],
+            "model_uri": chosen["model_uri"], "test_predictions": pred_path, "rows": manifest["rows"],
             "code_version": cfg.code_version, "pareto": {k: v for k, v in pareto.items() if k != "points"},
             "champion": champion, "split_hash": manifest["split_hash"], "spec_hash": spec.spec_hash}
     with engine.begin() as conn:
@@ -510,6 +517,16 @@ def finalize(engine: Engine, cfg: TrainConfig, results: list[dict[str, Any]]) ->
     log.info("training run %s chose %s (trial %s): test auc %.4f", cfg.training_run_id, chosen["candidate"],
              chosen["chosen_trial"], candidates[chosen["candidate"]]["test_auc"])
     return result
+
+
+def _log_artifacts(paths: list[str]) -> None:
+    """Log stored files to the active MLflow run: ``log_artifact`` wants local files, so they come down to scratch."""
+    import mlflow
+
+    with storage.scratch("mlflow-") as tmp:
+        for i, path in enumerate(paths):
+            local = storage.download_file(path, tmp / str(i) / storage.location(path).name)
+            mlflow.log_artifact(str(local))
 
 
 def train(engine: Engine, cfg: TrainConfig) -> TrainResult:

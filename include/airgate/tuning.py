@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from airgate import storage
 from airgate.spec import Candidate, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -214,10 +215,15 @@ def hypervolume(points: list[Point], spec: ModelSpec, reference: list[float]) ->
     return float(compute_hypervolume(loss, ref)) if len(loss) else 0.0
 
 
-def plot_front(points: list[Point], spec: ModelSpec, chosen: Point | None, path: str) -> str | None:
-    """The Pareto plot of the first two objectives, every candidate's trials, the front and the chosen point."""
+def plot_front(points: list[Point], spec: ModelSpec, chosen: Point | None,
+               path: storage.Location) -> str | None:
+    """The Pareto plot of the first two objectives, every candidate's trials, the front and the chosen point.
+
+    Written to storage (``path``, any ``storage.location``) whole; returns it as ``storage.as_string``."""
     if len(spec.objectives) < 2 or not points:
         return None
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,6 +257,8 @@ def plot_front(points: list[Point], spec: ModelSpec, chosen: Point | None, path:
     ax.legend(fontsize=7, loc="best")
     ax.set_title(f"{spec.name}: Pareto front ({len(overall)} of {len(points)} trials)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    target = storage.location(path)
+    png = io.BytesIO()
+    fig.savefig(png, format=target.suffix.lstrip(".") or "png")
     plt.close(fig)
-    return path
+    return storage.as_string(storage.write_bytes_atomic(target, png.getvalue()))

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from airgate.governance import Actor
@@ -63,6 +63,17 @@ def _engine() -> Any:
     from airgate.runtime import warehouse_engine
 
     return warehouse_engine()
+
+
+def _stored_file(path: Any, media_type: str | None = None) -> Response:
+    """A report file from storage (``AIRGATE_STORAGE_URL``): the api-server shares no disk with the workers.
+    Reports are small (a page, a plot), so they are read whole; the type is guessed from the name when not given."""
+    import mimetypes
+
+    from airgate import storage
+
+    kind = media_type or mimetypes.guess_type(storage.location(path).name)[0] or "application/octet-stream"
+    return Response(storage.read_bytes(path, what="a report file"), media_type=kind)
 
 
 def _error(exc: Any) -> JSONResponse:
@@ -151,7 +162,7 @@ def create_app() -> FastAPI:
         path = evidence.artifact_paths(req["evidence"], runs_dir()).get(name)
         if path is None:
             raise HTTPException(404, f"{name} is not available for {request_id}")
-        return FileResponse(path, media_type=evidence.ARTIFACT_TYPES[name])
+        return _stored_file(path, evidence.ARTIFACT_TYPES[name])
 
     @app.get("/api/data-docs/{model}/{path:path}", tags=["approvals"])
     def data_docs(model: str, path: str, actor: CurrentActor) -> Any:
@@ -161,7 +172,7 @@ def create_app() -> FastAPI:
         target = evidence.data_docs_file(_engine(), model, path or "index.html")
         if target is None:
             raise HTTPException(404, f"no Data Docs file {path!r} for {model}")
-        return FileResponse(target)
+        return _stored_file(target)
 
     @app.post("/api/approvals/{request_id}/decisions", tags=["approvals"])
     def decide(request_id: str, body: DecisionIn, actor: WritingActor) -> Any:
