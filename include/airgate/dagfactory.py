@@ -211,31 +211,26 @@ def build_label(spec: ModelSpec) -> DAG:
                      f">= {policy.auto_label_min_confidence}) auto labels, each with provenance; queues the "
                      f"{policy.review_budget} most uncertain unlabeled rows for people."))
     def label() -> None:
-        @task
-        def collect_label_files() -> dict[str, Any]:
+        @task(outlets=[a["labeled"]])
+        def build_labeled_version() -> dict[str, Any]:
+            """Late grades and review answers first (label files, each once), then the next labeled version: one
+            task, since the version needs the files and a hop between them costs a task start under a scheduler."""
             from airgate import label as stage
-            from airgate.runtime import resolve_path, warehouse_engine
+            from airgate.runtime import mlflow_config, resolve_path, warehouse_engine
 
             engine = warehouse_engine()
-            out: dict[str, Any] = {}
+            files: dict[str, Any] = {}
             for source, path in (("late", policy.late_labels_path), ("human", policy.reviews_path)):
                 if path:
-                    out[source] = [o.__dict__ for o in stage.ingest_label_files(engine, spec, resolve_path(path),
-                                                                                  source, actor=_actor())]
-            return out
-
-        @task(outlets=[a["labeled"]])
-        def build_labeled_version(files: dict[str, Any]) -> dict[str, Any]:
-            from airgate import label as stage
-            from airgate.runtime import mlflow_config, warehouse_engine
-
-            engine = warehouse_engine()
+                    files[source] = [o.__dict__ for o in stage.ingest_label_files(engine, spec, resolve_path(path),
+                                                                                    source, actor=_actor())]
             predictor = stage.champion_predictor(engine, spec, mlflow_config())
             result = stage.label_pending(engine, spec, actor=_actor(), predictor=predictor)
             if not result.created:
-                raise AirflowSkipException("no new clean data and no new label events")
+                raise AirflowSkipException(f"no new clean data and no new label events (label files: {files})")
             return {"labeled_version_id": result.labeled_version_id, "rows": result.rows,
-                    "by_source": result.by_source, "queued": result.queued, "relabeled": result.relabeled}
+                    "by_source": result.by_source, "queued": result.queued, "relabeled": result.relabeled,
+                    "label_files": files}
 
         @task.short_circuit
         def no_champion_yet(labeled: dict[str, Any]) -> bool:
@@ -254,7 +249,7 @@ def build_label(spec: ModelSpec) -> DAG:
         def request_training() -> None:
             """The retrain Asset event starts the train DAG on the newest labeled version."""
 
-        no_champion_yet(build_labeled_version(collect_label_files())) >> request_training()  # type: ignore[arg-type]
+        no_champion_yet(build_labeled_version()) >> request_training()  # type: ignore[arg-type]
 
     return label()
 
