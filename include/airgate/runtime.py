@@ -1,7 +1,10 @@
-"""Where things live at run time: the warehouse (from the Airflow connection), MLflow, and local folders.
+"""Where things live at run time: the warehouse, MLflow, spec paths in storage, and this host's local folder.
 
-Resolved inside tasks and in the plugin, never at DAG-parse time. The Airflow import is lazy so the stage
-modules stay usable (and testable) without Airflow.
+Deploy-time settings, read by each process itself (a task, a callback, the triggerer, the plugin): nothing is
+carried over from an earlier task in the same process, and nothing is guessed. ``AIRGATE_WAREHOUSE_URL`` and
+``AIRGATE_MLFLOW_URI``/``AIRGATE_MLFLOW_ARTIFACTS`` first, else the Airflow connections ``airgate_warehouse`` and
+``airgate_mlflow``; neither is a ``SettingMissing`` error naming both. Resolved inside tasks and in the plugin,
+never at DAG-parse time; the Airflow import is lazy so the stage modules stay usable (and testable) without it.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ Three things may start the train DAG, all through the ``retrain`` Asset or the c
 * **the clock** (``monitoring.retrain_schedule``): the train DAG itself skips data it already trained on.
 
 Once a champion exists, new labels alone do not retrain: monitoring decides. That keeps a drift batch from being
-trained on twice (once because it was labeled, once because it drifted), and a repeated alarm on data the new
-champion already learned from from starting a run that can only skip.
+trained on twice (once because it was labeled, once because it drifted), and it keeps a repeated alarm, on data
+the new champion already learned, from starting a run that can only skip.
 """
 
 from __future__ import annotations
