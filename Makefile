@@ -61,10 +61,11 @@ demo: init
 	@$(BIN)/python scripts/demo.py || (echo "--- last lines of $(AIRGATE_HOME)/demo.log"; tail -40 $(AIRGATE_HOME)/demo.log; exit 1)
 
 # Two pytest workers (pytest-xdist): most tests wait on subprocesses and databases, so two keep both cores busy.
-# The tests that start a whole Airflow (tests/test_scheduler.py) share one worker, one at a time.
+# --dist loadfile keeps each file on one worker: the two tests that start a whole Airflow (tests/test_scheduler.py,
+# collected first) run one after the other while the other worker takes the rest.
 PYTEST_WORKERS ?= 2
 test: venv chromium
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # EXECUTOR=local (default): `airflow standalone`, SQLite, local folders. EXECUTOR=celery: the scale-out shape on this
 # machine: scheduler, dag-processor, triggerer, api-server and a Celery worker as processes, Redis as broker,

@@ -31,8 +31,8 @@ from airgate.warehouse import make_engine, predictions
 
 from .conftest import PG_ADMIN_URL
 
-# One whole Airflow at a time: under pytest-xdist both tests go to the same worker.
-pytestmark = [pytest.mark.scheduler, pytest.mark.timeout(2400), pytest.mark.xdist_group("airflow_stack")]
+# One whole Airflow at a time: make test distributes by file (pytest-xdist --dist loadfile).
+pytestmark = [pytest.mark.scheduler, pytest.mark.timeout(2400)]
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "knowledge_tracing"
 STAGES = ("collect", "clean", "label", "train", "score", "monitor")

@@ -376,9 +376,14 @@ def _serve(argv: Sequence[str] | None = None) -> int:
                       workers=[{} for _ in range(args.workers)], port=args.port)
     stack = Stack(cfg)
     stack.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(home / "passwords.json")
-    stack.start()
-    print(f"airgate on {args.executor}: {stack.base} (logs in {stack.logs}); Ctrl-C stops it", flush=True)
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # the components run in their own sessions: stop them, do not orphan them
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
+        stack.start()
+        print(f"airgate on {args.executor}: {stack.base} (logs in {stack.logs}); Ctrl-C stops it", flush=True)
         while True:
             stack.check_alive()
             time.sleep(2)
