@@ -6,9 +6,6 @@ group (so SIGINT reaches uvicorn's workers), the log kept in a file, and a start
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,11 +15,9 @@ from typing import IO
 import httpx
 import pytest
 
+from airgate.devstack import free_port, stop_process_groups
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["ApiServer", "free_port"]
 
 
 class ApiServer:
@@ -53,11 +48,5 @@ class ApiServer:
 
     def stop(self) -> None:
         """SIGINT to the whole group (SIGTERM can leave uvicorn's children running), then SIGKILL if it hangs."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
+        stop_process_groups([self.proc])
         self._log.close()

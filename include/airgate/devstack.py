@@ -40,6 +40,24 @@ RESPONSIVE = {
 }
 
 
+def stop_process_groups(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """SIGINT to each process's group (SIGTERM can leave uvicorn's and the executors' children running), then
+    SIGKILL for any that has not exited within ``timeout``. The processes must have been started in their own
+    session (``start_new_session=True``)."""
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout)
+
+
 class StackError(RuntimeError):
     """A component did not start, or a wait ran out; the message carries the logs' tails."""
 
@@ -194,19 +212,9 @@ class Stack:
         raise StackError(f"timed out after {timeout:.0f}s waiting for {what}\n{self.tails()}")
 
     def stop(self) -> None:
-        """SIGINT to each component's process group (SIGTERM can leave children), then SIGKILL if one hangs."""
-        for c in reversed(self.components):
-            if c.proc.poll() is None:
-                try:
-                    os.killpg(c.proc.pid, signal.SIGINT)
-                except ProcessLookupError:
-                    pass
-        for c in reversed(self.components):
-            try:
-                c.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(c.proc.pid, signal.SIGKILL)
-                c.proc.wait(timeout=30)
+        """Every component's process group interrupted at once, then each waited for (see stop_process_groups)."""
+        stop_process_groups([c.proc for c in reversed(self.components)])
+        for c in self.components:
             c.log.close()
 
     # ------------------------------------------------------------------------------------------ the REST API
