@@ -1,7 +1,7 @@
 """Command line entry points: deploy steps (``migrate``) and work that runs outside the Airflow worker, in a pod.
 
-``migrate`` brings the warehouse to this release's schema; it runs once per deploy (``make init``, the image's
-entrypoint, a Helm pre-upgrade job) and is safe to start from several places at once (it takes a lock).
+``migrate`` brings the warehouse to this release's schema and creates MLflow's tables; it runs once per deploy
+(``make init``, an init container of the Helm chart's migration job, docs/kubernetes.md) and is safe to start from several places at once (it takes a lock).
 
 A pod started by KubernetesPodOperator runs ``python -m airgate.cli <command> ...``. It gets ids on the command
 line and everything else (warehouse and MLflow connections, the prepared split) from its environment, so the

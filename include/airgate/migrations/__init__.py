@@ -1,7 +1,7 @@
 """Alembic migrations for the warehouse: run once at deploy time, checked by every process that connects.
 
 ``upgrade(engine)`` brings a database to head in place and is what ``python -m airgate.cli migrate`` (``make
-init``, the image's entrypoint, a Helm pre-upgrade job) runs. Several deploy steps may start it at once, so it is
+init``, an init container of the Helm chart's migration job) runs. Several deploy steps may start it at once, so it is
 serialised: a session advisory lock on PostgreSQL, a file lock beside the database file on SQLite. Tasks and the
 plugin never migrate: ``check_current`` tells them, cheaply, whether the schema is the one this code was written
 for, and names the command that fixes it when it is not.
