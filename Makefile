@@ -86,7 +86,7 @@ up: venv
 ifeq ($(EXECUTOR),celery)
 	@mkdir -p $(AIRFLOW_HOME) $(AIRGATE_HOME)
 	@$(BIN)/python scripts/users.py --print
-	$(BIN)/python -m airgate.devstack --executor CeleryExecutor --port 8080
+	$(BIN)/python -m airgate.dev.devstack --executor CeleryExecutor --port 8080
 else
 	@$(MAKE) --no-print-directory init
 	@$(BIN)/python scripts/users.py --print

@@ -1,6 +1,6 @@
 """Airflow's overhead: landing -> champion scoring under a running scheduler, against the critical path of task time.
 
-A LocalExecutor deployment on SQLite (``airgate.devstack``: scheduler, dag-processor, triggerer and api-server as
+A LocalExecutor deployment on SQLite (``airgate.dev.devstack``: scheduler, dag-processor, triggerer and api-server as
 processes) runs the shipped spec's DAGs by themselves; the benchmark lands two simulator batches once the sensor
 is deferred, approves the first candidate as soon as its request opens (the approver's think time is not Airflow's
 overhead and is left out), and starts the night's score run. It reports:
@@ -38,8 +38,8 @@ def _ts(value: str) -> float:
 
 
 def overhead(poke_interval_s: float | None = None, timeout_s: float = 1800) -> dict[str, Any]:
-    from airgate.devstack import AirflowApi, Stack, StackConfig
-    from airgate.simulator import SimConfig, Simulator, write_catalog
+    from airgate.dev.devstack import AirflowApi, Stack, StackConfig
+    from airgate.dev.simulator import SimConfig, Simulator, write_catalog
 
     work = Path(tempfile.mkdtemp(prefix="airgate-overhead-"))
     home = work / "airgate"

@@ -39,9 +39,11 @@ def _evidence(i: int) -> dict[str, Any]:
 
 
 def seed(url: str, events: int, requests: int) -> dict[str, Any]:
-    from airgate import audit, gates, governance, migrations
-    from airgate.spec import find_spec
-    from airgate.warehouse import make_engine
+    from airgate.core import audit, migrations
+    from airgate.core.spec import find_spec
+    from airgate.core.warehouse import make_engine
+    from airgate.governance import promotion
+    from airgate.model import gates
 
     engine = make_engine(url)
     migrations.upgrade(engine)
@@ -49,7 +51,7 @@ def seed(url: str, events: int, requests: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     for i in range(requests):
         ev = _evidence(i)
-        governance.open_request(engine, spec, str(i + 1), f"tr-{i}", ev, gates.evidence_hash(ev), "trainer")
+        promotion.open_request(engine, spec, str(i + 1), f"tr-{i}", ev, gates.evidence_hash(ev), "trainer")
     written = audit.count(engine)
     batch = 500
     while written < events:

@@ -10,10 +10,11 @@ from typing import Any
 
 def ingest_and_validate(url: str, work: Path, batches: int, students: int) -> dict[str, Any]:
     """Rows/s of exactly-once ingest, and GX validation time as a ratio to ingest time for the same batches."""
-    from airgate import clean, collect, data_checks, migrations
-    from airgate.simulator import SimConfig, Simulator, write_catalog
-    from airgate.spec import find_spec
-    from airgate.warehouse import make_engine
+    from airgate.core import migrations
+    from airgate.core.spec import find_spec
+    from airgate.core.warehouse import make_engine
+    from airgate.data import checks, clean, collect
+    from airgate.dev.simulator import SimConfig, Simulator, write_catalog
 
     os.environ["AIRGATE_HOME"] = str(work)
     spec = find_spec("knowledge_tracing")
@@ -33,7 +34,7 @@ def ingest_and_validate(url: str, work: Path, batches: int, students: int) -> di
     import great_expectations  # noqa: F401  - paid once per worker process, not per batch: keep it out of the ratio
 
     t0 = time.perf_counter()
-    outcomes = data_checks.validate_pending(engine, spec)
+    outcomes = checks.validate_pending(engine, spec)
     validate_s = time.perf_counter() - t0
     engine.dispose()
     rows = result.rows
@@ -49,10 +50,13 @@ def auto_labels(work: Path) -> dict[str, Any]:
     import pandas as pd
     from sqlalchemy import select
 
-    from airgate import clean, collect, gates, governance, label, migrations, registry, train
-    from airgate.simulator import SimConfig, Simulator, load_truth, write_catalog
-    from airgate.spec import find_spec
-    from airgate.warehouse import labels, make_engine
+    from airgate.core import migrations, registry
+    from airgate.core.spec import find_spec
+    from airgate.core.warehouse import labels, make_engine
+    from airgate.data import clean, collect, labeling
+    from airgate.dev.simulator import SimConfig, Simulator, load_truth, write_catalog
+    from airgate.governance import promotion
+    from airgate.model import gates, training
 
     os.environ["AIRGATE_HOME"] = str(work)
     spec = find_spec("knowledge_tracing")
@@ -65,20 +69,20 @@ def auto_labels(work: Path) -> dict[str, Any]:
         sim.write_batch(b, landing, oracle, roster_path=work / "catalog" / "knowledge_tracing_students.csv")
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
-    first = label.label_pending(engine, spec)
+    first = labeling.label_pending(engine, spec)
     cfg = registry.MlflowConfig.under(work / "mlflow-auto")
-    train.train(engine, train.TrainConfig(spec, first.labeled_version_id or "", "tr-auto", "bench", cfg,
+    training.train(engine, training.TrainConfig(spec, first.labeled_version_id or "", "tr-auto", "bench", cfg,
                                           str(work / "runs")))
     gates.validate(engine, spec, cfg, "tr-auto", str(work / "runs"))
     req = gates.register_and_request(engine, spec, cfg, "tr-auto")
-    r = governance.get_request(engine, req["approval_request_id"])
-    governance.decide(engine, spec, r["id"], governance.Actor("bench-approver", frozenset({"admin"})), "approve", "bench",
+    r = promotion.get_request(engine, req["approval_request_id"])
+    promotion.decide(engine, spec, r["id"], promotion.Actor("bench-approver", frozenset({"admin"})), "approve", "bench",
                       r["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))
     sim.write_batch(3, landing, oracle, roster_path=work / "catalog" / "knowledge_tracing_students.csv")
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
-    predictor = label.champion_predictor(engine, spec, cfg)
-    out = label.label_pending(engine, spec, predictor=predictor)
+    predictor = labeling.champion_predictor(engine, spec, cfg)
+    out = labeling.label_pending(engine, spec, predictor=predictor)
     with engine.connect() as conn:
         auto = pd.DataFrame(conn.execute(select(labels.c.event_id, labels.c.label).where(
             labels.c.version_id == out.labeled_version_id, labels.c.source == "auto")).all(),
@@ -87,7 +91,7 @@ def auto_labels(work: Path) -> dict[str, Any]:
     joined = auto.merge(truth[["event_id", "true_correct"]], on="event_id")
     unlabeled_before = out.summary["unlabeled"] + len(auto)
     # The trade-off behind the spec's threshold: share and accuracy of auto-labels at other thresholds.
-    from airgate.features import build_features, load_history
+    from airgate.data.features import build_features, load_history
 
     hist = load_history(engine, spec.name)
     feats = build_features(hist).merge(hist[["event_id", "student_id"]], on="event_id")
@@ -122,8 +126,8 @@ def active_learning(seed_labels: int = 300, step: int = 300, max_labels: int = 9
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from airgate.features import FEATURES, build_features
-    from airgate.simulator import SimConfig, Simulator
+    from airgate.data.features import FEATURES, build_features
+    from airgate.dev.simulator import SimConfig, Simulator
 
     sim = Simulator(SimConfig(students_per_batch=300))
     events = pd.concat([sim.batch(b).events for b in range(4)], ignore_index=True)

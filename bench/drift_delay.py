@@ -1,7 +1,7 @@
 """Drift detection delay in batches, with library calls only (no Airflow): what the score DAG's monitor_drift does.
 
 For each seed, a champion is trained and approved on two batches of cohort A. Then nightly batches arrive, each
-collected, cleaned, scored (``score.score``: the newest clean version) and checked (``monitor.check_drift``: its
+collected, cleaned, scored (``scoring.score``: the newest clean version) and checked (``monitoring.check_drift``: its
 features and scores against the champion's validation split), as after every scoring run:
 
 * batches 2 .. k-1 are still cohort A: every alarm there is a false alarm;
@@ -32,7 +32,7 @@ MODEL = "knowledge_tracing"
 
 def _spec() -> Any:
     """The shipped spec with fewer tuning trials (and DKT epochs)."""
-    from airgate.spec import find_spec
+    from airgate.core.spec import find_spec
 
     shipped = find_spec(MODEL)
     quick = [c.model_copy(update={"n_trials": 2, "params": {**c.params, "epochs": 4}}) if c.kind == "dkt" else c
@@ -43,7 +43,8 @@ def _spec() -> Any:
 
 def _night(engine: Any, spec: Any, cfg: Any, sim: Any, batch: int, work: Path, landing: Path) -> dict[str, Any]:
     """Batch ``batch`` lands, is collected and cleaned, scored, and its drift checked."""
-    from airgate import clean, collect, monitor, score
+    from airgate.data import clean, collect
+    from airgate.serving import monitoring, scoring
 
     sim.write_batch(batch, landing, work / "oracle", roster_path=work / "catalog" / f"{MODEL}_students.csv")
     collect.ingest(engine, spec, landing)
@@ -51,8 +52,8 @@ def _night(engine: Any, spec: Any, cfg: Any, sim: Any, batch: int, work: Path, l
     run_id = f"sr-{landing.name}-{batch:03d}"
     runs = str(work / "runs")
     night = f"{sim.config.start + timedelta(days=batch):%Y-%m-%d}"  # the batch's own day
-    score.score(engine, score.ScoreConfig(spec, cfg, night, run_id, runs))
-    v = monitor.check_drift(engine, spec, cfg, run_id, runs)
+    scoring.score(engine, scoring.ScoreConfig(spec, cfg, night, run_id, runs))
+    v = monitoring.check_drift(engine, spec, cfg, run_id, runs)
     return {"batch": batch, "cohort": sim.cohort_of(batch), "status": v.status,
             "drift_share": round(v.value, 3) if v.value is not None else None,
             "drifted": list(v.summary.get("drifted") or [])}
@@ -60,9 +61,12 @@ def _night(engine: Any, spec: Any, cfg: Any, sim: Any, batch: int, work: Path, l
 
 def _seed(seed: int, work: Path, shifts: tuple[float, ...], arrival: int, max_new: int, students: int,
           events: int) -> dict[str, Any]:
-    from airgate import clean, collect, gates, governance, label, migrations, registry, train
-    from airgate.simulator import SimConfig, Simulator, write_catalog
-    from airgate.warehouse import make_engine
+    from airgate.core import migrations, registry
+    from airgate.core.warehouse import make_engine
+    from airgate.data import clean, collect, labeling
+    from airgate.dev.simulator import SimConfig, Simulator, write_catalog
+    from airgate.governance import promotion
+    from airgate.model import gates, training
 
     os.environ["AIRGATE_HOME"] = str(work)
     spec = _spec()
@@ -78,15 +82,15 @@ def _seed(seed: int, work: Path, shifts: tuple[float, ...], arrival: int, max_ne
         sim_a.write_batch(b, landing, work / "oracle", roster_path=work / "catalog" / f"{MODEL}_students.csv")
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
-    labeled = label.label_pending(engine, spec).labeled_version_id or ""
+    labeled = labeling.label_pending(engine, spec).labeled_version_id or ""
     t0 = time.perf_counter()
-    train.train(engine, train.TrainConfig(spec, labeled, f"tr-{seed}", "bench", cfg, str(work / "runs")))
+    training.train(engine, training.TrainConfig(spec, labeled, f"tr-{seed}", "bench", cfg, str(work / "runs")))
     report = gates.validate(engine, spec, cfg, f"tr-{seed}", str(work / "runs"))
     if not report.approvable:
         raise RuntimeError(f"seed {seed}: the cohort-A champion failed its gates: {report.failures}")
     req = gates.register_and_request(engine, spec, cfg, f"tr-{seed}")
-    r = governance.get_request(engine, req["approval_request_id"])
-    governance.decide(engine, spec, r["id"], governance.Actor("bench-approver", frozenset({"admin"})), "approve",
+    r = promotion.get_request(engine, req["approval_request_id"])
+    promotion.decide(engine, spec, r["id"], promotion.Actor("bench-approver", frozenset({"admin"})), "approve",
                       "bench", r["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))
     train_s = time.perf_counter() - t0
 

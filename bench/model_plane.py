@@ -15,10 +15,12 @@ from typing import Any
 
 def _prepared(work: Path, students_per_batch: int, batches: int,
               trials: int) -> tuple[Any, Any, Any, Path, Any]:
-    from airgate import clean, collect, label, migrations, registry, train
-    from airgate.simulator import SimConfig, Simulator, write_catalog
-    from airgate.spec import find_spec
-    from airgate.warehouse import make_engine
+    from airgate.core import migrations, registry
+    from airgate.core.spec import find_spec
+    from airgate.core.warehouse import make_engine
+    from airgate.data import clean, collect, labeling
+    from airgate.dev.simulator import SimConfig, Simulator, write_catalog
+    from airgate.model import training
 
     os.environ["AIRGATE_HOME"] = str(work)
     shipped = find_spec("knowledge_tracing")
@@ -32,8 +34,8 @@ def _prepared(work: Path, students_per_batch: int, batches: int,
         sim.write_batch(b, landing, oracle, roster_path=work / "catalog" / "knowledge_tracing_students.csv")
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
-    labeled = label.label_pending(engine, spec).labeled_version_id or ""
-    cfg = train.TrainConfig(spec, labeled, "tr-mp", "bench", registry.MlflowConfig.under(work / "mlflow-mp"),
+    labeled = labeling.label_pending(engine, spec).labeled_version_id or ""
+    cfg = training.TrainConfig(spec, labeled, "tr-mp", "bench", registry.MlflowConfig.under(work / "mlflow-mp"),
                             str(work / "runs"))
     return engine, spec, cfg, oracle, sim
 
@@ -43,19 +45,19 @@ def model_plane(work: Path, students_per_batch: int = 500, batches: int = 4, tri
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from airgate import train, tuning
-    from airgate.simulator import load_truth
+    from airgate.dev.simulator import load_truth
+    from airgate.model import training, tuning
 
     work.mkdir(parents=True, exist_ok=True)
     engine, spec, cfg, oracle, sim = _prepared(work, students_per_batch, batches, trials)
-    manifest = train.prepare(engine, cfg)
+    manifest = training.prepare(engine, cfg)
     truth = load_truth(oracle).set_index("event_id")
     results, per_candidate = [], {}
-    valid = train.load_split(cfg, "valid")
+    valid = training.load_split(cfg, "valid")
     oracle_valid = float(roc_auc_score(valid["label"], truth.loc[valid["event_id"], "true_p"]))
     for c in spec.candidates:
         t0 = time.perf_counter()
-        r = train.train_candidate(engine, cfg, c.name)
+        r = training.train_candidate(engine, cfg, c.name)
         results.append(r)
         per_candidate[c.name] = {"train_seconds": round(time.perf_counter() - t0, 1), "trials": r["n_trials"],
                                  "valid_auc": round(r["valid"]["auc"], 4),
@@ -63,15 +65,15 @@ def model_plane(work: Path, students_per_batch: int = 500, batches: int = 4, tri
                                  "p95_latency_ms_per_1k": round(r["valid"]["p95_latency_ms_per_1k"], 2),
                                  "model_size_kb": round(r["valid"]["model_size_kb"], 1)}
         print(f"    {c.name}: {per_candidate[c.name]}")
-    final = train.finalize(engine, cfg, results)
+    final = training.finalize(engine, cfg, results)
     test = pd.read_csv(final.test_predictions)
     oracle_test = float(roc_auc_score(test["label"], truth.loc[test["event_id"], "true_p"]))
     best = final.metrics[final.chosen]["test_auc"]
     # The limit for any model that sees only history: a particle filter that knows every simulator parameter
     # except the students' abilities (the oracle knows those too, which no model can).
-    from airgate import datasets
-    from airgate.features import load_history
-    from airgate.simulator import history_limit
+    from airgate.core import datasets
+    from airgate.data.features import load_history
+    from airgate.dev.simulator import history_limit
 
     v = datasets.get(engine, cfg.labeled_version_id)
     hist = load_history(engine, spec.name, list(v.summary["clean_versions"]) if v else None)
@@ -82,7 +84,7 @@ def model_plane(work: Path, students_per_batch: int = 500, batches: int = 4, tri
 
     # Hypervolume at the same budget: the spec's sampler against random search, on the LightGBM candidate.
     lgbm = next(c for c in spec.candidates if c.kind == "lightgbm")
-    fitter = train.Fitter(engine, cfg, lgbm)
+    fitter = training.Fitter(engine, cfg, lgbm)
     storage = engine.url.render_as_string(hide_password=False)
     limit = next((c.max for c in spec.constraints if c.metric == "p95_latency_ms_per_1k" and c.max), 100.0)
     reference = [0.5, float(limit)]

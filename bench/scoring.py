@@ -32,12 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 WORKER = """
 import json, sys, time
-from airgate import predictors, registry, score
-from airgate.warehouse import make_engine
+from airgate.core import registry
+from airgate.model import predictors
+from airgate.serving import scoring
+from airgate.core.warehouse import make_engine
 
 url, tracking, artifacts, runs, run_id, passes = sys.argv[1:7]
 cfg = registry.MlflowConfig(tracking, artifacts)
-plan = score.load_plan(runs, run_id)
+plan = scoring.load_plan(runs, run_id)
 model = predictors.load_version(cfg, plan.model, plan.model_version)
 def status_mb(field):  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent
     for line in open("/proc/self/status"):
@@ -46,19 +48,19 @@ def status_mb(field):  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from
 base = status_mb("VmRSS")
 engine = make_engine(url)
 trace = []
-real = score.bulk_insert_tuples
+real = scoring.bulk_insert_tuples
 def traced(*a, **k):  # resident memory after each chunk's write: flat after warm-up, or growing with the night?
     n = real(*a, **k)
     trace.append(status_mb("VmRSS"))
     return n
-score.bulk_insert_tuples = traced
+scoring.bulk_insert_tuples = traced
 t0 = time.perf_counter()
-rows = sum(score.score_shard(engine, cfg, runs, run_id, s.index, predictor=model).rows for s in plan.shards)
+rows = sum(scoring.score_shard(engine, cfg, runs, run_id, s.index, predictor=model).rows for s in plan.shards)
 seconds = time.perf_counter() - t0
 first_peak = status_mb("VmHWM")
 for _ in range(int(passes) - 1):  # the same shard again, as a retry would: does memory keep rising, or level off?
     for s in plan.shards:
-        score.score_shard(engine, cfg, runs, run_id, s.index, predictor=model)
+        scoring.score_shard(engine, cfg, runs, run_id, s.index, predictor=model)
 print(json.dumps({"rows": rows, "seconds": seconds, "baseline_rss_mb": base,
                   "peak_rss_mb": first_peak, "peak_rss_all_passes_mb": status_mb("VmHWM"), "trace": trace}))
 """
@@ -66,8 +68,11 @@ print(json.dumps({"rows": rows, "seconds": seconds, "baseline_rss_mb": base,
 
 def _setup(engine: Any, spec: Any, cfg: Any, work: Path) -> None:
     """A champion trained and approved on 2 x 300 simulated students."""
-    from airgate import clean, collect, gates, governance, label, registry, train
-    from airgate.simulator import SimConfig, Simulator
+    from airgate.core import registry
+    from airgate.data import clean, collect, labeling
+    from airgate.dev.simulator import SimConfig, Simulator
+    from airgate.governance import promotion
+    from airgate.model import gates, training
 
     landing = work / "landing"
     roster = work / "catalog" / "knowledge_tracing_students.csv"
@@ -75,19 +80,20 @@ def _setup(engine: Any, spec: Any, cfg: Any, work: Path) -> None:
         Simulator(SimConfig(students_per_batch=300)).write_batch(b, landing, work / "oracle", roster_path=roster)
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
-    labeled = label.label_pending(engine, spec).labeled_version_id or ""
-    train.train(engine, train.TrainConfig(spec, labeled, "tr-bench", "bench", cfg, str(work / "runs")))
+    labeled = labeling.label_pending(engine, spec).labeled_version_id or ""
+    training.train(engine, training.TrainConfig(spec, labeled, "tr-bench", "bench", cfg, str(work / "runs")))
     gates.validate(engine, spec, cfg, "tr-bench", str(work / "runs"))
     req = gates.register_and_request(engine, spec, cfg, "tr-bench")
-    r = governance.get_request(engine, req["approval_request_id"])
-    governance.decide(engine, spec, r["id"], governance.Actor("bench-approver", frozenset({"admin"})), "approve",
+    r = promotion.get_request(engine, req["approval_request_id"])
+    promotion.decide(engine, spec, r["id"], promotion.Actor("bench-approver", frozenset({"admin"})), "approve",
                       "bench", r["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))
 
 
 def _night(engine: Any, spec: Any, work: Path, batch_no: int, rows: int) -> str:
     """Land and clean a night of ``rows`` answers (50 per student); returns its clean version."""
-    from airgate import clean, collect, datasets
-    from airgate.simulator import SimConfig, Simulator
+    from airgate.core import datasets
+    from airgate.data import clean, collect
+    from airgate.dev.simulator import SimConfig, Simulator
 
     landing = work / "landing"
     roster = work / "catalog" / "knowledge_tracing_students.csv"
@@ -106,10 +112,10 @@ def _raw(engine: Any, spec: Any, cfg: Any, version: str, clean_version: str, mod
     import numpy as np
     from sqlalchemy import MetaData, Table, UniqueConstraint
 
-    from airgate import predictors
-    from airgate.features import FEATURES, build_features, load_history
-    from airgate.score import PRED_COLUMNS
-    from airgate.warehouse import bulk_insert_tuples, predictions
+    from airgate.core.warehouse import bulk_insert_tuples, predictions
+    from airgate.data.features import FEATURES, build_features, load_history
+    from airgate.model import predictors
+    from airgate.serving.scoring import PRED_COLUMNS
 
     booster = predictors.load_version(cfg, spec.name, model_version).booster  # type: ignore[attr-defined]
     hist = load_history(engine, spec.name)
@@ -144,10 +150,12 @@ def _worker_memory(url: str, cfg: Any, runs: Path, run_id: str, passes: int = 1)
 
 
 def scoring(backend: str, url: str, work: Path, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict[str, Any]:
-    from airgate import feature_store, migrations, registry, score
-    from airgate.simulator import SimConfig, Simulator, write_catalog
-    from airgate.spec import find_spec
-    from airgate.warehouse import make_engine
+    from airgate.core import migrations, registry
+    from airgate.core.spec import find_spec
+    from airgate.core.warehouse import make_engine
+    from airgate.data import feature_store
+    from airgate.dev.simulator import SimConfig, Simulator, write_catalog
+    from airgate.serving import scoring
 
     spec = find_spec("knowledge_tracing")
     engine = make_engine(url)
@@ -165,18 +173,18 @@ def scoring(backend: str, url: str, work: Path, sizes: tuple[int, ...] = (100_00
         fs = feature_store.materialize(engine, spec, clean_version, runs)
         # the issue's ratio: airgate's nightly run and raw, in the same run, on the same rows
         t0 = time.perf_counter()
-        p = score.plan(engine, score.ScoreConfig(spec, cfg, f"night-{k}", f"sr-{k}", str(runs),
+        p = scoring.plan(engine, scoring.ScoreConfig(spec, cfg, f"night-{k}", f"sr-{k}", str(runs),
                                                  feature_version_id=clean_version))
         plan_s = time.perf_counter() - t0
-        from airgate import predictors
+        from airgate.model import predictors
 
         model = predictors.load_version(cfg, spec.name, p.model_version)
         t0 = time.perf_counter()
         for sh in p.shards:
-            score.score_shard(engine, cfg, runs, p.scoring_run_id, sh.index, predictor=model)
+            scoring.score_shard(engine, cfg, runs, p.scoring_run_id, sh.index, predictor=model)
         shards_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        done = score.publish(engine, spec, p.scoring_run_id)
+        done = scoring.publish(engine, spec, p.scoring_run_id)
         publish_s = time.perf_counter() - t0
         raw = _raw(engine, spec, cfg, p.model_version, clean_version, p.model_version, p.approval_id)
         scoring_s = shards_s + publish_s
@@ -195,11 +203,11 @@ def scoring(backend: str, url: str, work: Path, sizes: tuple[int, ...] = (100_00
             "materialize_features_s": round(fs.seconds, 2),
         })
         # one worker holding the whole night in one shard, in a fresh process: does memory follow the chunk?
-        one = score.plan(engine, score.ScoreConfig(spec, cfg, f"night-{k}", f"sr-{k}-mem", str(runs),
+        one = scoring.plan(engine, scoring.ScoreConfig(spec, cfg, f"night-{k}", f"sr-{k}-mem", str(runs),
                                                    feature_version_id=clean_version, partitions=1))
         passes = 3 if rows == max(sizes) else 1
         mem = _worker_memory(url, cfg, runs, one.scoring_run_id, passes)
-        score.publish(engine, spec, one.scoring_run_id)
+        scoring.publish(engine, spec, one.scoring_run_id)
         trace = mem["trace"]
         res.update({"worker_peak_rss_mb": round(mem["peak_rss_mb"]),
                     "worker_growth_mb": round(mem["peak_rss_mb"] - mem["baseline_rss_mb"]),

@@ -6,8 +6,8 @@ DagBag parses only files that mention both "airflow" and "dag": this sentence ke
 
 from __future__ import annotations
 
-from airgate.dagfactory import build_all
-from airgate.spec import load_specs
+from airgate.core.spec import load_specs
+from airgate.orchestration.builders import build_all
 
 for _spec in load_specs():
     globals().update(build_all(_spec))

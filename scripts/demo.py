@@ -57,11 +57,11 @@ def _dags() -> dict[str, Any]:
 
 
 def run_dag(dags: dict[str, Any], stage: str, allow_fail: bool = False, **kwargs: Any) -> Any:
-    from airgate.localrun import dag_test
+    from airgate.orchestration.localrun import dag_test
 
     dag = dags[f"{MODEL}__{stage}"]
     t0 = time.perf_counter()
-    dr = dag_test(dag, **kwargs)  # the score DAG's deadline set aside: see airgate.localrun
+    dr = dag_test(dag, **kwargs)  # the score DAG's deadline set aside: see airgate.orchestration.localrun
     state = str(dr.state)
     say(f"  {dag.dag_id:<28} {state:<8} {time.perf_counter() - t0:5.1f}s")
     if state != "success" and not allow_fail:
@@ -92,7 +92,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batches", type=int, default=4, help="new interaction batches to land this run")
     args = parser.parse_args()
-    from airgate.runtime import airgate_home
+    from airgate.core.settings import airgate_home
 
     log_path = airgate_home() / "demo.log"
     with quiet(log_path):
@@ -115,11 +115,11 @@ def _print_training(m: dict) -> None:  # type: ignore[type-arg]
 
 def run(n_batches: int, log_path: Path) -> int:
     t_start = time.perf_counter()
-    from airgate import governance
-    from airgate.runtime import airgate_home, resolve_path, warehouse_engine
-    from airgate.simulator import SimConfig, Simulator, write_catalog
-    from airgate.spec import find_spec
-    from airgate.warehouse import model_candidates
+    from airgate.core.settings import airgate_home, resolve_path, warehouse_engine
+    from airgate.core.spec import find_spec
+    from airgate.core.warehouse import model_candidates
+    from airgate.dev.simulator import SimConfig, Simulator, write_catalog
+    from airgate.governance import promotion
 
     spec = find_spec(MODEL)
     landing = resolve_path(spec.source.path)
@@ -154,7 +154,7 @@ def run(n_batches: int, log_path: Path) -> int:
         else:
             raise SystemExit(f"stage train failed; see {log_path}")
     else:
-        reqs = governance.list_requests(engine, model=MODEL, status="pending")
+        reqs = promotion.list_requests(engine, model=MODEL, status="pending")
         if not reqs:
             raise SystemExit("training opened no approval request; see the train DAG logs")
         approve_through_api(reqs[0])
@@ -169,16 +169,17 @@ def run(n_batches: int, log_path: Path) -> int:
 
 def labeling_loop(dags: dict[str, Any], engine: Any, spec: Any, sim: Any, batches: range, oracle_dir: Path) -> None:
     """Late grades arrive, the champion auto-labels what it is sure of, people answer the review queue."""
-    from airgate import datasets, label
-    from airgate.runtime import resolve_path
-    from airgate.simulator import answer_reviews, load_truth, write_late_grades
+    from airgate.core import datasets
+    from airgate.core.settings import resolve_path
+    from airgate.data import labeling
+    from airgate.dev.simulator import answer_reviews, load_truth, write_late_grades
 
     say("5. the labeling loop (the simulator is the late grader and the reviewer):")
     for b in batches:
         write_late_grades(sim.batch(b), resolve_path(spec.label_policy.late_labels_path or "late_labels"),
                           fraction=0.5)
     run_dag(dags, "label")
-    queue = label.open_queue(engine, spec.name, limit=50)
+    queue = labeling.open_queue(engine, spec.name, limit=50)
     if queue:
         answers = answer_reviews(load_truth(oracle_dir), [q["event_id"] for q in queue], "approver")
         client = api_client()
@@ -200,8 +201,9 @@ def drift_episode(dags: dict[str, Any], engine: Any, spec: Any, sim: Any, batch_
     API, and the next scoring run uses the new version."""
     import dataclasses
 
-    from airgate import audit, governance
-    from airgate.runtime import resolve_path, runs_dir
+    from airgate.core import audit
+    from airgate.core.settings import resolve_path, runs_dir
+    from airgate.governance import promotion
 
     t0 = time.perf_counter()
     shifted = type(sim)(dataclasses.replace(sim.config, new_cohort_from_batch=batch_no))
@@ -213,7 +215,7 @@ def drift_episode(dags: dict[str, Any], engine: Any, spec: Any, sim: Any, batch_
                           "previous_share": before[-1]["details"].get("value") if before else None}
     for stage in ("collect", "clean", "label"):
         run_dag(dags, stage)
-    old = governance.current_champion(engine, spec.name)
+    old = promotion.current_champion(engine, spec.name)
     ep["old"] = old.version if old else None
     night = run_dag(dags, "score")
     sr = _scoring_run_of(engine, night.run_id)
@@ -252,7 +254,7 @@ def drift_episode(dags: dict[str, Any], engine: Any, spec: Any, sim: Any, batch_
     split = runs_dir() / cand.training_run_id / "split"
     ep["new_cohort_rows"] = {part: _rows_of_batch(split / f"{part}.parquet", batch_no)
                              for part in ("train", "valid", "test")}
-    reqs = [r for r in governance.list_requests(engine, model=MODEL, status="pending")
+    reqs = [r for r in promotion.list_requests(engine, model=MODEL, status="pending")
             if r["training_run_id"] == cand.training_run_id]
     if not reqs:
         raise SystemExit("the retraining opened no approval request; see the train DAG logs")
@@ -272,7 +274,7 @@ def _fmt(x: Any, digits: int = 2) -> str:
 def _scoring_run_of(engine: Any, airflow_run_id: str) -> dict[str, Any]:
     from sqlalchemy import select
 
-    from airgate.warehouse import scoring_runs
+    from airgate.core.warehouse import scoring_runs
 
     with engine.connect() as conn:
         row = conn.execute(select(scoring_runs).where(scoring_runs.c.airflow_run_id == airflow_run_id)
@@ -283,7 +285,7 @@ def _scoring_run_of(engine: Any, airflow_run_id: str) -> dict[str, Any]:
 
 
 def _event_of(engine: Any, model: str, event_type: str, scoring_run_id: str) -> dict[str, Any]:
-    from airgate import audit
+    from airgate.core import audit
 
     found = [e for e in audit.events(engine, model=model, event_type=event_type, limit=100_000)
              if e["entity"].get("scoring_run_id") == scoring_run_id]
@@ -307,7 +309,7 @@ def _retrain_asset_events(model: str, dag_run: Any) -> list[int]:
 def _newest_candidate(engine: Any) -> Any:
     from sqlalchemy import select
 
-    from airgate.warehouse import model_candidates
+    from airgate.core.warehouse import model_candidates
 
     with engine.connect() as conn:
         return conn.execute(select(model_candidates).order_by(model_candidates.c.id.desc()).limit(1)).first()
@@ -315,7 +317,7 @@ def _newest_candidate(engine: Any) -> Any:
 
 def _rows_of_batch(path: Any, batch_no: int) -> int:
     """Rows of simulator batch ``batch_no`` (event ids e<batch>_<student>_<k>) in one split file (in storage)."""
-    from airgate.feature_store import read_parquet
+    from airgate.data.feature_store import read_parquet
 
     ids = read_parquet(path, columns=["event_id"])["event_id"]
     return int(ids.str.startswith(f"e{batch_no:03d}_").sum())
@@ -339,12 +341,13 @@ def _summary(engine: Any, spec: Any, oracle_dir: Path, wall: float, episode: dic
     import pandas as pd
     from sqlalchemy import func, select
 
-    from airgate import audit, datasets, governance, storage
-    from airgate.runtime import airgate_home, mlflow_config, runs_dir
-    from airgate.simulator import load_truth, oracle_auc
-    from airgate.warehouse import data_validations, model_candidates, predictions, quarantine
+    from airgate.core import audit, datasets, storage
+    from airgate.core.settings import airgate_home, mlflow_config, runs_dir
+    from airgate.core.warehouse import data_validations, model_candidates, predictions, quarantine
+    from airgate.dev.simulator import load_truth, oracle_auc
+    from airgate.governance import promotion
 
-    champ = governance.current_champion(engine, spec.name)
+    champ = promotion.current_champion(engine, spec.name)
     if champ is None:
         raise SystemExit("no approved champion at the end of the demo")
     with engine.connect() as conn:
@@ -438,8 +441,8 @@ def _print_lineage(model: str) -> None:
     """One prediction walked back to its source files through the plugin's lineage API, as an auditor would."""
     from sqlalchemy import select
 
-    from airgate.runtime import warehouse_engine
-    from airgate.warehouse import predictions
+    from airgate.core.settings import warehouse_engine
+    from airgate.core.warehouse import predictions
 
     with warehouse_engine().connect() as conn:
         row = conn.execute(select(predictions.c.partition_key, predictions.c.event_id)
@@ -466,8 +469,8 @@ def _auto_label_accuracy(engine: Any, version_id: str, oracle_dir: Path) -> tupl
     import pandas as pd
     from sqlalchemy import select
 
-    from airgate.simulator import load_truth
-    from airgate.warehouse import labels
+    from airgate.core.warehouse import labels
+    from airgate.dev.simulator import load_truth
 
     with engine.connect() as conn:
         auto = pd.DataFrame(conn.execute(select(labels.c.event_id, labels.c.label).where(

@@ -15,7 +15,7 @@ from typing import IO
 import httpx
 import pytest
 
-from airgate.devstack import free_port, stop_process_groups
+from airgate.dev.devstack import free_port, stop_process_groups
 
 __all__ = ["ApiServer", "free_port"]
 

@@ -59,8 +59,8 @@ def airflow_db() -> Path:
 # ------------------------------------------------------------------------------------------------ warehouses
 
 def _migrated(url: str):  # type: ignore[no-untyped-def]
-    from airgate import migrations
-    from airgate.warehouse import make_engine
+    from airgate.core import migrations
+    from airgate.core.warehouse import make_engine
 
     engine = make_engine(url)
     migrations.upgrade(engine)
@@ -97,7 +97,7 @@ def _pg_engine(pg_url: str):  # type: ignore[no-untyped-def]
 def _truncate_all(engine) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import inspect, text
 
-    from airgate.warehouse import metadata
+    from airgate.core.warehouse import metadata
 
     # Optuna's studies live in the warehouse too; its schema-version tables stay, its studies go.
     optuna_tables = {"studies", "trials", "study_directions", "study_user_attributes", "study_system_attributes",
@@ -138,7 +138,7 @@ def spec():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def _mlflow_template() -> Path:
     """An MLflow SQLite DB migrated once; each test gets a copy (creating one costs seconds)."""
-    from airgate import registry
+    from airgate.core import registry
 
     cfg = registry.MlflowConfig.under(SESSION_DIR / "mlflow-template")
     (SESSION_DIR / "mlflow-template").mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def _mlflow_template() -> Path:
 
 @pytest.fixture
 def mlflow_cfg(tmp_path: Path, _mlflow_template: Path):  # type: ignore[no-untyped-def]
-    from airgate.registry import MlflowConfig
+    from airgate.core.registry import MlflowConfig
 
     (tmp_path / "mlflow").mkdir()
     shutil.copy(_mlflow_template, tmp_path / "mlflow" / "mlflow.db")
@@ -158,7 +158,7 @@ def mlflow_cfg(tmp_path: Path, _mlflow_template: Path):  # type: ignore[no-untyp
 @pytest.fixture
 def small_sim():  # type: ignore[no-untyped-def]
     """A small simulator; its item catalog is published where the spec's cleaning rules look for it."""
-    from airgate.simulator import SimConfig, Simulator, write_catalog
+    from airgate.dev.simulator import SimConfig, Simulator, write_catalog
 
     sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40))
     write_catalog(sim, Path(os.environ["AIRGATE_HOME"]) / "catalog" / "knowledge_tracing_items.csv")

@@ -6,15 +6,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from airgate import clean, collect, gates, governance, label, registry, train
-from airgate.simulator import Simulator
-from airgate.spec import ModelSpec
+from airgate.core import registry
+from airgate.core.spec import ModelSpec
+from airgate.data import clean, collect, labeling
+from airgate.dev.simulator import Simulator
+from airgate.governance import promotion
+from airgate.model import gates, training
 
 
 def migrated_sqlite(path: Path) -> Path:
     """A SQLite warehouse file at this release's schema, as ``make init`` leaves it (tasks never migrate)."""
-    from airgate import migrations
-    from airgate.warehouse import make_engine
+    from airgate.core import migrations
+    from airgate.core.warehouse import make_engine
 
     engine = make_engine(f"sqlite:///{path}")
     migrations.upgrade(engine)
@@ -38,14 +41,14 @@ def prepare_data(engine: Any, spec: ModelSpec, sim: Simulator, root: Path, batch
     landing = land(sim, root, batches)
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
-    result = label.label_pending(engine, spec)
+    result = labeling.label_pending(engine, spec)
     assert result.labeled_version_id is not None
     return result.labeled_version_id
 
 
 def train_to_request(engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, root: Path, labeled: str,
                      run_id: str = "tr-1", trained_by: str = "trainer") -> dict[str, str]:
-    train.train(engine, train.TrainConfig(spec, labeled, run_id, trained_by, cfg, str(root / "runs")))
+    training.train(engine, training.TrainConfig(spec, labeled, run_id, trained_by, cfg, str(root / "runs")))
     report = gates.validate(engine, spec, cfg, run_id, str(root / "runs"))
     assert report.approvable, report.failures
     return gates.register_and_request(engine, spec, cfg, run_id)
@@ -53,8 +56,8 @@ def train_to_request(engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, r
 
 def approve(engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, request_id: str,
             user: str = "approver") -> dict[str, Any]:
-    req = governance.get_request(engine, request_id)
-    return governance.decide(engine, spec, request_id, governance.Actor(user, frozenset({"op"})), "approve",
+    req = promotion.get_request(engine, request_id)
+    return promotion.decide(engine, spec, request_id, promotion.Actor(user, frozenset({"op"})), "approve",
                              "reviewed", req["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))
 
 
@@ -62,17 +65,17 @@ def second_version(engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, req
                    trained_by: str = "trainer") -> str:
     """A second registered version of the same model with its own approval request: the rules about rollback and
     revocation only need two approvable versions, not two trainings. Returns the new request id."""
-    req = governance.get_request(engine, request_id)
+    req = promotion.get_request(engine, request_id)
     version = registry.register(cfg, spec.name, req["evidence"]["model_uri"],
                                 registry.version_tags(cfg, spec.name, req["model_version"]))
-    return governance.open_request(engine, spec, version, f"{req['training_run_id']}-again", req["evidence"],
+    return promotion.open_request(engine, spec, version, f"{req['training_run_id']}-again", req["evidence"],
                                    req["evidence_hash"], trained_by)
 
 
 def quick_spec() -> ModelSpec:
     """The shipped spec with fewer tuning trials (and DKT epochs): unit and browser tests stay quick; e2e tests run
     the shipped spec."""
-    from airgate.spec import find_spec
+    from airgate.core.spec import find_spec
 
     shipped = find_spec("knowledge_tracing")
     quick = [c.model_copy(update={"n_trials": 2, "params": {**c.params, "epochs": 4}}) if c.kind == "dkt" else c

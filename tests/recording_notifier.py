@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from airgate.alerts import context_ids
+from airgate.orchestration.alerts import context_ids
 
 
 def _file() -> Path:

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from airgate import alerts, audit
-from airgate.spec import ModelSpec, SpecError, load_spec
+from airgate.core import audit
+from airgate.core.spec import ModelSpec, SpecError, load_spec
+from airgate.orchestration import alerts
 
 from .helpers import migrated_sqlite
 from .recording_notifier import recorded
@@ -130,7 +131,7 @@ def test_a_bad_alerts_section_names_file_field_and_fix(tmp_path: Path, mutate: A
 
 @pytest.mark.dag_structure
 def test_every_task_of_every_dag_calls_the_failure_notifiers(alerting_spec: ModelSpec, tmp_path: Path) -> None:
-    from airgate.dagfactory import build_all
+    from airgate.orchestration.builders import build_all
 
     dags = build_all(alerting_spec)
     for dag in dags.values():
@@ -144,7 +145,7 @@ def test_every_task_of_every_dag_calls_the_failure_notifiers(alerting_spec: Mode
 def test_parsing_imports_no_notifier(tmp_path: Path) -> None:
     """A notifier is imported when an alert is sent, never at parse time: one that is not even installed still
     parses (its failure to import is audited when it is needed, see below)."""
-    from airgate.dagfactory import build_train
+    from airgate.orchestration.builders import build_train
 
     doc = _doc(lambda d: d.update(alerts={"on_failure": ["not_installed_pkg.notifiers.Pager"]}))
     spec = load_spec(_write(tmp_path, doc))
@@ -163,14 +164,14 @@ def test_score_dag_kwargs_carry_an_airflow_deadline_alert(alerting_spec: ModelSp
     alert = kw["deadline"]
     assert alert.interval == timedelta(minutes=45)
     assert alert.reference == DeadlineReference.DAGRUN_LOGICAL_DATE
-    assert isinstance(alert.callback, SyncCallback) and alert.callback.path == "airgate.alerts.deadline_missed"
+    assert isinstance(alert.callback, SyncCallback) and alert.callback.path == "airgate.orchestration.alerts.deadline_missed"
     assert alert.callback.kwargs["targets"] == [{"notifier": RECORDER, "kwargs": {"label": "sla"}}]
 
     with DAG("deadline_probe", schedule="0 2 * * *", start_date=datetime(2026, 1, 1), **kw) as dag:
         task(lambda: None, task_id="noop")()
     back = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))  # what the scheduler stores
     assert [(d["interval"]["__data__"], d["callback"]["__data__"]["path"]) for d in back.deadline] == [
-        (45 * 60.0, "airgate.alerts.deadline_missed")]
+        (45 * 60.0, "airgate.orchestration.alerts.deadline_missed")]
 
     queued = alerting_spec.model_copy(update={"scoring": alerting_spec.scoring.model_copy(
         update={"deadline_from": "queued_at"})})
@@ -182,11 +183,11 @@ def test_score_dag_kwargs_carry_an_airflow_deadline_alert(alerting_spec: ModelSp
 
 @pytest.mark.dag_structure
 def test_the_factory_score_dag_carries_the_deadline(alerting_spec: ModelSpec) -> None:
-    from airgate.dagfactory import build_score
+    from airgate.orchestration.builders import build_score
 
     dag = build_score(alerting_spec)
     assert dag.deadline and [d.interval for d in dag.deadline] == [timedelta(minutes=45)]
-    assert dag.deadline[0].callback.path == "airgate.alerts.deadline_missed"
+    assert dag.deadline[0].callback.path == "airgate.orchestration.alerts.deadline_missed"
 
 
 # ------------------------------------------------------------------------------------------------ sending
@@ -255,7 +256,7 @@ def test_the_shipped_log_notifier_writes_the_alert_to_a_file_and_the_log(
         home: Path, sqlite_engine: Any, caplog: pytest.LogCaptureFixture) -> None:
     spec = load_spec(SPEC)
     verdict = {"scoring_run_id": "sr-1", "model_version": "2", "status": "alarm", "value": 0.8, "threshold": 0.5}
-    with caplog.at_level("WARNING", logger="airgate.alerts"):
+    with caplog.at_level("WARNING", logger="airgate.orchestration.alerts"):
         sent = alerts.notify_alarm(spec, "drift", verdict, engine=sqlite_engine)
     assert [(s["notifier"], s["ok"]) for s in sent] == [("airgate.notifiers.LogNotifier", True)]
     (line,) = [json.loads(x) for x in (home / "alerts" / "alerts.jsonl").read_text().splitlines()]
@@ -326,7 +327,7 @@ def test_a_deadline_notifier_that_fails_marks_the_callback_failed_after_the_othe
         {"conn_type": "sqlite", "host": str(sqlite_engine.url.database)}))
     targets = [{"notifier": RECORDER, "kwargs": {"label": "down", "fail": True}},
                {"notifier": RECORDER, "kwargs": {"label": "up"}}]
-    ok, error = execute_callback("airgate.alerts.deadline_missed",
+    ok, error = execute_callback("airgate.orchestration.alerts.deadline_missed",
                                  {"model": alerting_spec.name, "minutes": 45, "reference": "queued_at",
                                   "targets": targets, "context": _deadline_context("manual__x")},
                                  dag_rel_path="", bundle_path=None, log=structlog.get_logger())
@@ -346,9 +347,9 @@ import os
 from airflow.sdk import DAG, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from airgate import alerts
-from airgate.dagfactory import START, _defaults
-from airgate.spec import load_spec
+from airgate.orchestration import alerts
+from airgate.orchestration.builders import START, _defaults
+from airgate.core.spec import load_spec
 
 spec = load_spec(os.environ["AIRGATE_PROBE_SPEC"])
 
@@ -433,7 +434,7 @@ def test_under_real_airflow_a_failed_task_and_a_missed_deadline_reach_the_notifi
     assert out["state"] == "failed"
     logical = datetime.fromisoformat(out["logical_date"])
     assert [datetime.fromisoformat(d) for d in out["deadlines"]] == [logical + timedelta(minutes=45)]
-    assert out["callbacks"] == [{"path": "airgate.alerts.deadline_missed", "ok": True, "error": None}]
+    assert out["callbacks"] == [{"path": "airgate.orchestration.alerts.deadline_missed", "ok": True, "error": None}]
 
     calls = [json.loads(ln) for ln in (home / "recorded_alerts.jsonl").read_text().splitlines()]
     failures = [c for c in calls if c["kind"] == "failure"]
@@ -443,7 +444,7 @@ def test_under_real_airflow_a_failed_task_and_a_missed_deadline_reach_the_notifi
     (missed,) = [c for c in calls if c["kind"] == "deadline_missed"]
     assert (missed["label"], missed["dag_id"], missed["run_id"]) == ("sla", "airgate_alerts_probe", out["run_id"])
 
-    from airgate.warehouse import make_engine
+    from airgate.core.warehouse import make_engine
 
     engine = make_engine(f"sqlite:///{wh}")
     types = [(e["event_type"], e["entity"].get("kind"), e["entity"].get("task_id"))

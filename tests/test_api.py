@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from airgate import audit, governance, registry
+from airgate.core import audit, registry
+from airgate.governance import promotion
 
 from .helpers import bearer, prepare_data, token, train_to_request
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.api
 def pending(sqlite_engine, spec, small_sim, mlflow_cfg, tmp_path: Path) -> dict:  # type: ignore[no-untyped-def]
     labeled = prepare_data(sqlite_engine, spec, small_sim, tmp_path)
     req = train_to_request(sqlite_engine, spec, mlflow_cfg, tmp_path, labeled)
-    return governance.get_request(sqlite_engine, req["approval_request_id"])
+    return promotion.get_request(sqlite_engine, req["approval_request_id"])
 
 
 def _decide(client: TestClient, req: dict, headers: dict[str, str], **body: str):  # type: ignore[no-untyped-def]
@@ -79,7 +80,7 @@ def test_stale_evidence_and_bad_input_are_refused(client: TestClient, pending: d
 def test_comments_are_stored_verbatim_and_served_as_json(client: TestClient, pending: dict, sqlite_engine,  # type: ignore[no-untyped-def]
                                                          spec) -> None:
     evil = "<script>alert(1)</script>"
-    governance.decide(sqlite_engine, spec, pending["id"], governance.Actor("approver", frozenset()), "reject",
+    promotion.decide(sqlite_engine, spec, pending["id"], promotion.Actor("approver", frozenset()), "reject",
                       evil, pending["evidence_hash"], lambda m, v: None)
     r = client.get(f"/airgate/api/approvals/{pending['id']}", headers=bearer("viewer", "viewer"))
     assert r.headers["content-type"].startswith("application/json")  # data never travels as HTML
@@ -95,13 +96,13 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
 
 
 def test_review_answers_through_the_api(client: TestClient, sqlite_engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from airgate import clean, collect, label
+    from airgate.data import clean, collect, labeling
 
     from .helpers import land
 
     collect.ingest(sqlite_engine, spec, land(small_sim, tmp_path, range(1)))
     clean.clean_pending(sqlite_engine, spec)
-    label.label_pending(sqlite_engine, spec)
+    labeling.label_pending(sqlite_engine, spec)
     unlabeled = small_sim.batch(0).events.query("correct.isna() and response_time_ms >= 1000")["event_id"].tolist()
     body = {"answers": [{"event_id": unlabeled[0], "label": 1}]}
     assert client.post(f"/airgate/api/reviews/{spec.name}/answers", json=body).status_code == 401
@@ -113,7 +114,7 @@ def test_review_answers_through_the_api(client: TestClient, sqlite_engine, spec,
                       json={"answers": [{"event_id": "nope", "label": 1}]})
     assert bad.status_code == 422 and "unknown event ids" in bad.text
     assert client.get(f"/airgate/api/reviews/{spec.name}/queue", headers=bearer("viewer", "viewer")).json() == []
-    result = label.label_pending(sqlite_engine, spec)
+    result = labeling.label_pending(sqlite_engine, spec)
     assert result.by_source.get("human") == 1
 
 
@@ -121,7 +122,7 @@ def test_audit_list_filters_pages_and_exports(client: TestClient, sqlite_engine)
     import csv
     import io
 
-    from airgate import audit
+    from airgate.core import audit
 
     for i in range(25):
         audit.record(sqlite_engine, actor="alice" if i % 2 else "<b>mallory</b>", event_type="decision",
@@ -146,9 +147,9 @@ def test_audit_list_filters_pages_and_exports(client: TestClient, sqlite_engine)
 
 def test_detail_tells_each_user_what_they_may_do_and_serves_the_evidence(client: TestClient, pending: dict,  # type: ignore[no-untyped-def]
                                                                          sqlite_engine, spec) -> None:
-    from airgate import data_checks
+    from airgate.data import checks
 
-    data_checks.validate_pending(sqlite_engine, spec)  # GX results and Data Docs for the clean versions
+    checks.validate_pending(sqlite_engine, spec)  # GX results and Data Docs for the clean versions
     url = f"/airgate/api/approvals/{pending['id']}"
     mine = client.get(url, headers=bearer("approver", "op")).json()
     assert mine["you"] == {"can_decide": True, "reason": None}
@@ -192,7 +193,7 @@ def test_rollback_and_revocation_through_the_api(client: TestClient, pending: di
     from .helpers import second_version
 
     assert _decide(client, pending, bearer("approver", "op")).status_code == 200
-    v2 = governance.get_request(sqlite_engine, second_version(sqlite_engine, spec, mlflow_cfg, pending["id"]))
+    v2 = promotion.get_request(sqlite_engine, second_version(sqlite_engine, spec, mlflow_cfg, pending["id"]))
     assert _decide(client, v2, bearer("approver", "op")).json()["status"] == "approved"
     url = f"/airgate/api/models/{spec.name}"
     body = {"to_version": pending["model_version"], "justification": "v2 regressed on grade 5"}

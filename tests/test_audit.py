@@ -7,8 +7,8 @@ import threading
 import pytest
 from sqlalchemy import delete, update
 
-from airgate import audit
-from airgate.warehouse import audit_log
+from airgate.core import audit
+from airgate.core.warehouse import audit_log
 
 pytestmark = pytest.mark.unit
 

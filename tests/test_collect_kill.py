@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from airgate import clean, collect
-from airgate.warehouse import dataset_versions, file_ledger, raw_rows
+from airgate.core.warehouse import dataset_versions, file_ledger, raw_rows
+from airgate.data import clean, collect
 
 from .helpers import kill_mid_write, land
 
@@ -16,9 +16,9 @@ pytestmark = pytest.mark.data
 
 KILLED_INGEST = """
 import sys, time
-from airgate import collect
-from airgate.spec import find_spec
-from airgate.warehouse import make_engine
+from airgate.data import collect
+from airgate.core.spec import find_spec
+from airgate.core.warehouse import make_engine
 
 url, landing, marker = sys.argv[1:4]
 real = collect.bulk_insert

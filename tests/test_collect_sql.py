@@ -9,8 +9,8 @@ import pytest
 import yaml
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, func, select
 
-from airgate import clean, collect_sql
-from airgate.warehouse import raw_rows
+from airgate.core.warehouse import raw_rows
+from airgate.data import clean, collect_sql
 
 from .test_dags import _subprocess_json
 

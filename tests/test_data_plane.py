@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from airgate import audit, clean, collect, datasets, label
-from airgate.warehouse import clean_events, file_ledger, labels, quarantine, raw_rows
+from airgate.core import audit, datasets
+from airgate.core.warehouse import clean_events, file_ledger, labels, quarantine, raw_rows
+from airgate.data import clean, collect, labeling
 
 from .helpers import land
 
@@ -174,13 +175,13 @@ def test_labeled_versions_accumulate_with_provenance(engine, spec, small_sim, tm
     landing = land(small_sim, tmp_path, range(1))
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
-    first = label.label_pending(engine, spec)
+    first = labeling.label_pending(engine, spec)
     assert first.created and first.by_source == {"ground_truth": first.rows}
-    assert not label.label_pending(engine, spec).created  # nothing new: no new version
+    assert not labeling.label_pending(engine, spec).created  # nothing new: no new version
     land(small_sim, tmp_path, range(1, 2))
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
-    second = label.label_pending(engine, spec)
+    second = labeling.label_pending(engine, spec)
     assert second.created and second.rows == first.rows + second.new_labels and second.new_labels > 0
     v2 = datasets.get(engine, second.labeled_version_id or "")
     assert v2 is not None and first.labeled_version_id in v2.parents

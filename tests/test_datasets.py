@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from airgate import audit, clean, collect, datasets, label
-from airgate.warehouse import labels, raw_rows
+from airgate.core import audit, datasets
+from airgate.core.warehouse import labels, raw_rows
+from airgate.data import clean, collect, labeling
 
 from .helpers import land
 
@@ -20,11 +21,11 @@ def two_versions(engine, spec, small_sim, tmp_path: Path) -> tuple[str, str]:  #
     landing = land(small_sim, tmp_path, range(1))
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
-    first = label.label_pending(engine, spec).labeled_version_id or ""
+    first = labeling.label_pending(engine, spec).labeled_version_id or ""
     land(small_sim, tmp_path, range(1, 2))
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
-    second = label.label_pending(engine, spec).labeled_version_id or ""
+    second = labeling.label_pending(engine, spec).labeled_version_id or ""
     return first, second
 
 
@@ -71,7 +72,7 @@ def test_hashes_reverify_and_tampering_is_caught(engine, spec, two_versions) -> 
 def test_rebuilding_a_raw_version_from_its_file_gives_the_same_id(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import delete
 
-    from airgate.warehouse import dataset_versions, file_ledger
+    from airgate.core.warehouse import dataset_versions, file_ledger
 
     landing = land(small_sim, tmp_path, range(1))
     first = collect.ingest(engine, spec, landing).raw_version_ids

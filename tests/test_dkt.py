@@ -11,8 +11,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from airgate import dkt
-from airgate.simulator import SimConfig, Simulator
+from airgate.dev.simulator import SimConfig, Simulator
+from airgate.model import dkt
 
 pytestmark = pytest.mark.unit
 
@@ -162,7 +162,7 @@ def test_unknown_items_and_skills_map_to_the_oov_index(small: Data, model: dkt.D
 def test_mlflow_round_trip(small: Data, model: dkt.DKTModel, mlflow_cfg) -> None:  # type: ignore[no-untyped-def]
     import mlflow
 
-    from airgate import registry
+    from airgate.core import registry
 
     h = small.history.assign(version_id="v1")  # load_history's extra column is ignored
     exp = registry.experiment_id(mlflow_cfg, "kt_dkt")

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airgate.drift import ALL_MISSING, DriftResult, drift_report
-from airgate.features import FEATURES, build_features
-from airgate.simulator import SimConfig, Simulator
+from airgate.data.features import FEATURES, build_features
+from airgate.dev.simulator import SimConfig, Simulator
+from airgate.model.drift import ALL_MISSING, DriftResult, drift_report
 
 pytestmark = pytest.mark.data
 

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from airgate import audit, governance, registry
-from airgate.localrun import dag_test
-from airgate.warehouse import (
+from airgate.core import audit, registry
+from airgate.core.warehouse import (
     clean_events,
     labels,
     make_engine,
@@ -23,6 +22,8 @@ from airgate.warehouse import (
     raw_rows,
     scoring_runs,
 )
+from airgate.governance import promotion
+from airgate.orchestration.localrun import dag_test
 
 from .helpers import migrated_sqlite
 
@@ -39,7 +40,7 @@ def env(airflow_db, tmp_path: Path, monkeypatch, small_sim):  # type: ignore[no-
     cfg = registry.MlflowConfig.under(home)
     monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_MLFLOW", json.dumps(
         {"conn_type": "generic", "extra": {"tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root}}))
-    from airgate.simulator import write_catalog
+    from airgate.dev.simulator import write_catalog
 
     write_catalog(small_sim, home / "catalog" / "knowledge_tracing_items.csv")
     for b in range(2):
@@ -88,7 +89,7 @@ def approve_via_api(engine, req: dict) -> None:  # type: ignore[no-untyped-def]
 def test_lifecycle_lands_a_scored_table_and_reruns_add_nothing(env) -> None:  # type: ignore[no-untyped-def]
     train_chain(env)
     engine = make_engine(env["wh"])
-    reqs = governance.list_requests(engine, model=MODEL, status="pending")
+    reqs = promotion.list_requests(engine, model=MODEL, status="pending")
     assert len(reqs) == 1 and reqs[0]["gates"]["beats_baseline"] == "pass"
     approve_via_api(engine, reqs[0])
     assert registry.alias_version(env["mlflow"], MODEL) == reqs[0]["model_version"]
@@ -134,14 +135,14 @@ def test_lifecycle_lands_a_scored_table_and_reruns_add_nothing(env) -> None:  # 
     assert {ti.task_id: str(ti.state) for ti in again.get_task_instances()}["prepare_split"] == "skipped"  # type: ignore[attr-defined]
     skipped = audit.events(engine, event_type="training_skipped")
     assert len(skipped) == 1 and "already trained" in skipped[0]["details"]["reason"]
-    assert len(governance.list_requests(engine, model=MODEL)) == 1
+    assert len(promotion.list_requests(engine, model=MODEL)) == 1
     assert audit.verify_chain(engine).ok
 
 
 def test_scoring_dag_refuses_an_unapproved_champion(env) -> None:  # type: ignore[no-untyped-def]
     train_chain(env)
     engine = make_engine(env["wh"])
-    req = governance.list_requests(engine, model=MODEL, status="pending")[0]
+    req = promotion.list_requests(engine, model=MODEL, status="pending")[0]
     pinned = env["dags"][f"{MODEL}__train"].test(run_conf={"labeled_version_id": "labeled-does-not-exist"})
     assert str(pinned.state) == "failed"  # a run pinned to a version that is not there fails, it does not guess
     registry.set_alias(env["mlflow"], MODEL, req["model_version"])  # bypassing approval

@@ -41,7 +41,7 @@ class FabServer:
     base: str
     passwords: dict[str, str]
     request: dict[str, Any]  # the seeded pending approval request
-    mlflow: Any  # airgate.registry.MlflowConfig
+    mlflow: Any  # airgate.core.registry.MlflowConfig
     log: Path
 
 
@@ -62,11 +62,12 @@ def _boot(env: dict[str, str], home: Path, port: int, passwords: dict[str, str])
 
 def _seed_pending_request(home: Path, template: Path) -> tuple[dict[str, Any], Any]:
     """A real pending approval request (collect, clean, label, train, gates), as test_api's `pending` fixture."""
-    from airgate import governance, migrations
-    from airgate.registry import MlflowConfig
-    from airgate.simulator import SimConfig, Simulator, write_catalog
-    from airgate.spec import find_spec
-    from airgate.warehouse import make_engine
+    from airgate.core import migrations
+    from airgate.core.registry import MlflowConfig
+    from airgate.core.spec import find_spec
+    from airgate.core.warehouse import make_engine
+    from airgate.dev.simulator import SimConfig, Simulator, write_catalog
+    from airgate.governance import promotion
 
     from .helpers import prepare_data, train_to_request
 
@@ -83,7 +84,7 @@ def _seed_pending_request(home: Path, template: Path) -> tuple[dict[str, Any], A
         migrations.upgrade(engine)
         labeled = prepare_data(engine, spec, sim, home / "data")
         req = train_to_request(engine, spec, cfg, home / "data", labeled)
-        return governance.get_request(engine, req["approval_request_id"]), cfg
+        return promotion.get_request(engine, req["approval_request_id"]), cfg
     finally:
         engine.dispose()
 
@@ -168,7 +169,7 @@ def test_me_reports_fab_roles_lowercased(fab_server: FabServer) -> None:
 
 @e2e
 def test_viewer_is_refused_and_fab_approvers_may_decide(fab_server: FabServer) -> None:
-    from airgate import registry
+    from airgate.core import registry
 
     req = fab_server.request
     url = f"{fab_server.base}/airgate/api/approvals/{req['id']}"

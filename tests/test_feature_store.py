@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from airgate import audit, datasets, feature_store
-from airgate.features import FEATURES, build_features, load_history
+from airgate.core import audit, datasets
+from airgate.data import feature_store
+from airgate.data.features import FEATURES, build_features, load_history
 
 from .helpers import prepare_data
 

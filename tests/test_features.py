@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airgate.features import FEATURES, build_features
+from airgate.data.features import FEATURES, build_features
 
 pytestmark = pytest.mark.unit
 
@@ -48,9 +48,9 @@ def test_rows_sharing_a_timestamp_do_not_see_each_other() -> None:
 
 
 def test_training_and_scoring_paths_give_identical_features(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from airgate import datasets
-    from airgate.features import load_history
-    from airgate.train import training_frame
+    from airgate.core import datasets
+    from airgate.data.features import load_history
+    from airgate.model.training import training_frame
 
     from .helpers import prepare_data
 
@@ -68,7 +68,7 @@ def test_training_and_scoring_paths_give_identical_features(engine, spec, small_
 
 
 def test_splits_are_by_time_and_grouped_by_student(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from airgate.train import time_split, training_frame
+    from airgate.model.training import time_split, training_frame
 
     from .helpers import prepare_data
 
@@ -88,8 +88,8 @@ def test_the_history_reads_back_exactly_on_both_databases(engine) -> None:  # ty
     quotes and leading zeros stay text, a missing grade stays missing, timestamps keep their microseconds in UTC."""
     from datetime import UTC, datetime, timedelta
 
-    from airgate.features import load_history
-    from airgate.warehouse import clean_events, dataset_versions, utcnow
+    from airgate.core.warehouse import clean_events, dataset_versions, utcnow
+    from airgate.data.features import load_history
 
     with engine.begin() as conn:
         conn.execute(dataset_versions.insert().values(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airgate.gates import GateState, evaluate_gates, render_html
+from airgate.model.gates import GateState, evaluate_gates, render_html
 
 pytestmark = pytest.mark.unit
 
@@ -74,7 +74,7 @@ def _slice_rows(tmp_home, seed: int, noisy_grade: str | None):  # type: ignore[n
 
 
 def test_slice_gap_gate_catches_a_slice_the_model_fails(spec, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from airgate.gates import slice_gate
+    from airgate.model.gates import slice_gate
 
     monkeypatch.setenv("AIRGATE_HOME", str(tmp_path))
     fair, table = slice_gate(spec, _slice_rows(tmp_path, 1, None), "p_m")
@@ -86,7 +86,7 @@ def test_slice_gap_gate_catches_a_slice_the_model_fails(spec, tmp_path, monkeypa
 
 
 def test_slice_gate_without_its_roster_is_not_evaluated_and_blocks(spec, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from airgate.gates import blocks, slice_gate
+    from airgate.model.gates import blocks, slice_gate
 
     monkeypatch.setenv("AIRGATE_HOME", str(tmp_path / "empty"))
     g, _ = slice_gate(spec, _slice_rows(tmp_path, 1, None), "p_m")
@@ -97,7 +97,7 @@ def test_slice_gate_without_its_roster_is_not_evaluated_and_blocks(spec, tmp_pat
 
 
 def test_advisory_gates_never_block_but_blocking_ones_do() -> None:
-    from airgate.gates import Gate, blocks
+    from airgate.model.gates import Gate, blocks
 
     assert not blocks(Gate("data_drift", GateState.FAIL, 0.9, 0.5, "drift", blocking=False))
     assert blocks(Gate("data_drift", GateState.FAIL, 0.9, 0.5, "drift", blocking=True))

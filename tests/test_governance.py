@@ -1,4 +1,4 @@
-"""Approval rules, enforced by airgate.governance without any server: each rule has a test."""
+"""Approval rules, enforced by airgate.governance.promotion without any server: each rule has a test."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from airgate import audit, governance, registry
-from airgate.governance import Actor, GovernanceError
-from airgate.warehouse import approval_requests, utcnow
+from airgate.core import audit, registry
+from airgate.core.warehouse import approval_requests, utcnow
+from airgate.governance import promotion
+from airgate.governance.promotion import Actor, GovernanceError
 
 from .helpers import prepare_data, second_version, train_to_request
 
@@ -27,8 +28,8 @@ def request_id(engine, spec, small_sim, mlflow_cfg, tmp_path: Path) -> str:  # t
 
 
 def _decide(engine, spec, cfg, rid, actor=APPROVER, decision="approve", comment="ok", evidence=None, **kw):  # type: ignore[no-untyped-def]
-    req = governance.get_request(engine, rid)
-    return governance.decide(engine, spec, rid, actor, decision, comment, evidence or req["evidence_hash"],
+    req = promotion.get_request(engine, rid)
+    return promotion.decide(engine, spec, rid, actor, decision, comment, evidence or req["evidence_hash"],
                              lambda m, v: registry.set_alias(cfg, m, v), **kw)
 
 
@@ -42,7 +43,7 @@ def test_approval_promotes_and_moves_the_alias(engine, spec, mlflow_cfg, request
     out = _decide(engine, spec, mlflow_cfg, request_id)
     assert out["status"] == "approved"
     assert registry.alias_version(mlflow_cfg, spec.name) == out["model_version"]
-    ledger = governance.ledger(engine, spec.name)
+    ledger = promotion.ledger(engine, spec.name)
     assert [(r["action"], r["from_version"], r["to_version"], r["approval_id"]) for r in ledger] == \
         [("promote", None, out["model_version"], request_id)]
     assert [e["event_type"] for e in audit.events(engine)][-2:] == ["decision", "promotion"]
@@ -69,7 +70,7 @@ def test_separation_of_duties(engine, spec, mlflow_cfg, request_id, who: str) ->
 def test_changed_evidence_is_refused(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
     err = _refusal(engine, spec, mlflow_cfg, request_id, evidence="f" * 64)
     assert (err.status, err.code) == (409, "evidence_changed")
-    req = governance.get_request(engine, request_id)
+    req = promotion.get_request(engine, request_id)
     ev = dict(req["evidence"], approvable=True, candidate="something else")
     with engine.begin() as conn:  # evidence edited behind the request's back
         conn.execute(update(approval_requests).where(approval_requests.c.id == request_id).values(evidence=ev))
@@ -84,8 +85,8 @@ def test_comment_is_required(engine, spec, mlflow_cfg, request_id) -> None:  # t
 def test_expired_request_is_never_approved(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
     err = _refusal(engine, spec, mlflow_cfg, request_id, now=utcnow() + timedelta(hours=73))
     assert (err.status, err.code) == (409, "expired")
-    assert governance.list_requests(engine)[0]["status"] == "expired"
-    assert governance.current_champion(engine, spec.name) is None
+    assert promotion.list_requests(engine)[0]["status"] == "expired"
+    assert promotion.current_champion(engine, spec.name) is None
 
 
 def test_quorum_and_single_reject(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
@@ -99,19 +100,19 @@ def test_quorum_and_single_reject(engine, spec, mlflow_cfg, request_id) -> None:
     assert rejected["status"] == "rejected"
     assert _refusal(engine, spec, mlflow_cfg, request_id,
                     actor=Actor("boss", frozenset({"admin"}))).code == "not_pending"
-    assert governance.current_champion(engine, spec.name) is None
+    assert promotion.current_champion(engine, spec.name) is None
 
 
 def test_alias_failure_rolls_the_decision_back(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
-    req = governance.get_request(engine, request_id)
+    req = promotion.get_request(engine, request_id)
 
     def broken(model: str, version: str) -> None:
         raise RuntimeError("MLflow unreachable")
 
     with pytest.raises(RuntimeError):
-        governance.decide(engine, spec, request_id, APPROVER, "approve", "ok", req["evidence_hash"], broken)
-    assert governance.get_request(engine, request_id)["status"] == "pending"
-    assert governance.ledger(engine, spec.name) == []
+        promotion.decide(engine, spec, request_id, APPROVER, "approve", "ok", req["evidence_hash"], broken)
+    assert promotion.get_request(engine, request_id)["status"] == "pending"
+    assert promotion.ledger(engine, spec.name) == []
     assert audit.verify_chain(engine).ok
 
 
@@ -158,21 +159,21 @@ def two_approved(engine, spec, mlflow_cfg, request_id) -> tuple[dict, dict]:  # 
 
 def test_rollback_returns_an_earlier_approved_version(engine, spec, mlflow_cfg, two_approved) -> None:  # type: ignore[no-untyped-def]
     first, second = two_approved
-    out = governance.rollback(engine, spec, APPROVER, first["model_version"], "v2 miscalibrated on cohort B",
+    out = promotion.rollback(engine, spec, APPROVER, first["model_version"], "v2 miscalibrated on cohort B",
                               _mover(mlflow_cfg))
     assert (out["from_version"], out["to_version"], out["approval_id"]) == \
         (second["model_version"], first["model_version"], first["request_id"])
     assert registry.alias_version(mlflow_cfg, spec.name) == first["model_version"]
-    champ = governance.current_champion(engine, spec.name)
+    champ = promotion.current_champion(engine, spec.name)
     assert champ is not None and (champ.version, champ.approval_id, champ.action) == \
         (first["model_version"], first["request_id"], "rollback")
-    assert [r["action"] for r in governance.ledger(engine, spec.name)] == ["promote", "promote", "rollback"]
+    assert [r["action"] for r in promotion.ledger(engine, spec.name)] == ["promote", "promote", "rollback"]
     ev = audit.events(engine, event_type="rollback")[-1]
     assert ev["actor"] == "approver" and ev["details"]["justification"] == "v2 miscalibrated on cohort B"
     assert audit.verify_chain(engine).ok
     # the rolled-back-to version scores under its original approval; the newer one no longer may
-    assert governance.approved_version(engine, spec.name, first["model_version"]) == first["request_id"]
-    assert governance.approved_version(engine, spec.name, second["model_version"]) is None
+    assert promotion.approved_version(engine, spec.name, first["model_version"]) == first["request_id"]
+    assert promotion.approved_version(engine, spec.name, second["model_version"]) is None
 
 
 @pytest.mark.parametrize(("actor", "version", "why", "code", "status"), [
@@ -182,7 +183,7 @@ def test_rollback_returns_an_earlier_approved_version(engine, spec, mlflow_cfg, 
 ])
 def test_rollback_refusals_are_audited(engine, spec, actor, version, why, code, status) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(GovernanceError) as err:
-        governance.rollback(engine, spec, actor, version, why, lambda m, v: pytest.fail("alias must not move"))
+        promotion.rollback(engine, spec, actor, version, why, lambda m, v: pytest.fail("alias must not move"))
     assert (err.value.code, err.value.status) == (code, status)
     refused = audit.events(engine, event_type="rollback_refused")
     assert [(e["actor"], e["details"]["code"]) for e in refused] == [(actor.username, code)]
@@ -190,37 +191,37 @@ def test_rollback_refusals_are_audited(engine, spec, actor, version, why, code, 
 
 def test_rollback_to_the_champion_is_refused(engine, spec, mlflow_cfg, two_approved) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(GovernanceError) as err:
-        governance.rollback(engine, spec, APPROVER, two_approved[1]["model_version"], "already there, oops",
+        promotion.rollback(engine, spec, APPROVER, two_approved[1]["model_version"], "already there, oops",
                             _mover(mlflow_cfg))
     assert err.value.code == "already_champion"
 
 
 def test_break_glass_revocation_stops_scoring(engine, spec, mlflow_cfg, two_approved) -> None:  # type: ignore[no-untyped-def]
-    from airgate import score
+    from airgate.serving import scoring
 
     first, second = two_approved
     with pytest.raises(GovernanceError) as err:  # approvers are not break-glass by default
-        governance.revoke(engine, spec, APPROVER, second["model_version"], "leaking a protected attribute",
+        promotion.revoke(engine, spec, APPROVER, second["model_version"], "leaking a protected attribute",
                           lambda m: pytest.fail("alias must stay"))
     assert (err.value.status, err.value.code) == (403, "not_break_glass")
     with pytest.raises(GovernanceError) as err:
-        governance.revoke(engine, spec, ADMIN, first["model_version"], "not the champion though",
+        promotion.revoke(engine, spec, ADMIN, first["model_version"], "not the champion though",
                           lambda m: registry.delete_alias(mlflow_cfg, m))
     assert err.value.code == "not_champion"
-    out = governance.revoke(engine, spec, ADMIN, second["model_version"], "leaking a protected attribute",
+    out = promotion.revoke(engine, spec, ADMIN, second["model_version"], "leaking a protected attribute",
                             lambda m: registry.delete_alias(mlflow_cfg, m))
     assert (out["action"], out["from_version"], out["to_version"]) == ("revoke", second["model_version"], None)
     assert registry.alias_version(mlflow_cfg, spec.name) is None
-    assert governance.current_champion(engine, spec.name) is None
-    assert governance.get_request(engine, second["request_id"])["status"] == "revoked"
-    with pytest.raises(score.NotApproved):  # even if someone points the alias back by hand
+    assert promotion.current_champion(engine, spec.name) is None
+    assert promotion.get_request(engine, second["request_id"])["status"] == "revoked"
+    with pytest.raises(scoring.NotApproved):  # even if someone points the alias back by hand
         registry.set_alias(mlflow_cfg, spec.name, second["model_version"])
-        score.resolve_champion(engine, spec, mlflow_cfg)
+        scoring.resolve_champion(engine, spec, mlflow_cfg)
     with pytest.raises(GovernanceError) as err:  # a revoked version never returns
-        governance.rollback(engine, spec, APPROVER, second["model_version"], "bring it back please",
+        promotion.rollback(engine, spec, APPROVER, second["model_version"], "bring it back please",
                             _mover(mlflow_cfg))
     assert err.value.code == "not_approved"  # its approval is withdrawn
-    back = governance.rollback(engine, spec, APPROVER, first["model_version"], "restore service on v1",
+    back = promotion.rollback(engine, spec, APPROVER, first["model_version"], "restore service on v1",
                                _mover(mlflow_cfg))
     assert back["from_version"] is None and registry.alias_version(mlflow_cfg, spec.name) == first["model_version"]
     kinds = [e["event_type"] for e in audit.events(engine)]
@@ -230,23 +231,23 @@ def test_break_glass_revocation_stops_scoring(engine, spec, mlflow_cfg, two_appr
 
 def test_champion_as_of_reads_the_ledger_history(engine, spec, mlflow_cfg, two_approved) -> None:  # type: ignore[no-untyped-def]
     first, second = two_approved
-    entries = governance.ledger(engine, spec.name)
-    assert governance.champion_as_of(engine, spec.name, entries[0]["at"] - timedelta(seconds=1)) is None
-    assert governance.champion_as_of(engine, spec.name, entries[0]["at"])["version"] == first["model_version"]
-    assert governance.champion_as_of(engine, spec.name, utcnow())["version"] == second["model_version"]
+    entries = promotion.ledger(engine, spec.name)
+    assert promotion.champion_as_of(engine, spec.name, entries[0]["at"] - timedelta(seconds=1)) is None
+    assert promotion.champion_as_of(engine, spec.name, entries[0]["at"])["version"] == first["model_version"]
+    assert promotion.champion_as_of(engine, spec.name, utcnow())["version"] == second["model_version"]
 
 
 def test_why_not_decide_explains_each_rule(engine, spec, request_id) -> None:  # type: ignore[no-untyped-def]
-    req = governance.get_request(engine, request_id)
-    assert governance.why_not_decide(spec, req, APPROVER) is None
-    assert "not an approver" in str(governance.why_not_decide(spec, req, Actor("v", frozenset({"viewer"}))))
-    assert "separation of duties" in str(governance.why_not_decide(spec, req, Actor("carol", frozenset({"admin"}))))
-    assert "expired" in str(governance.why_not_decide(spec, req, APPROVER, now=utcnow() + timedelta(hours=100)))
+    req = promotion.get_request(engine, request_id)
+    assert promotion.why_not_decide(spec, req, APPROVER) is None
+    assert "not an approver" in str(promotion.why_not_decide(spec, req, Actor("v", frozenset({"viewer"}))))
+    assert "separation of duties" in str(promotion.why_not_decide(spec, req, Actor("carol", frozenset({"admin"}))))
+    assert "expired" in str(promotion.why_not_decide(spec, req, APPROVER, now=utcnow() + timedelta(hours=100)))
 
 
 def test_approvers_from_airflow_config_extend_the_spec(spec) -> None:  # type: ignore[no-untyped-def]
     dora = Actor("dora", frozenset({"risk"}))
-    assert not governance.is_approver(spec, dora)
-    assert governance.is_approver(governance.with_extra_approvers(spec, ["dora"], []), dora)
-    assert governance.is_approver(governance.with_extra_approvers(spec, [], ["Risk"]), dora)
-    assert governance.with_extra_approvers(spec, [], []) is spec
+    assert not promotion.is_approver(spec, dora)
+    assert promotion.is_approver(promotion.with_extra_approvers(spec, ["dora"], []), dora)
+    assert promotion.is_approver(promotion.with_extra_approvers(spec, [], ["Risk"]), dora)
+    assert promotion.with_extra_approvers(spec, [], []) is spec

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from airgate import cli, kube
-from airgate.spec import Kubernetes, ModelSpec, Resources, SpecError, load_spec
+from airgate.core.spec import Kubernetes, ModelSpec, Resources, SpecError, load_spec
+from airgate.orchestration import cli, kube
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "include" / "specs" / "knowledge_tracing.yaml"
@@ -242,7 +242,7 @@ def test_the_dag_with_pods_serialises_for_the_scheduler(kspec: ModelSpec) -> Non
 
 @pytest.mark.dag_import
 def test_importing_kube_at_parse_time_loads_no_kubernetes_client() -> None:
-    code = ("import json, sys\nimport airgate.kube\n"
+    code = ("import json, sys\nimport airgate.orchestration.kube\n"
             "print(json.dumps([m for m in ('kubernetes', 'airflow.providers.cncf.kubernetes', 'pandas') "
             "if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
@@ -264,7 +264,7 @@ def test_cli_help_exits_cleanly() -> None:
 
 @pytest.fixture
 def fake_train(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
-    """A stand-in airgate.train: the CLI's contract is the call and the JSON, not the training itself."""
+    """A stand-in airgate.model.training: the CLI's contract is the call and the JSON, not the training itself."""
     import numpy as np
 
     calls: list[tuple[str, str, str]] = []
@@ -273,9 +273,9 @@ def fake_train(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
         calls.append((model, training_run_id, candidate))
         return {"candidate": candidate, "valid": {"auc": np.float64(0.75)}, "n_trials": 3}
 
-    fake = types.ModuleType("airgate.train")
+    fake = types.ModuleType("airgate.model.training")
     fake.train_candidate_from_env = train_candidate_from_env  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "airgate.train", fake)
+    monkeypatch.setitem(sys.modules, "airgate.model.training", fake)
     return calls
 
 
@@ -412,7 +412,7 @@ def test_the_score_dag_maps_one_pod_per_planned_shard(sspec: ModelSpec) -> None:
     from airflow.sdk.definitions.mappedoperator import MappedOperator
     from airflow.serialization.serialized_objects import DagSerialization
 
-    from airgate.dagfactory import build_score
+    from airgate.orchestration.builders import build_score
 
     dag = build_score(sspec)
     pods = dag.get_task("score_partition")
@@ -442,9 +442,9 @@ def test_score_partition_cli_hands_its_result_to_xcom(tmp_path: Path, monkeypatc
         calls.append((model, scoring_run_id, shard))
         return {"scoring_run_id": scoring_run_id, "shard": shard, "rows": 1234}
 
-    fake = types.ModuleType("airgate.score")
+    fake = types.ModuleType("airgate.serving.scoring")
     fake.score_shard_from_env = score_shard_from_env  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "airgate.score", fake)
+    monkeypatch.setitem(sys.modules, "airgate.serving.scoring", fake)
     target = tmp_path / "xcom" / "return.json"
     monkeypatch.setenv(cli.XCOM_PATH_ENV, str(target))
     assert cli.main(["score-partition", "--model", "knowledge_tracing", "--scoring-run-id", "sr-9", "--shard",

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from airgate import audit, clean, collect, datasets, label
-from airgate.simulator import SimConfig, Simulator, answer_reviews, load_truth, write_late_grades
-from airgate.train import time_split, training_frame
-from airgate.warehouse import labels, review_queue
+from airgate.core import audit, datasets
+from airgate.core.warehouse import labels, review_queue
+from airgate.data import clean, collect, labeling
+from airgate.dev.simulator import SimConfig, Simulator, answer_reviews, load_truth, write_late_grades
+from airgate.model.training import time_split, training_frame
 
 from .helpers import approve, land, train_to_request
 
@@ -37,14 +38,14 @@ def _ingest(engine, spec, sim, root: Path, batches: range) -> None:  # type: ign
 
 def test_late_grades_join_by_event_id_once(engine, spec, graded_later, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _ingest(engine, spec, graded_later, tmp_path, range(1))
-    first = label.label_pending(engine, spec)
+    first = labeling.label_pending(engine, spec)
     assert first.by_source == {"ground_truth": first.rows} and first.summary["unlabeled"] > 0
     late_dir = tmp_path / "late"
     path = write_late_grades(graded_later.batch(0), late_dir)
     (late_dir / "resent.csv").write_bytes(path.read_bytes())  # the grader sends the same grades twice
-    outcomes = label.ingest_label_files(engine, spec, late_dir, "late")
+    outcomes = labeling.ingest_label_files(engine, spec, late_dir, "late")
     assert sorted((o.accepted > 0, o.duplicates > 0) for o in outcomes) == [(False, True), (True, False)]
-    second = label.label_pending(engine, spec)
+    second = labeling.label_pending(engine, spec)
     n_late = int(graded_later.batch(0).events["correct"].isna().sum())
     clean_rows = first.rows + first.summary["unlabeled"]
     assert second.created and second.by_source["late"] > 0.9 * n_late
@@ -55,17 +56,17 @@ def test_late_grades_join_by_event_id_once(engine, spec, graded_later, tmp_path:
     late = lab[lab["source"] == "late"]
     assert (late["label"].to_numpy() == truth.loc[late["event_id"], "true_correct"].to_numpy()).all()
     assert late["labeled_at"].notna().all() and set(late["labeler"]) == {"grader"}
-    assert not label.label_pending(engine, spec).created  # nothing new since
+    assert not labeling.label_pending(engine, spec).created  # nothing new since
 
 
 def test_ground_truth_outranks_a_late_label(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _ingest(engine, spec, small_sim, tmp_path, range(1))
-    first = label.label_pending(engine, spec)
+    first = labeling.label_pending(engine, spec)
     lab = _labels(engine, first.labeled_version_id or "")
     row = lab.iloc[0]
-    label.record_label_events(engine, spec, [{"event_id": row["event_id"], "label": 1 - int(row["label"])}],
+    labeling.record_label_events(engine, spec, [{"event_id": row["event_id"], "label": 1 - int(row["label"])}],
                               "late", "test", "grader")
-    second = label.label_pending(engine, spec)
+    second = labeling.label_pending(engine, spec)
     after = _labels(engine, second.labeled_version_id or "").set_index("event_id")
     assert after.loc[row["event_id"], "source"] == "ground_truth"
     assert after.loc[row["event_id"], "label"] == row["label"] and second.relabeled == 0
@@ -78,7 +79,7 @@ def test_bad_label_files_are_rejected_and_audited(engine, spec, small_sim, tmp_p
     (folder / "a.csv").write_text("event_id,label\ne000_0000_000,7\n")
     (folder / "b.csv").write_text("event_id,label\nno-such-event,1\n")
     (folder / "c.csv").write_text("id,grade\nx,1\n")
-    out = {Path(o.path).name: o for o in label.ingest_label_files(engine, spec, folder, "late")}
+    out = {Path(o.path).name: o for o in labeling.ingest_label_files(engine, spec, folder, "late")}
     assert "0 or 1" in (out["a.csv"].error or "") and "not in any clean version" in (out["b.csv"].error or "")
     assert "needs columns" in (out["c.csv"].error or "")
     assert len(audit.events(engine, event_type="label_file_rejected")) == 2
@@ -90,14 +91,14 @@ def test_champion_auto_labels_confident_rows_and_queues_uncertain_ones(engine, s
     spec = spec.model_copy(update={"label_policy": spec.label_policy.model_copy(
         update={"auto_label_min_confidence": 0.8, "review_budget": 50})})
     _ingest(engine, spec, graded_later, tmp_path, range(2))
-    first = label.label_pending(engine, spec)
+    first = labeling.label_pending(engine, spec)
     req = train_to_request(engine, spec, mlflow_cfg, tmp_path, first.labeled_version_id or "")
     approve(engine, spec, mlflow_cfg, req["approval_request_id"])
-    predictor = label.champion_predictor(engine, spec, mlflow_cfg)
+    predictor = labeling.champion_predictor(engine, spec, mlflow_cfg)
     assert predictor is not None and predictor.model_version == req["model_version"]
 
     _ingest(engine, spec, graded_later, tmp_path, range(2, 3))
-    second = label.label_pending(engine, spec, predictor=predictor)
+    second = labeling.label_pending(engine, spec, predictor=predictor)
     lab = _labels(engine, second.labeled_version_id or "")
     auto = lab[lab["source"] == "auto"]
     assert len(auto) > 0 and (auto["confidence"] >= 0.8).all()
@@ -107,7 +108,7 @@ def test_champion_auto_labels_confident_rows_and_queues_uncertain_ones(engine, s
     accuracy = (auto["label"].to_numpy() == truth.loc[auto["event_id"], "true_correct"].to_numpy()).mean()
     assert accuracy > 0.75  # the measured auto-label accuracy against the truth that arrives later
 
-    queue = label.open_queue(engine, spec.name)
+    queue = labeling.open_queue(engine, spec.name)
     assert len(queue) == second.queued == 50
     assert set(q["event_id"] for q in queue).isdisjoint(set(lab["event_id"]))  # only unlabeled rows are queued
     uncert = [q["uncertainty"] for q in queue]
@@ -115,10 +116,10 @@ def test_champion_auto_labels_confident_rows_and_queues_uncertain_ones(engine, s
     assert min(uncert) >= max(1 - abs(a - 0.5) * 2 for a in auto["confidence"])  # the least sure rows, not the surest
 
     answers = answer_reviews(load_truth(tmp_path / "oracle"), [q["event_id"] for q in queue[:20]], "rita")
-    accepted, dups = label.answer_reviews(engine, spec, answers.to_dict("records"), "rita", "api:rita")
+    accepted, dups = labeling.answer_reviews(engine, spec, answers.to_dict("records"), "rita", "api:rita")
     assert (accepted, dups) == (20, 0)
-    assert label.answer_reviews(engine, spec, answers.to_dict("records"), "rita", "api:rita") == (0, 20)
-    third = label.label_pending(engine, spec, predictor=predictor)
+    assert labeling.answer_reviews(engine, spec, answers.to_dict("records"), "rita", "api:rita") == (0, 20)
+    third = labeling.label_pending(engine, spec, predictor=predictor)
     human = _labels(engine, third.labeled_version_id or "").query("source == 'human'")
     assert len(human) == 20 and set(human["person"]) == {"rita"}
     with engine.connect() as conn:
@@ -136,15 +137,15 @@ def test_champion_auto_labels_confident_rows_and_queues_uncertain_ones(engine, s
 
 def test_review_answers_by_file_drop_record_the_person(engine, spec, graded_later, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _ingest(engine, spec, graded_later, tmp_path, range(1))
-    label.label_pending(engine, spec)
+    labeling.label_pending(engine, spec)
     pending = graded_later.batch(0).events.query("correct.isna() and response_time_ms >= 1000")["event_id"][:5]
     answers = answer_reviews(load_truth(tmp_path / "oracle"), list(pending), reviewer="maria")
     folder = tmp_path / "reviews"
     folder.mkdir()
     answers.to_csv(folder / "answers_monday.csv", index=False)
-    [outcome] = label.ingest_label_files(engine, spec, folder, "human")
+    [outcome] = labeling.ingest_label_files(engine, spec, folder, "human")
     assert (outcome.accepted, outcome.rejected) == (5, 0)
-    assert label.ingest_label_files(engine, spec, folder, "human") == []  # the same file is not read twice
-    result = label.label_pending(engine, spec)
+    assert labeling.ingest_label_files(engine, spec, folder, "human") == []  # the same file is not read twice
+    result = labeling.label_pending(engine, spec)
     human = _labels(engine, result.labeled_version_id or "").query("source == 'human'")
     assert len(human) == 5 and set(human["person"]) == {"maria"}

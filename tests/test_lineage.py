@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from airgate import governance, lineage, registry, score
-from airgate.governance import Actor
-from airgate.warehouse import file_ledger, predictions, utcnow
+from airgate.core import registry
+from airgate.core.warehouse import file_ledger, predictions, utcnow
+from airgate.governance import lineage, promotion
+from airgate.governance.promotion import Actor
+from airgate.serving import scoring
 
 from .helpers import approve, prepare_data, second_version, train_to_request
 
@@ -26,11 +28,11 @@ def world(engine, spec, small_sim, mlflow_cfg, tmp_path: Path) -> dict[str, Any]
     approve(engine, spec, mlflow_cfg, v1["approval_request_id"])
     v2_req = second_version(engine, spec, mlflow_cfg, v1["approval_request_id"], trained_by="carol")
     v2 = approve(engine, spec, mlflow_cfg, v2_req)
-    first = score.score(engine, score.ScoreConfig(spec, mlflow_cfg, "2026-09-03", "sr-1", str(tmp_path / "runs")))
+    first = scoring.score(engine, scoring.ScoreConfig(spec, mlflow_cfg, "2026-09-03", "sr-1", str(tmp_path / "runs")))
     mid = utcnow()
-    governance.rollback(engine, spec, Actor("approver", frozenset({"op"})), v1["model_version"],
+    promotion.rollback(engine, spec, Actor("approver", frozenset({"op"})), v1["model_version"],
                         "v2 regressed on new cohort", lambda m, v: registry.set_alias(mlflow_cfg, m, v))
-    second = score.score(engine, score.ScoreConfig(spec, mlflow_cfg, "2026-09-04", "sr-2", str(tmp_path / "runs")))
+    second = scoring.score(engine, scoring.ScoreConfig(spec, mlflow_cfg, "2026-09-04", "sr-2", str(tmp_path / "runs")))
     return {"labeled": labeled, "v1": v1, "v2": v2, "v2_req": v2_req, "first": first, "second": second,
             "mid": mid}
 

@@ -41,7 +41,7 @@ def test_airflow_settings_define_what_the_dags_use() -> None:
     assert all(f"export {s} ?=" in makefile for s in ("AIRGATE_WAREHOUSE_URL", "AIRGATE_MLFLOW_URI",
                                                       "AIRGATE_MLFLOW_ARTIFACTS"))
     pools = {p["pool_name"] for p in doc["pools"]}
-    dagfactory = (ROOT / "include" / "airgate" / "dagfactory.py").read_text()
+    dagfactory = (ROOT / "include" / "airgate" / "orchestration" / "builders.py").read_text()
     used_pools = set(re.findall(r'pool="([^"]+)"', dagfactory))
     assert used_pools and used_pools <= pools
 
@@ -172,7 +172,7 @@ def test_helm_values_use_the_charts_names_and_airgates_settings() -> None:
     created = re.search(rf"create secret generic {secret_name} (.*?)\n#", section, re.S)
     assert created, f"the doc must show how to create the Secret {secret_name}"
     assert set(re.findall(r"--from-literal=(\w+)=", created.group(1))) == AIRGATE_SETTINGS
-    source = "\n".join(p.read_text() for p in (ROOT / "include" / "airgate").glob("*.py"))
+    source = "\n".join(p.read_text() for p in (ROOT / "include" / "airgate").rglob("*.py"))
     assert all(f'"{s}"' in source for s in AIRGATE_SETTINGS | {e["name"] for e in values["env"]})
 
     # the warehouse migrations: once per install/upgrade, with the project image and the same settings
@@ -180,6 +180,6 @@ def test_helm_values_use_the_charts_names_and_airgates_settings() -> None:
     assert migrate["command"] == ["python", "-m", "airgate.cli", "migrate"]
     assert migrate["image"] == f"{image['repository']}:{image['tag']}"
     assert migrate["envFrom"] == env_from
-    from airgate.cli import build_parser
+    from airgate.orchestration.cli import build_parser
 
     assert build_parser().parse_args(["migrate"]).command == "migrate"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airgate import runtime
+from airgate.core import settings
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,23 +19,23 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_a_missing_warehouse_names_both_ways_to_set_it(airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRGATE_WAREHOUSE_URL", raising=False)
     monkeypatch.delenv("AIRFLOW_CONN_AIRGATE_WAREHOUSE", raising=False)
-    with pytest.raises(runtime.SettingMissing, match="AIRGATE_WAREHOUSE_URL.*airgate_warehouse"):
-        runtime.warehouse_url()
+    with pytest.raises(settings.SettingMissing, match="AIRGATE_WAREHOUSE_URL.*airgate_warehouse"):
+        settings.warehouse_url()
 
 
 def test_mlflow_is_never_guessed(airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_AIRGATE_MLFLOW", raising=False)
     monkeypatch.delenv("AIRGATE_MLFLOW_URI", raising=False)
-    with pytest.raises(runtime.SettingMissing, match="AIRGATE_MLFLOW_URI"):
-        runtime.mlflow_config()
+    with pytest.raises(settings.SettingMissing, match="AIRGATE_MLFLOW_URI"):
+        settings.mlflow_config()
     monkeypatch.setenv("AIRGATE_MLFLOW_URI", "sqlite:////tmp/x/mlflow.db")
-    with pytest.raises(runtime.SettingMissing, match="AIRGATE_MLFLOW_ARTIFACTS"):
-        runtime.mlflow_config()
+    with pytest.raises(settings.SettingMissing, match="AIRGATE_MLFLOW_ARTIFACTS"):
+        settings.mlflow_config()
     monkeypatch.delenv("AIRGATE_MLFLOW_URI")
     monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_MLFLOW", json.dumps({"conn_type": "generic",
                                                                   "extra": {"tracking_uri": "sqlite:///m.db"}}))
-    with pytest.raises(runtime.SettingMissing, match="no artifact_root"):
-        runtime.mlflow_config()
+    with pytest.raises(settings.SettingMissing, match="no artifact_root"):
+        settings.mlflow_config()
 
 
 def test_resolving_mlflow_points_the_whole_task_process_at_it(monkeypatch: pytest.MonkeyPatch,
@@ -45,13 +45,14 @@ def test_resolving_mlflow_points_the_whole_task_process_at_it(monkeypatch: pytes
     monkeypatch.setenv("AIRGATE_MLFLOW_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("AIRGATE_MLFLOW_ARTIFACTS", str(tmp_path / "art"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cfg = runtime.mlflow_config()
+    cfg = settings.mlflow_config()
     assert os.environ["MLFLOW_TRACKING_URI"] == os.environ["MLFLOW_REGISTRY_URI"] == cfg.tracking_uri
 
 
 _FRESH_PROCESS = """
 import sys
-from airgate import predictors, registry
+from airgate.core import registry
+from airgate.model import predictors
 cfg = registry.MlflowConfig(sys.argv[1], sys.argv[2])
 p = predictors.load(cfg, "lightgbm", sys.argv[3])
 print("LOADED", type(p).__name__)
@@ -63,7 +64,7 @@ def test_a_logged_model_loads_in_a_fresh_process_from_another_directory(tmp_path
     import mlflow
     import numpy as np
 
-    from airgate import registry
+    from airgate.core import registry
 
     cfg = registry.MlflowConfig(f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "art"))
     registry.client(cfg)

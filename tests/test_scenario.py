@@ -22,10 +22,11 @@ import pytest
 import yaml
 from sqlalchemy import delete, select
 
-from airgate import audit, datasets, governance, registry
-from airgate.localrun import dag_test
-from airgate.simulator import SimConfig, Simulator, write_catalog
-from airgate.warehouse import make_engine, model_candidates, predictions, scoring_runs
+from airgate.core import audit, datasets, registry
+from airgate.core.warehouse import make_engine, model_candidates, predictions, scoring_runs
+from airgate.dev.simulator import SimConfig, Simulator, write_catalog
+from airgate.governance import promotion
+from airgate.orchestration.localrun import dag_test
 
 from .helpers import migrated_sqlite
 from .test_e2e import MODEL, approve_via_api
@@ -158,7 +159,7 @@ def _states(dag_run: Any) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------------ helpers
 
 def _only_pending(engine: Any) -> dict[str, Any]:
-    reqs = governance.list_requests(engine, model=MODEL, status="pending")
+    reqs = promotion.list_requests(engine, model=MODEL, status="pending")
     assert len(reqs) == 1, reqs
     return reqs[0]
 
@@ -203,7 +204,7 @@ def test_new_cohort_drift_is_detected_in_one_batch_and_the_retrained_model_takes
     first = _only_pending(engine)
     v1 = first["model_version"]
     approve_via_api(engine, first)
-    assert governance.current_champion(engine, MODEL).version == v1  # type: ignore[union-attr]
+    assert promotion.current_champion(engine, MODEL).version == v1  # type: ignore[union-attr]
     train_listens()  # from here on, as under a scheduler: the train DAG listens to its Assets
     before = max(e["seq"] for e in audit.events(engine, model=MODEL, limit=100_000))
 
@@ -265,7 +266,7 @@ def test_new_cohort_drift_is_detected_in_one_batch_and_the_retrained_model_takes
         ids = pd.read_parquet(split / f"{part}.parquet", columns=["event_id"])["event_id"]
         assert ids.str.startswith(f"e{NEW_COHORT_BATCH:03d}_").any(), f"no new-cohort rows in {part}"
     approve_via_api(engine, second)
-    assert governance.current_champion(engine, MODEL).version == v2  # type: ignore[union-attr]
+    assert promotion.current_champion(engine, MODEL).version == v2  # type: ignore[union-attr]
     assert registry.alias_version(env["mlflow"], MODEL) == v2
 
     # Night 3: scoring switches to the new champion, which sees no drift on the cohort it was trained with.

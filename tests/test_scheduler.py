@@ -1,6 +1,6 @@
 """The whole lifecycle under a running Airflow, one process per task, with nobody driving the DAGs.
 
-The scheduler, dag-processor, triggerer and api-server run as separate processes (``airgate.devstack``): on
+The scheduler, dag-processor, triggerer and api-server run as separate processes (``airgate.dev.devstack``): on
 LocalExecutor with SQLite (the embedded default), and on CeleryExecutor with Redis as broker and PostgreSQL as
 metadata DB, warehouse and MLflow store, with two workers whose local folders differ, so that they share nothing but
 the databases and the object store (``AIRGATE_STORAGE_URL``). The test only does what people and the outside world
@@ -24,10 +24,10 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from airgate import audit
-from airgate.devstack import AirflowApi, Stack, StackConfig, StackError
-from airgate.simulator import SimConfig, Simulator, write_catalog
-from airgate.warehouse import make_engine, predictions
+from airgate.core import audit
+from airgate.core.warehouse import make_engine, predictions
+from airgate.dev.devstack import AirflowApi, Stack, StackConfig, StackError
+from airgate.dev.simulator import SimConfig, Simulator, write_catalog
 
 from .conftest import PG_ADMIN_URL
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airgate import collect
+from airgate.data import collect
 
 from .helpers import land
 
@@ -25,14 +25,14 @@ def wired(sqlite_engine, monkeypatch, tmp_path: Path):  # type: ignore[no-untype
 
 
 def test_trigger_waits_for_new_content_and_round_trips(wired, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from airgate.sensors import NewLandingFilesTrigger
+    from airgate.orchestration.sensors import NewLandingFilesTrigger
 
     landing = tmp_path / "landing"
     land(small_sim, tmp_path, range(1))
     collect.ingest(wired, spec, landing)  # what is there now is already ingested: the trigger must keep waiting
     trigger = NewLandingFilesTrigger(spec.name, str(landing), "*.csv", poll_interval=0.2)
     classpath, kwargs = trigger.serialize()
-    assert classpath == "airgate.sensors.NewLandingFilesTrigger"
+    assert classpath == "airgate.orchestration.sensors.NewLandingFilesTrigger"
     trigger = NewLandingFilesTrigger(**kwargs)
 
     def later() -> None:
@@ -48,7 +48,7 @@ def test_trigger_waits_for_new_content_and_round_trips(wired, spec, small_sim, t
 
 
 def test_object_storage_uri_landing_zone(sqlite_engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from airgate.runtime import resolve_location
+    from airgate.core.settings import resolve_location
 
     land(small_sim, tmp_path, range(2))
     location = resolve_location(f"file://{tmp_path / 'landing'}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from airgate.simulator import COLUMNS, SimConfig, Simulator, load_truth, oracle_auc
+from airgate.dev.simulator import COLUMNS, SimConfig, Simulator, load_truth, oracle_auc
 
 pytestmark = pytest.mark.data
 
@@ -62,7 +62,7 @@ def test_the_history_limit_sits_between_the_marginal_and_the_oracle() -> None:
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from airgate.simulator import SimConfig, Simulator, history_limit
+    from airgate.dev.simulator import SimConfig, Simulator, history_limit
 
     sim = Simulator(SimConfig(students_per_batch=150, events_per_student=40))
     b = sim.batch(0)

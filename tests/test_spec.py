@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airgate.spec import SpecError, load_spec, load_specs
+from airgate.core.spec import SpecError, load_spec, load_specs
 
 pytestmark = pytest.mark.unit
 SPEC = Path(__file__).resolve().parents[1] / "include" / "specs" / "knowledge_tracing.yaml"

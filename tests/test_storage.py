@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from airgate import runtime, storage
+from airgate.core import settings, storage
 
 pytestmark = pytest.mark.unit
 MODEL = "knowledge_tracing"
@@ -49,12 +49,12 @@ def _files_under(folder: Path) -> list[Path]:
 
 def test_the_default_root_is_airgate_home_and_the_setting_moves_it(home: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     assert storage.url() == f"file://{home}" and storage.is_local(storage.root())
-    assert storage.as_string(runtime.runs_dir()) == str(home / "runs")
-    assert storage.as_string(runtime.resolve_path("catalog/items.csv")) == str(home / "catalog" / "items.csv")
+    assert storage.as_string(settings.runs_dir()) == str(home / "runs")
+    assert storage.as_string(settings.resolve_path("catalog/items.csv")) == str(home / "catalog" / "items.csv")
     url = _memory_url()
     monkeypatch.setenv(storage.URL_ENV, url + "/")
-    assert storage.url() == url and str(runtime.runs_dir()) == f"{url}/runs"
-    assert str(runtime.resolve_location("landing/m")) == f"{url}/landing/m"
+    assert storage.url() == url and str(settings.runs_dir()) == f"{url}/runs"
+    assert str(settings.resolve_location("landing/m")) == f"{url}/landing/m"
     monkeypatch.setenv(storage.URL_ENV, "/srv/airgate")
     with pytest.raises(storage.StorageError, match="AIRGATE_STORAGE_URL='/srv/airgate' is not a URL"):
         storage.root()
@@ -83,7 +83,7 @@ def test_spec_paths_resolve_by_one_rule(root_url: str, tmp_path: Path, monkeypat
 def test_write_read_and_missing_files_on_each_backend(root_url: str, home: Path) -> None:
     import pandas as pd
 
-    from airgate.feature_store import read_parquet, write_parquet
+    from airgate.data.feature_store import read_parquet, write_parquet
 
     target = storage.write_text_atomic("runs/tr-1/result.json", json.dumps({"auc": 0.7}))
     assert storage.exists(target) and storage.is_file("runs/tr-1/result.json")
@@ -190,7 +190,7 @@ def test_storage_imports_nothing_heavy() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import airgate.storage; heavy = {'pandas', 'pyarrow', 'fsspec', 'airflow', 'sqlalchemy'}; "
+    code = ("import sys; import airgate.core.storage; heavy = {'pandas', 'pyarrow', 'fsspec', 'airflow', 'sqlalchemy'}; "
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
@@ -203,20 +203,12 @@ def test_every_stage_reads_and_writes_through_an_object_store(  # type: ignore[n
     """The whole lifecycle on a memory:// root, with an empty AIRGATE_HOME: the catalog, roster, landing zone and
     label files exist only in the store, so a stage that looked on the local disk would fail; everything the stages
     write (splits, results, plots, evidence, GX, feature shards, plans, drift reports) must land in the store."""
-    from airgate import (
-        clean,
-        collect,
-        data_checks,
-        datasets,
-        evidence,
-        feature_store,
-        gates,
-        label,
-        monitor,
-        score,
-        train,
-    )
-    from airgate.simulator import SimConfig, Simulator, write_catalog, write_late_grades
+    from airgate.core import datasets
+    from airgate.data import checks, clean, collect, feature_store, labeling
+    from airgate.dev.simulator import SimConfig, Simulator, write_catalog, write_late_grades
+    from airgate.governance import evidence
+    from airgate.model import gates, training
+    from airgate.serving import monitoring, scoring
 
     from .helpers import approve
 
@@ -224,34 +216,34 @@ def test_every_stage_reads_and_writes_through_an_object_store(  # type: ignore[n
     monkeypatch.setenv(storage.URL_ENV, url)
     engine = sqlite_engine
     sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40, ungraded_rate=0.1))
-    write_catalog(sim, runtime.resolve_path(spec.cleaning.item_catalog))
+    write_catalog(sim, settings.resolve_path(spec.cleaning.item_catalog))
     for b in range(2):
-        sim.write_batch(b, runtime.resolve_location(spec.source.path), tmp_path / "oracle",
-                        roster_path=runtime.resolve_path(spec.slices.roster))
-    write_late_grades(sim.batch(0), runtime.resolve_path(spec.label_policy.late_labels_path), fraction=0.5)
+        sim.write_batch(b, settings.resolve_location(spec.source.path), tmp_path / "oracle",
+                        roster_path=settings.resolve_path(spec.slices.roster))
+    write_late_grades(sim.batch(0), settings.resolve_path(spec.label_policy.late_labels_path), fraction=0.5)
 
-    ingested = collect.ingest(engine, spec, runtime.resolve_location(spec.source.path))
+    ingested = collect.ingest(engine, spec, settings.resolve_location(spec.source.path))
     assert len(ingested.raw_version_ids) == 2 and all(f.path.startswith(f"{url}/landing/") for f in ingested.files)
     clean.clean_pending(engine, spec)
-    checked = data_checks.validate_pending(engine, spec)
+    checked = checks.validate_pending(engine, spec)
     assert checked and all(o.status != "fail" for o in checked)
     assert all(o.results_path.startswith(url) and str(o.docs_path).startswith(url) for o in checked)
-    files = label.ingest_label_files(engine, spec, runtime.resolve_path(spec.label_policy.late_labels_path), "late")
+    files = labeling.ingest_label_files(engine, spec, settings.resolve_path(spec.label_policy.late_labels_path), "late")
     assert files and files[0].accepted > 0 and files[0].path.startswith(url)
-    labeled = label.label_pending(engine, spec).labeled_version_id
+    labeled = labeling.label_pending(engine, spec).labeled_version_id
     assert labeled is not None
     clean_version = datasets.latest(engine, spec.name, "clean")
     assert clean_version is not None
-    fs = feature_store.materialize(engine, spec, clean_version.version_id, runtime.runs_dir())
+    fs = feature_store.materialize(engine, spec, clean_version.version_id, settings.runs_dir())
     assert fs.shards and all(s.path.startswith(f"{url}/runs/features/") for s in fs.shards)
 
-    cfg = train.TrainConfig(spec, labeled, "tr-store", "trainer", mlflow_cfg, runtime.runs_dir(), "abc123")
-    result = train.train(engine, cfg)
+    cfg = training.TrainConfig(spec, labeled, "tr-store", "trainer", mlflow_cfg, settings.runs_dir(), "abc123")
+    result = training.train(engine, cfg)
     assert result.test_predictions.startswith(url) and str(result.pareto["plot"]).startswith(url)
-    report = gates.validate(engine, spec, mlflow_cfg, "tr-store", runtime.runs_dir())
+    report = gates.validate(engine, spec, mlflow_cfg, "tr-store", settings.runs_dir())
     assert report.approvable, report.failures
     assert str(report.evidence["drift"]["html_path"]).startswith(f"{url}/runs/tr-store/drift/")
-    served = evidence.artifact_paths(report.evidence, runtime.runs_dir())
+    served = evidence.artifact_paths(report.evidence, settings.runs_dir())
     assert set(served) == {"gate_report.html", "pareto.png", "drift.html"}
     assert "evidence" in storage.read_text(served["gate_report.html"]).lower()
     docs = evidence.data_docs_file(engine, spec.name, "index.html")
@@ -260,10 +252,10 @@ def test_every_stage_reads_and_writes_through_an_object_store(  # type: ignore[n
 
     request_id = gates.register_and_request(engine, spec, mlflow_cfg, "tr-store")["approval_request_id"]
     approve(engine, spec, mlflow_cfg, request_id)
-    done = score.score(engine, score.ScoreConfig(spec, mlflow_cfg, "2026-09-01", "sr-store"))
+    done = scoring.score(engine, scoring.ScoreConfig(spec, mlflow_cfg, "2026-09-01", "sr-store"))
     assert done.rows_scored == fs.rows
-    assert storage.exists(score.plan_path(runtime.runs_dir(), "sr-store"))
-    drift = monitor.check_drift(engine, spec, mlflow_cfg, "sr-store", runtime.runs_dir())
+    assert storage.exists(scoring.plan_path(settings.runs_dir(), "sr-store"))
+    drift = monitoring.check_drift(engine, spec, mlflow_cfg, "sr-store", settings.runs_dir())
     assert drift.status != "not_evaluated", drift.summary
     assert str(drift.report_path).startswith(f"{url}/runs/monitoring/sr-store/")
 
@@ -278,10 +270,11 @@ def test_the_dags_share_nothing_but_the_databases_and_the_store(  # type: ignore
     from airflow.dag_processing.dagbag import DagBag
     from sqlalchemy import func, select
 
-    from airgate import governance, registry
-    from airgate.simulator import SimConfig, Simulator, write_catalog
-    from airgate.spec import find_spec
-    from airgate.warehouse import make_engine, predictions
+    from airgate.core import registry
+    from airgate.core.spec import find_spec
+    from airgate.core.warehouse import make_engine, predictions
+    from airgate.dev.simulator import SimConfig, Simulator, write_catalog
+    from airgate.governance import promotion
 
     from .helpers import migrated_sqlite
     from .test_e2e import approve_via_api, run
@@ -296,10 +289,10 @@ def test_the_dags_share_nothing_but_the_databases_and_the_store(  # type: ignore
         {"conn_type": "generic", "extra": {"tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root}}))
     spec = find_spec(MODEL)
     sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40))
-    write_catalog(sim, runtime.resolve_path(spec.cleaning.item_catalog))
+    write_catalog(sim, settings.resolve_path(spec.cleaning.item_catalog))
     for b in range(2):
-        sim.write_batch(b, runtime.resolve_location(spec.source.path), tmp_path / "oracle",
-                        roster_path=runtime.resolve_path(spec.slices.roster))
+        sim.write_batch(b, settings.resolve_location(spec.source.path), tmp_path / "oracle",
+                        roster_path=settings.resolve_path(spec.slices.roster))
     bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags"))
     assert not bag.import_errors
     env = {"dags": bag.dags}
@@ -307,7 +300,7 @@ def test_the_dags_share_nothing_but_the_databases_and_the_store(  # type: ignore
     for stage in ("collect", "clean", "label", "train"):
         run(env, stage)
     engine = make_engine(f"sqlite:///{wh}")
-    req = governance.list_requests(engine, model=MODEL, status="pending")[0]
+    req = promotion.list_requests(engine, model=MODEL, status="pending")[0]
     approve_via_api(engine, req)
     run(env, "score")
     with engine.connect() as conn:

@@ -11,30 +11,31 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from airgate import audit, storage, train, tuning
-from airgate.warehouse import model_candidates
+from airgate.core import audit, storage
+from airgate.core.warehouse import model_candidates
+from airgate.model import training, tuning
 
 from .helpers import prepare_data
 
 pytestmark = pytest.mark.unit
 
 
-def _cfg(spec, labeled: str, mlflow_cfg, tmp_path: Path, run_id: str = "tr-t") -> train.TrainConfig:  # type: ignore[no-untyped-def]
-    return train.TrainConfig(spec, labeled, run_id, "trainer", mlflow_cfg, str(tmp_path / "runs"), "abc123")
+def _cfg(spec, labeled: str, mlflow_cfg, tmp_path: Path, run_id: str = "tr-t") -> training.TrainConfig:  # type: ignore[no-untyped-def]
+    return training.TrainConfig(spec, labeled, run_id, "trainer", mlflow_cfg, str(tmp_path / "runs"), "abc123")
 
 
 @pytest.fixture
 def trained(engine, spec, small_sim, mlflow_cfg, tmp_path: Path):  # type: ignore[no-untyped-def]
     labeled = prepare_data(engine, spec, small_sim, tmp_path)
     cfg = _cfg(spec, labeled, mlflow_cfg, tmp_path)
-    return cfg, train.train(engine, cfg)
+    return cfg, training.train(engine, cfg)
 
 
 def test_tunes_each_candidate_in_the_warehouse_study_and_selects_by_the_rule(engine, spec, trained) -> None:  # type: ignore[no-untyped-def]
     import optuna
 
     cfg, result = trained
-    lgbm = train.load_result(cfg, "lightgbm")
+    lgbm = training.load_result(cfg, "lightgbm")
     study = optuna.load_study(study_name=f"{cfg.training_run_id}:lightgbm",
                               storage=engine.url.render_as_string(hide_password=False))
     assert len(study.trials) == spec.tuning.n_trials == lgbm["n_trials"]
@@ -54,28 +55,28 @@ def test_tunes_each_candidate_in_the_warehouse_study_and_selects_by_the_rule(eng
 
 def test_test_split_is_read_once_and_only_for_the_chosen_and_the_baseline(engine, trained, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     cfg, result = trained
-    reads = train.test_reads(engine, cfg.training_run_id)
+    reads = training.test_reads(engine, cfg.training_run_id)
     assert len(reads) == 1 and reads[0]["reader"].endswith(result.model_uri)
     assert set(result.metrics["baseline"]) >= {"test_auc"} and "test_auc" in result.metrics["lightgbm"]
     # another model may not look at this run's test set
-    with pytest.raises(train.TestSetAlreadyRead, match="already read"):
-        train.read_test_once(engine, cfg, "models:/some-other-model")
+    with pytest.raises(training.TestSetAlreadyRead, match="already read"):
+        training.read_test_once(engine, cfg, "models:/some-other-model")
     # the retry of the same evaluation may (the choice was fixed before the first read), and adds no record
-    train.read_test_once(engine, cfg, result.model_uri)
-    assert len(train.test_reads(engine, cfg.training_run_id)) == 1
+    training.read_test_once(engine, cfg, result.model_uri)
+    assert len(training.test_reads(engine, cfg.training_run_id)) == 1
     with pytest.raises(ValueError, match="read once"):
-        train.load_split(cfg, "test")
+        training.load_split(cfg, "test")
     # a tampered test file is refused
     path = Path(cfg.runs_dir) / cfg.training_run_id / "split" / "test.parquet"
     path.write_bytes(path.read_bytes() + b"x")
-    with pytest.raises(train.TestSetAlreadyRead, match="changed on disk"):
-        train.read_test_once(engine, cfg, result.model_uri)
+    with pytest.raises(training.TestSetAlreadyRead, match="changed on disk"):
+        training.read_test_once(engine, cfg, result.model_uri)
 
 
 def test_tuning_never_opens_the_test_split(engine, spec, small_sim, mlflow_cfg, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     labeled = prepare_data(engine, spec, small_sim, tmp_path)
     cfg = _cfg(spec, labeled, mlflow_cfg, tmp_path, "tr-peek")
-    train.prepare(engine, cfg)
+    training.prepare(engine, cfg)
     opened: list[str] = []
     real = storage.open_read
 
@@ -84,10 +85,10 @@ def test_tuning_never_opens_the_test_split(engine, spec, small_sim, mlflow_cfg, 
         return real(path, *a, **kw)
 
     monkeypatch.setattr(storage, "open_read", spy)
-    results = [train.train_candidate(engine, cfg, c.name) for c in spec.candidates]
+    results = [training.train_candidate(engine, cfg, c.name) for c in spec.candidates]
     assert opened and not [p for p in opened if p.endswith("test.parquet")]
-    assert train.test_reads(engine, cfg.training_run_id) == []
-    train.finalize(engine, cfg, results)
+    assert training.test_reads(engine, cfg.training_run_id) == []
+    training.finalize(engine, cfg, results)
     assert [p for p in opened if p.endswith("test.parquet")] == [str(Path(cfg.runs_dir) / "tr-peek" / "split" /
                                                                      "test.parquet")]
 
@@ -97,15 +98,15 @@ def test_a_retried_candidate_resumes_its_study_and_reproduces(engine, spec, smal
 
     labeled = prepare_data(engine, spec, small_sim, tmp_path)
     cfg = _cfg(spec, labeled, mlflow_cfg, tmp_path, "tr-retry")
-    first = train.train_candidate(engine, cfg, "lightgbm")
-    Path(train.result_path(cfg, "lightgbm")).unlink()  # as if the task died after tuning, before recording it
-    again = train.train_candidate(engine, cfg, "lightgbm")
+    first = training.train_candidate(engine, cfg, "lightgbm")
+    Path(training.result_path(cfg, "lightgbm")).unlink()  # as if the task died after tuning, before recording it
+    again = training.train_candidate(engine, cfg, "lightgbm")
     study = optuna.load_study(study_name="tr-retry:lightgbm", storage=engine.url.render_as_string(hide_password=False))
     assert len(study.trials) == spec.tuning.n_trials, "the retry re-ran trials that had finished"
     assert again["valid"]["auc"] == first["valid"]["auc"] and again["params"] == first["params"]
     assert again["repro_max_abs_diff"] <= spec.gates.reproducibility_tolerance
     # a finished candidate is returned as is
-    assert train.train_candidate(engine, cfg, "lightgbm")["mlflow_run_id"] == again["mlflow_run_id"]
+    assert training.train_candidate(engine, cfg, "lightgbm")["mlflow_run_id"] == again["mlflow_run_id"]
 
 
 def test_every_trial_and_the_final_model_are_in_mlflow(engine, trained) -> None:  # type: ignore[no-untyped-def]
@@ -133,7 +134,7 @@ def test_every_trial_and_the_final_model_are_in_mlflow(engine, trained) -> None:
 
 def test_training_is_idempotent_and_audited(engine, trained) -> None:  # type: ignore[no-untyped-def]
     cfg, result = trained
-    again = train.train(engine, cfg)
+    again = training.train(engine, cfg)
     assert again.mlflow_run_id == result.mlflow_run_id
     with engine.connect() as conn:
         assert len(conn.execute(select(model_candidates)).all()) == 1
@@ -147,29 +148,30 @@ def test_a_retrain_trigger_on_already_trained_data_finds_the_earlier_run(engine,
     """Same labeled version, spec and code: the same model would come out, so the train DAG skips (and says why).
     A changed spec or new code is something new to train."""
     cfg, result = trained
-    done = train.already_trained(engine, cfg.spec, cfg.labeled_version_id, cfg.code_version)
+    done = training.already_trained(engine, cfg.spec, cfg.labeled_version_id, cfg.code_version)
     assert done is not None and done["training_run_id"] == result.training_run_id
-    assert train.already_trained(engine, cfg.spec, cfg.labeled_version_id, "another-commit") is None
+    assert training.already_trained(engine, cfg.spec, cfg.labeled_version_id, "another-commit") is None
     changed = cfg.spec.model_copy(update={"gates": cfg.spec.gates.model_copy(update={"beat_baseline_by": 0.02})})
-    assert train.already_trained(engine, changed, cfg.labeled_version_id, cfg.code_version) is None
-    assert train.already_trained(engine, cfg.spec, "labeled-newer", cfg.code_version) is None
+    assert training.already_trained(engine, changed, cfg.labeled_version_id, cfg.code_version) is None
+    assert training.already_trained(engine, cfg.spec, "labeled-newer", cfg.code_version) is None
 
 
 def test_nothing_feasible_means_no_model(engine, spec, small_sim, mlflow_cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from airgate.spec import Constraint
+    from airgate.core.spec import Constraint
 
     strict = spec.model_copy(update={"constraints": [Constraint(metric="p95_latency_ms_per_1k", max=1e-6)],
                                      "tuning": spec.tuning.model_copy(update={"n_trials": 2})})
     labeled = prepare_data(engine, strict, small_sim, tmp_path)
     cfg = _cfg(strict, labeled, mlflow_cfg, tmp_path, "tr-none")
     with pytest.raises(tuning.NoFeasiblePoint):
-        train.train(engine, cfg)
-    assert train.test_reads(engine, "tr-none") == [], "no choice, so no reason to look at the test set"
+        training.train(engine, cfg)
+    assert training.test_reads(engine, "tr-none") == [], "no choice, so no reason to look at the test set"
 
 
 def test_drift_is_evidence_by_default_and_a_gate_when_the_spec_says_so(engine, spec, mlflow_cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from airgate import clean, collect, gates
-    from airgate.simulator import SimConfig, Simulator, write_catalog
+    from airgate.data import clean, collect
+    from airgate.dev.simulator import SimConfig, Simulator, write_catalog
+    from airgate.model import gates
 
     from .helpers import roster_path
 
@@ -179,7 +181,7 @@ def test_drift_is_evidence_by_default_and_a_gate_when_the_spec_says_so(engine, s
     small = spec.model_copy(update={"tuning": spec.tuning.model_copy(update={"n_trials": 1})})
     labeled = prepare_data(engine, small, sim, tmp_path)
     cfg = _cfg(small, labeled, mlflow_cfg, tmp_path, "tr-drift")
-    train.train(engine, cfg)
+    training.train(engine, cfg)
     # a weaker cohort lands after training: the newest clean version is what the report compares with
     sim.write_batch(2, tmp_path / "landing", tmp_path / "oracle", roster_path=roster_path())
     collect.ingest(engine, small, tmp_path / "landing")
@@ -198,7 +200,10 @@ def test_drift_is_evidence_by_default_and_a_gate_when_the_spec_says_so(engine, s
 
 def test_a_dkt_champion_scores_and_auto_labels_through_the_same_predictor(engine, spec, small_sim, mlflow_cfg,
                                                                           tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from airgate import label, predictors, registry, score
+    from airgate.core import registry
+    from airgate.data import labeling
+    from airgate.model import predictors
+    from airgate.serving import scoring
 
     from .helpers import approve, train_to_request
 
@@ -209,10 +214,10 @@ def test_a_dkt_champion_scores_and_auto_labels_through_the_same_predictor(engine
     req = train_to_request(engine, only_dkt, mlflow_cfg, tmp_path, labeled, run_id="tr-dkt")
     assert registry.version_tags(mlflow_cfg, spec.name, req["model_version"])[predictors.KIND_TAG] == "dkt"
     approve(engine, only_dkt, mlflow_cfg, req["approval_request_id"])
-    res = score.score(engine, score.ScoreConfig(only_dkt, mlflow_cfg, "2026-09-03", "sr-dkt", str(tmp_path / "runs")))
+    res = scoring.score(engine, scoring.ScoreConfig(only_dkt, mlflow_cfg, "2026-09-03", "sr-dkt", str(tmp_path / "runs")))
     with engine.connect() as conn:
-        scores = [r.score for r in conn.execute(select(__import__("airgate.warehouse").warehouse.predictions))]
+        scores = [r.score for r in conn.execute(select(__import__("airgate.core.warehouse", fromlist=["predictions"]).predictions))]
     assert res.rows_scored == len(scores) > 0 and all(0.0 < s < 1.0 for s in scores)
     assert len(set(round(s, 6) for s in scores)) > 50, "a sequence model gives rows their own probabilities"
-    predictor = label.champion_predictor(engine, only_dkt, mlflow_cfg)
+    predictor = labeling.champion_predictor(engine, only_dkt, mlflow_cfg)
     assert predictor is not None and predictor.model_version == req["model_version"]

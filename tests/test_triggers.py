@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 
-from airgate import audit, governance, triggers
-from airgate.spec import ModelSpec
-from airgate.warehouse import dataset_versions, model_candidates, promotion_ledger, utcnow
+from airgate.core import audit
+from airgate.core.spec import ModelSpec
+from airgate.core.warehouse import dataset_versions, model_candidates, promotion_ledger, utcnow
+from airgate.governance import promotion
+from airgate.serving import retraining
 
 pytestmark = pytest.mark.unit
 
@@ -32,42 +34,42 @@ def _champion(engine: Any, model: str, version: str, trained_on: str) -> None:
 
 
 def test_new_labels_train_until_there_is_a_champion(engine: Any, spec: ModelSpec) -> None:
-    assert not triggers.on_new_labels(engine, spec).request  # nothing labeled yet
+    assert not retraining.on_new_labels(engine, spec).request  # nothing labeled yet
     _labeled(engine, spec.name, "lab-1")
-    first = triggers.on_new_labels(engine, spec)
+    first = retraining.on_new_labels(engine, spec)
     assert first.request and first.labeled_version_id == "lab-1"
 
     # A candidate waits for a decision: more labels do not open a second request beside it.
-    rid = governance.open_request(engine, spec, "1", "tr-1", {}, "h" * 64, "trainer")
+    rid = promotion.open_request(engine, spec, "1", "tr-1", {}, "h" * 64, "trainer")
     _labeled(engine, spec.name, "lab-2")
-    waiting = triggers.on_new_labels(engine, spec)
+    waiting = retraining.on_new_labels(engine, spec)
     assert not waiting.request and rid in waiting.reason
 
     # Once approved, labels alone never retrain: monitoring decides.
     _champion(engine, spec.name, "1", "lab-1")
-    after = triggers.on_new_labels(engine, spec)
+    after = retraining.on_new_labels(engine, spec)
     assert not after.request and after.champion_version == "1" and "monitoring" in after.reason
 
 
 def test_an_alarm_retrains_only_on_labels_the_champion_was_not_trained_on(engine: Any, spec: ModelSpec) -> None:
     _labeled(engine, spec.name, "lab-1")
     _champion(engine, spec.name, "1", "lab-1")
-    repeat = triggers.on_alarm(engine, spec, "drift")
+    repeat = retraining.on_alarm(engine, spec, "drift")
     assert not repeat.request and repeat.champion_data_version == "lab-1"
     assert "learn nothing new" in repeat.reason
 
     _labeled(engine, spec.name, "lab-2")
-    fresh = triggers.on_alarm(engine, spec, "decay")
+    fresh = retraining.on_alarm(engine, spec, "decay")
     assert fresh.request and (fresh.labeled_version_id, fresh.champion_data_version) == ("lab-2", "lab-1")
 
 
 def test_each_decision_is_on_the_record(engine: Any, spec: ModelSpec) -> None:
     _labeled(engine, spec.name, "lab-1")
     _champion(engine, spec.name, "1", "lab-1")
-    triggers.record(engine, spec, triggers.on_alarm(engine, spec, "drift"), trigger="drift", actor="airflow",
+    retraining.record(engine, spec, retraining.on_alarm(engine, spec, "drift"), trigger="drift", actor="airflow",
                     entity={"scoring_run_id": "sr-1"}, details={"value": 0.9})
     _labeled(engine, spec.name, "lab-2")
-    triggers.record(engine, spec, triggers.on_alarm(engine, spec, "drift"), trigger="drift", actor="airflow",
+    retraining.record(engine, spec, retraining.on_alarm(engine, spec, "drift"), trigger="drift", actor="airflow",
                     entity={"scoring_run_id": "sr-2"}, details={"value": 0.8})
     got = [(e["event_type"], e["entity"]["scoring_run_id"], e["entity"]["labeled_version_id"], e["details"]["reason"])
            for e in audit.events(engine, model=spec.name) if e["event_type"].startswith("retraining")]

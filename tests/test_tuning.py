@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from airgate import tuning
-from airgate.spec import SpecError, load_spec
+from airgate.core.spec import SpecError, load_spec
+from airgate.model import tuning
 
 pytestmark = pytest.mark.unit
 
@@ -80,7 +80,7 @@ def _spec_with(tmp_path: Path, text: str, old: str, new: str) -> Path:
     ("by: [grade_level, cohort]", "by: [grade_level]\n  roster: null", "slices", "roster"),
 ])
 def test_tuning_spec_errors_name_the_field(tmp_path: Path, old: str, new: str, field: str, words: str) -> None:
-    from airgate.spec import DEFAULT_SPECS_DIR
+    from airgate.core.spec import DEFAULT_SPECS_DIR
 
     text = (DEFAULT_SPECS_DIR / "knowledge_tracing.yaml").read_text()
     with pytest.raises(SpecError) as err:

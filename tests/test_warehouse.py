@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 
-from airgate import migrations
-from airgate.warehouse import (
+from airgate.core import migrations
+from airgate.core.warehouse import (
     bulk_insert,
     clean_events,
     dataset_versions,
@@ -87,13 +87,13 @@ def test_connection_fields_become_urls() -> None:
 
 
 def test_tasks_never_migrate_and_a_stale_schema_names_the_fix(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from airgate import runtime
+    from airgate.core import settings
 
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     monkeypatch.setenv("AIRGATE_WAREHOUSE_URL", url)
-    runtime._engine_for_locked.cache_clear()
+    settings._engine_for_locked.cache_clear()
     with pytest.raises(migrations.SchemaNotCurrent, match=r"has no airgate schema.*airgate\.cli migrate"):
-        runtime.warehouse_engine()
+        settings.warehouse_engine()
     eng = make_engine(url)
     assert migrations.current_revision(eng) is None  # the check created nothing
     migrations.upgrade(eng, "0001")
@@ -101,14 +101,14 @@ def test_tasks_never_migrate_and_a_stale_schema_names_the_fix(tmp_path: Path, mo
         migrations.check_current(eng)
     migrations.upgrade(eng)
     assert migrations.current_revision(eng) == migrations.head_revision()
-    assert runtime.warehouse_engine().url.database == eng.url.database
-    runtime._engine_for_locked.cache_clear()
+    assert settings.warehouse_engine().url.database == eng.url.database
+    settings._engine_for_locked.cache_clear()
 
 
 _MIGRATE = """
 import sys
-from airgate import migrations
-from airgate.warehouse import make_engine
+from airgate.core import migrations
+from airgate.core.warehouse import make_engine
 migrations.upgrade(make_engine(sys.argv[1]))
 """
 

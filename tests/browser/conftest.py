@@ -49,9 +49,9 @@ class Site:
     base: str
     home: Path
     warehouse_url: str
-    mlflow: Any  # airgate.registry.MlflowConfig
+    mlflow: Any  # airgate.core.registry.MlflowConfig
     model: str
-    request: dict[str, Any]  # the pending approval request, as governance.get_request returned it
+    request: dict[str, Any]  # the pending approval request, as promotion.get_request returned it
     log: Path
 
     def password(self, user: str) -> str:
@@ -75,11 +75,14 @@ class Site:
 def _seed(home: Path, mlflow_template: Path) -> tuple[str, Any, str, dict[str, Any]]:
     """A migrated warehouse, an MLflow copy and one pending approval request that "trainer" trained, all under
     ``home`` (which the server then uses as AIRGATE_HOME, so the evidence files are where it looks)."""
-    from airgate import data_checks, gates, governance, migrations, train
-    from airgate.registry import MlflowConfig
-    from airgate.runtime import code_version
-    from airgate.simulator import SimConfig, Simulator, write_catalog
-    from airgate.warehouse import make_engine
+    from airgate.core import migrations
+    from airgate.core.registry import MlflowConfig
+    from airgate.core.settings import code_version
+    from airgate.core.warehouse import make_engine
+    from airgate.data import checks
+    from airgate.dev.simulator import SimConfig, Simulator, write_catalog
+    from airgate.governance import promotion
+    from airgate.model import gates, training
 
     url = f"sqlite:///{home / 'warehouse.db'}"
     (home / "mlflow").mkdir(parents=True)
@@ -95,14 +98,14 @@ def _seed(home: Path, mlflow_template: Path) -> tuple[str, Any, str, dict[str, A
             migrations.upgrade(engine)
             labeled = prepare_data(engine, spec, sim, home)
             # Great Expectations results (and Data Docs) for the clean data, as the DAG records before training.
-            data_checks.validate_pending(engine, spec)
+            checks.validate_pending(engine, spec)
             # As tests.helpers.train_to_request, with the code version the DAG records (the evidence shows it).
-            train.train(engine, train.TrainConfig(spec, labeled, RUN_ID, "trainer", cfg, str(home / "runs"),
+            training.train(engine, training.TrainConfig(spec, labeled, RUN_ID, "trainer", cfg, str(home / "runs"),
                                                   code_version=code_version()))
             report = gates.validate(engine, spec, cfg, RUN_ID, str(home / "runs"))
             assert report.approvable, report.failures
             made = gates.register_and_request(engine, spec, cfg, RUN_ID)
-            request = governance.get_request(engine, made["approval_request_id"])
+            request = promotion.get_request(engine, made["approval_request_id"])
         finally:
             engine.dispose()
     assert request["status"] == "pending" and request["requested_by"] == "trainer", request

@@ -50,7 +50,7 @@ def _post_decision(site: Site, user: str) -> Any:
 
 
 def _champion(site: Site) -> str | None:
-    from airgate import registry
+    from airgate.core import registry
 
     return registry.alias_version(site.mlflow, site.model)
 
@@ -115,7 +115,7 @@ def test_viewer_sees_no_approve_button_and_the_api_refuses(ui: Any, site: Site) 
 def test_approver_reads_the_evidence_and_approves(ui: Any, site: Site) -> None:
     from sqlalchemy import create_engine
 
-    from airgate import governance
+    from airgate.governance import promotion
 
     expect = _expect()
     req = site.request
@@ -186,7 +186,7 @@ def test_approver_reads_the_evidence_and_approves(ui: Any, site: Site) -> None:
     assert _champion(site) == req["model_version"]
     engine = create_engine(site.warehouse_url)
     try:
-        last = governance.ledger(engine, site.model)[-1]
+        last = promotion.ledger(engine, site.model)[-1]
     finally:
         engine.dispose()
     assert (last["action"], last["to_version"], last["approval_id"], last["actor"]) == (

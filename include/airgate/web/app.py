@@ -1,7 +1,7 @@
 """The governance plugin's FastAPI app, mounted by the api-server under ``/airgate``.
 
 Thin on purpose: each route authenticates the Airflow user (Bearer token or the UI's ``_token`` cookie, through
-Airflow's own ``get_user`` dependency), then calls ``airgate.governance``/``airgate.audit``. Every rule lives there.
+Airflow's own ``get_user`` dependency), then calls ``airgate.governance.promotion``/``airgate.core.audit``. Every rule lives there.
 State-changing routes called with the cookie must carry the ``X-Requested-With: airgate`` header, which a
 cross-site form cannot send (CSRF).
 """
@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from airgate.governance import Actor
+from airgate.governance.promotion import Actor
 from airgate.web.auth import CurrentActor, current_actor
 
 CSRF_HEADER = "x-requested-with"
@@ -60,7 +60,7 @@ WritingActor = Annotated[Actor, Depends(actor_for_write)]
 
 
 def _engine() -> Any:
-    from airgate.runtime import warehouse_engine
+    from airgate.core.settings import warehouse_engine
 
     return warehouse_engine()
 
@@ -70,7 +70,7 @@ def _stored_file(path: Any, media_type: str | None = None) -> Response:
     Reports are small (a page, a plot), so they are read whole; the type is guessed from the name when not given."""
     import mimetypes
 
-    from airgate import storage
+    from airgate.core import storage
 
     kind = media_type or mimetypes.guess_type(storage.location(path).name)[0] or "application/octet-stream"
     return Response(storage.read_bytes(path, what="a report file"), media_type=kind)
@@ -89,13 +89,13 @@ def _config_list(key: str) -> list[str]:
 
 def _with_config_approvers(spec: Any) -> Any:
     """The spec with approvers granted in Airflow config ([airgate] approver_users / approver_roles)."""
-    from airgate import governance
+    from airgate.governance import promotion
 
-    return governance.with_extra_approvers(spec, _config_list("approver_users"), _config_list("approver_roles"))
+    return promotion.with_extra_approvers(spec, _config_list("approver_users"), _config_list("approver_roles"))
 
 
 def governed_spec(model: str) -> Any:
-    from airgate.spec import SpecError, find_spec
+    from airgate.core.spec import SpecError, find_spec
 
     try:
         return _with_config_approvers(find_spec(model))
@@ -104,7 +104,7 @@ def governed_spec(model: str) -> Any:
 
 
 def _all_specs() -> list[Any]:
-    from airgate.spec import load_specs
+    from airgate.core.spec import load_specs
 
     return [_with_config_approvers(s) for s in load_specs()]
 
@@ -126,23 +126,23 @@ def create_app() -> FastAPI:
     @app.get("/api/approvals", tags=["approvals"])
     def list_approvals(actor: CurrentActor, model: str | None = None, status: str | None = None,
                        limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        from airgate import governance
+        from airgate.governance import promotion
 
-        return governance.list_requests(_engine(), model=model, status=status, limit=min(limit, 500), offset=offset)
+        return promotion.list_requests(_engine(), model=model, status=status, limit=min(limit, 500), offset=offset)
 
     @app.get("/api/approvals/{request_id}", tags=["approvals"])
     def get_approval(request_id: str, actor: CurrentActor) -> Any:
         """The request, its evidence bundle, live context (labels, validation, report links) and whether you may
         decide it (a courtesy for the page: the decision route checks every rule again)."""
-        from airgate import evidence, governance
-        from airgate.runtime import runs_dir
+        from airgate.core.settings import runs_dir
+        from airgate.governance import evidence, promotion
 
         engine = _engine()
         try:
-            req = governance.get_request(engine, request_id)
-        except governance.GovernanceError as exc:
+            req = promotion.get_request(engine, request_id)
+        except promotion.GovernanceError as exc:
             return _error(exc)
-        reason = governance.why_not_decide(governed_spec(req["model"]), req, actor)
+        reason = promotion.why_not_decide(governed_spec(req["model"]), req, actor)
         req["you"] = {"can_decide": reason is None, "reason": reason}
         req["context"] = evidence.context(engine, req, runs_dir())
         return req
@@ -150,14 +150,14 @@ def create_app() -> FastAPI:
     @app.get("/api/approvals/{request_id}/artifacts/{name}", tags=["approvals"])
     def approval_artifact(request_id: str, name: str, actor: CurrentActor) -> Any:
         """A report file named by the request's evidence (Pareto plot, drift report, gate report)."""
-        from airgate import evidence, governance
-        from airgate.runtime import runs_dir
+        from airgate.core.settings import runs_dir
+        from airgate.governance import evidence, promotion
 
         if name not in evidence.ARTIFACT_TYPES:
             raise HTTPException(404, f"no artifact {name!r}; one of {sorted(evidence.ARTIFACT_TYPES)}")
         try:
-            req = governance.get_request(_engine(), request_id)
-        except governance.GovernanceError as exc:
+            req = promotion.get_request(_engine(), request_id)
+        except promotion.GovernanceError as exc:
             return _error(exc)
         path = evidence.artifact_paths(req["evidence"], runs_dir()).get(name)
         if path is None:
@@ -167,7 +167,7 @@ def create_app() -> FastAPI:
     @app.get("/api/data-docs/{model}/{path:path}", tags=["approvals"])
     def data_docs(model: str, path: str, actor: CurrentActor) -> Any:
         """The model's Great Expectations Data Docs site, file by file (nothing outside the site)."""
-        from airgate import evidence
+        from airgate.governance import evidence
 
         target = evidence.data_docs_file(_engine(), model, path or "index.html")
         if target is None:
@@ -176,80 +176,83 @@ def create_app() -> FastAPI:
 
     @app.post("/api/approvals/{request_id}/decisions", tags=["approvals"])
     def decide(request_id: str, body: DecisionIn, actor: WritingActor) -> Any:
-        from airgate import governance, registry
-        from airgate.runtime import mlflow_config
+        from airgate.core import registry
+        from airgate.core.settings import mlflow_config
+        from airgate.governance import promotion
 
         engine = _engine()
         try:
-            req = governance.get_request(engine, request_id)
-        except governance.GovernanceError as exc:
+            req = promotion.get_request(engine, request_id)
+        except promotion.GovernanceError as exc:
             return _error(exc)
         spec = governed_spec(req["model"])
         cfg = mlflow_config()
         try:
-            return governance.decide(
+            return promotion.decide(
                 engine, spec, request_id, actor, body.decision, body.comment, body.evidence_hash,
                 move_alias=lambda m, v: registry.set_alias(cfg, m, v),
                 restore_alias=lambda m, v: registry.set_alias(cfg, m, v))
-        except governance.GovernanceError as exc:
+        except promotion.GovernanceError as exc:
             return _error(exc)
 
     @app.get("/api/models", tags=["models"])
     def list_models(actor: CurrentActor) -> list[dict[str, Any]]:
-        from airgate import governance
+        from airgate.governance import promotion
 
-        return governance.models_overview(_engine(), _all_specs())
+        return promotion.models_overview(_engine(), _all_specs())
 
     @app.get("/api/models/{model}", tags=["models"])
     def get_model(model: str, actor: CurrentActor) -> dict[str, Any]:
         """The promotion ledger (oldest first), every version that asked for approval, and what you may do."""
-        from airgate import governance
-        from airgate.warehouse import utcnow
+        from airgate.core.warehouse import utcnow
+        from airgate.governance import promotion
 
         spec = governed_spec(model)
         engine = _engine()
-        return {"model": model, "owner": spec.owner, "champion": governance.champion_as_of(engine, model, utcnow()),
-                "ledger": governance.ledger(engine, model), "versions": governance.model_versions(engine, model),
-                "you": {"can_rollback": governance.is_approver(spec, actor),
-                        "can_revoke": governance.may_break_glass(spec, actor)}}
+        return {"model": model, "owner": spec.owner, "champion": promotion.champion_as_of(engine, model, utcnow()),
+                "ledger": promotion.ledger(engine, model), "versions": promotion.model_versions(engine, model),
+                "you": {"can_rollback": promotion.is_approver(spec, actor),
+                        "can_revoke": promotion.may_break_glass(spec, actor)}}
 
     @app.get("/api/models/{model}/ledger", tags=["models"])
     def model_ledger(model: str, actor: CurrentActor) -> list[dict[str, Any]]:
-        from airgate import governance
+        from airgate.governance import promotion
 
-        return governance.ledger(_engine(), model)
+        return promotion.ledger(_engine(), model)
 
     @app.post("/api/models/{model}/rollback", tags=["models"])
     def rollback(model: str, body: RollbackIn, actor: WritingActor) -> Any:
         """Make an earlier approved version champion again (approvers; justification required; audited)."""
-        from airgate import governance, registry
-        from airgate.runtime import mlflow_config
+        from airgate.core import registry
+        from airgate.core.settings import mlflow_config
+        from airgate.governance import promotion
 
         cfg = mlflow_config()
         try:
-            return governance.rollback(_engine(), governed_spec(model), actor, body.to_version, body.justification,
+            return promotion.rollback(_engine(), governed_spec(model), actor, body.to_version, body.justification,
                                        move_alias=lambda m, v: registry.set_alias(cfg, m, v))
-        except governance.GovernanceError as exc:
+        except promotion.GovernanceError as exc:
             return _error(exc)
 
     @app.post("/api/models/{model}/revoke", tags=["models"])
     def revoke(model: str, body: RevokeIn, actor: WritingActor) -> Any:
         """Break-glass: withdraw the champion now; scoring stops until another version is approved or rolled
         back to (spec approval.break_glass only; justification required; audited)."""
-        from airgate import governance, registry
-        from airgate.runtime import mlflow_config
+        from airgate.core import registry
+        from airgate.core.settings import mlflow_config
+        from airgate.governance import promotion
 
         cfg = mlflow_config()
         try:
-            return governance.revoke(_engine(), governed_spec(model), actor, body.version, body.justification,
+            return promotion.revoke(_engine(), governed_spec(model), actor, body.version, body.justification,
                                      remove_alias=lambda m: registry.delete_alias(cfg, m))
-        except governance.GovernanceError as exc:
+        except promotion.GovernanceError as exc:
             return _error(exc)
 
     @app.get("/api/lineage", tags=["lineage"])
     def lineage_graph(actor: CurrentActor, node: str) -> Any:
         """The node, everything upstream of it to the source files, and its direct downstream."""
-        from airgate import lineage
+        from airgate.governance import lineage
 
         try:
             return lineage.graph(_engine(), node)
@@ -259,22 +262,22 @@ def create_app() -> FastAPI:
     @app.get("/api/lineage/as-of", tags=["lineage"])
     def lineage_as_of(actor: CurrentActor, model: str, at: datetime, partition_key: str | None = None) -> Any:
         """Which approved version was champion at ``at``, and which version had produced the partition by then."""
-        from airgate import lineage
+        from airgate.governance import lineage
 
         return lineage.as_of(_engine(), model, at, partition_key)
 
     @app.get("/api/reviews/{model}/queue", tags=["labeling"])
     def review_queue(model: str, actor: CurrentActor, limit: int = 100) -> list[dict[str, Any]]:
         """The rows people are asked to label, most uncertain first."""
-        from airgate import label
+        from airgate.data import labeling
 
-        return label.open_queue(_engine(), model, limit=min(limit, 1000))
+        return labeling.open_queue(_engine(), model, limit=min(limit, 1000))
 
     @app.post("/api/reviews/{model}/answers", tags=["labeling"])
     def review_answers(model: str, body: ReviewAnswersIn, actor: WritingActor) -> Any:
         """Answer queued rows; each answer becomes a human label with the caller as the person."""
-        from airgate import label
-        from airgate.spec import SpecError, find_spec
+        from airgate.core.spec import SpecError, find_spec
+        from airgate.data import labeling
 
         try:
             spec = find_spec(model)
@@ -283,7 +286,7 @@ def create_app() -> FastAPI:
         if not _may_review(spec, actor):
             raise HTTPException(403, f"user '{actor.username}' may not label data for {model}")
         try:
-            accepted, duplicates = label.answer_reviews(
+            accepted, duplicates = labeling.answer_reviews(
                 _engine(), spec, [a.model_dump() for a in body.answers], actor.username,
                 origin=f"api:{actor.username}")
         except ValueError as exc:
@@ -292,7 +295,7 @@ def create_app() -> FastAPI:
 
     def _audit_filter(model: str | None, version: str | None, actor_name: str | None, event_type: str | None,
                       since: datetime | None, until: datetime | None) -> Any:
-        from airgate import audit
+        from airgate.core import audit
 
         return audit.AuditFilter(model, version, actor_name, event_type, since, until)
 
@@ -302,7 +305,7 @@ def create_app() -> FastAPI:
                    since: datetime | None = None, until: datetime | None = None, before: int | None = None,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         """Newest first. Pass ``next_before`` back as ``before`` for the next page. Anyone signed in may audit."""
-        from airgate import audit
+        from airgate.core import audit
 
         got = audit.page(_engine(), _audit_filter(model, version, actor_name, event_type, since, until), before,
                          limit)
@@ -316,7 +319,7 @@ def create_app() -> FastAPI:
         """Every matching event, oldest first, streamed (CSV cells that look like formulas are neutralised)."""
         import json
 
-        from airgate import audit
+        from airgate.core import audit
 
         rows = audit.iter_filtered(_engine(), _audit_filter(model, version, actor_name, event_type, since, until))
         name = f"airgate-audit.{format}"
@@ -333,24 +336,24 @@ def create_app() -> FastAPI:
 
     @app.get("/api/audit/event-types", tags=["audit"])
     def audit_event_types(actor: CurrentActor) -> list[str]:
-        from airgate import audit
+        from airgate.core import audit
 
         return audit.event_types(_engine())
 
     @app.get("/api/audit/verify", tags=["audit"])
     def verify_audit(actor: CurrentActor) -> dict[str, Any]:
-        from airgate import audit
+        from airgate.core import audit
 
         return audit.verify_chain(_engine()).__dict__
 
     @app.get("/api/me", tags=["auth"])
     def me(actor: Annotated[Any, Depends(current_actor)]) -> dict[str, Any]:
-        from airgate import governance
+        from airgate.governance import promotion
 
         specs = _all_specs()
         return {"username": actor.username, "roles": sorted(actor.roles),
-                "approver_of": [s.name for s in specs if governance.is_approver(s, actor)],
-                "break_glass_of": [s.name for s in specs if governance.may_break_glass(s, actor)]}
+                "approver_of": [s.name for s in specs if promotion.is_approver(s, actor)],
+                "break_glass_of": [s.name for s in specs if promotion.may_break_glass(s, actor)]}
 
     from airgate.web.views import router as pages
 

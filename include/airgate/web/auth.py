@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends
 
-from airgate.governance import Actor
+from airgate.governance.promotion import Actor
 
 
 def actor_from_user(user: Any) -> Actor:

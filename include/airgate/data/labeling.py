@@ -1,0 +1,333 @@
+"""Labeling: every labeled version says, for every row it labels, where the label came from.
+
+Sources, in order of trust (a more trusted label replaces a less trusted one for the same event):
+
+1. ``ground_truth``: the app's own grade, in the interaction data.
+2. ``late``: grades that arrive afterwards (files in the late-labels folder), joined by ``event_id``.
+3. ``human``: answers to the review queue, by file drop or through the governance API, with the person's name.
+4. ``auto``: the approved champion's prediction, taken only at or above the spec's confidence threshold.
+
+Rows still unlabeled after that feed the review queue: the most uncertain ones under the champion (uncertainty
+sampling), up to the spec's budget. Late and human labels are append-only label events (one per event and
+source), so a file dropped twice or an answer sent twice counts once. Labeled versions are cumulative and
+immutable: relabeling creates a new version with a change summary (added, removed, relabeled).
+
+Label files are read from storage (``airgate.core.storage``: the spec's folders, relative ones under
+``AIRGATE_STORAGE_URL``), where the grader and the reviewers drop them; a file's origin is its location as
+``storage.as_string`` writes it (a plain path on a local root).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from airgate.core import audit, datasets, storage
+from airgate.core.spec import ModelSpec
+from airgate.core.warehouse import bulk_insert, clean_events, label_events, labels, review_queue, utcnow
+
+log = logging.getLogger(__name__)
+TRUST = {"ground_truth": 4, "late": 3, "human": 2, "auto": 1}
+TRUSTED_SOURCES = ("ground_truth", "late", "human")  # evaluation never scores a model on model-made labels
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """The approved champion as a labeler: its version and ``predictors.Predictor.predict`` (history, rows)."""
+
+    model_version: str
+    predict: Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
+
+
+@dataclass
+class LabelResult:
+    model: str
+    labeled_version_id: str | None
+    created: bool
+    rows: int
+    new_labels: int
+    by_source: dict[str, int]
+    clean_versions: list[str]
+    relabeled: int = 0
+    queued: int = 0
+    auto_share: float = 0.0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LabelFileOutcome:
+    path: str
+    accepted: int
+    duplicates: int
+    rejected: int
+    error: str | None = None
+
+
+# ----------------------------------------------------------------------------------------- label events
+
+def record_label_events(engine: Engine, spec: ModelSpec, rows: list[dict[str, Any]], source: str, origin: str,
+                        actor: str) -> tuple[int, int]:
+    """Append late or human labels; returns (accepted, duplicates). Unknown event ids are refused by the caller."""
+    if source not in ("late", "human"):
+        raise ValueError(f"label events are late or human, not {source!r}")
+    accepted = duplicates = 0
+    now = utcnow()
+    with engine.begin() as conn:
+        known = set(conn.execute(select(label_events.c.event_id).where(
+            label_events.c.model == spec.name, label_events.c.source == source,
+            label_events.c.event_id.in_([r["event_id"] for r in rows]))).scalars())
+        fresh = []
+        for r in rows:
+            if r["event_id"] in known:
+                duplicates += 1
+                continue
+            known.add(r["event_id"])
+            fresh.append({"model": spec.name, "event_id": r["event_id"], "label": int(r["label"]), "source": source,
+                          "labeler": r.get("labeler") or ("grader" if source == "late" else "reviewer"),
+                          "person": r.get("person"), "origin": origin, "observed_at": now})
+        bulk_insert(conn, label_events, fresh)
+        accepted = len(fresh)
+        if source == "human" and fresh:
+            conn.execute(update(review_queue).where(review_queue.c.model == spec.name,
+                                                    review_queue.c.event_id.in_([f["event_id"] for f in fresh]))
+                         .values(status="answered", answered_at=now))
+        audit.append(conn, actor=actor, event_type="label_events", model=spec.name,
+                     entity={"origin": origin, "source": source},
+                     details={"accepted": accepted, "duplicates": duplicates})
+    return accepted, duplicates
+
+
+def _parse_label_file(data: bytes) -> list[dict[str, Any]]:
+    text = data.decode("utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    cols = reader.fieldnames or []
+    label_col = "label" if "label" in cols else "correct" if "correct" in cols else None
+    if "event_id" not in cols or label_col is None:
+        raise ValueError(f"a label file needs columns event_id and label (or correct); found {cols}")
+    out = []
+    for r in reader:
+        value = (r.get(label_col) or "").strip()
+        if value not in ("0", "1"):
+            raise ValueError(f"label must be 0 or 1, got {value!r} for event {r.get('event_id')!r}")
+        out.append({"event_id": (r.get("event_id") or "").strip(), "label": int(value),
+                    "labeler": (r.get("labeler") or "").strip() or None,
+                    "person": (r.get("reviewer") or r.get("person") or "").strip() or None})
+    return out
+
+
+def ingest_label_files(engine: Engine, spec: ModelSpec, folder: storage.Location, source: str,
+                       actor: str = "airflow") -> list[LabelFileOutcome]:
+    """Every CSV in the folder (event_id, label[, reviewer]); a bad file is rejected whole, with its reason.
+
+    A folder nobody has dropped a file into yet has nothing to read (on an object store a folder exists only once
+    a file is in it)."""
+    outcomes: list[LabelFileOutcome] = []
+    folder = storage.location(folder)
+    if not folder.is_dir():
+        return outcomes
+    with engine.connect() as conn:
+        done = set(conn.execute(select(label_events.c.origin).where(label_events.c.model == spec.name)
+                                .distinct()).scalars())
+    for path in sorted(folder.glob("*.csv"), key=str):
+        origin = storage.as_string(path)
+        if path.name.startswith(".") or origin in done:
+            continue
+        try:
+            rows = _parse_label_file(storage.read_bytes(path, what=f"a {source} label file"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            audit.record(engine, actor=actor, event_type="label_file_rejected", model=spec.name,
+                         entity={"path": origin}, details={"error": str(exc)})
+            outcomes.append(LabelFileOutcome(origin, 0, 0, 1, str(exc)))
+            continue
+        # Labels for events that are not clean events (quarantined, or never seen) cannot join: count them.
+        unknown = _unknown_events(engine, spec, [r["event_id"] for r in rows])
+        error = None
+        if unknown:
+            error = f"{len(unknown)} event ids are not in any clean version, e.g. {sorted(unknown)[:3]}"
+            audit.record(engine, actor=actor, event_type="label_rows_rejected", model=spec.name,
+                         entity={"path": origin}, details={"rows": len(unknown), "error": error})
+        known = [r for r in rows if r["event_id"] not in unknown]
+        accepted, dups = record_label_events(engine, spec, known, source, origin, actor) if known else (0, 0)
+        outcomes.append(LabelFileOutcome(origin, accepted, dups, len(unknown), error))
+    return outcomes
+
+
+def _unknown_events(engine: Engine, spec: ModelSpec, event_ids: list[str]) -> set[str]:
+    with engine.connect() as conn:
+        found = set(conn.execute(select(clean_events.c.event_id).where(
+            clean_events.c.model == spec.name, clean_events.c.event_id.in_(event_ids))).scalars())
+    return set(event_ids) - found
+
+
+def answer_reviews(engine: Engine, spec: ModelSpec, answers: list[dict[str, Any]], person: str,
+                   origin: str) -> tuple[int, int]:
+    """Human answers to the review queue (the API path). Refuses event ids that are not clean events."""
+    unknown = _unknown_events(engine, spec, [a["event_id"] for a in answers])
+    if unknown:
+        raise ValueError(f"unknown event ids: {sorted(unknown)[:5]}")
+    rows = [{"event_id": a["event_id"], "label": int(a["label"]), "labeler": "review-api", "person": person}
+            for a in answers]
+    return record_label_events(engine, spec, rows, "human", origin, person)
+
+
+def open_queue(engine: Engine, model: str, limit: int = 500) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        q = (select(review_queue).where(review_queue.c.model == model, review_queue.c.status == "open")
+             .order_by(review_queue.c.uncertainty.desc(), review_queue.c.event_id).limit(limit))
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+
+# ----------------------------------------------------------------------------------------- versions
+
+def _resolve(gt: pd.DataFrame, ev: pd.DataFrame) -> pd.DataFrame:
+    """One label per event: the most trusted source wins."""
+    frames = [gt.assign(source="ground_truth", labeler="app", person=None, confidence=1.0)]
+    if len(ev):
+        frames.append(ev.assign(confidence=1.0)[["event_id", "label", "source", "labeler", "person",
+                                                 "confidence", "labeled_at"]])
+    allx = pd.concat(frames, ignore_index=True)
+    allx["trust"] = allx["source"].map(TRUST)
+    return allx.sort_values(["event_id", "trust"], ascending=[True, False]).drop_duplicates("event_id")
+
+
+def label_pending(engine: Engine, spec: ModelSpec, actor: str = "airflow",
+                  predictor: Predictor | None = None) -> LabelResult:
+    prev = datasets.latest(engine, spec.name, "labeled")
+    included: list[str] = list(prev.summary.get("clean_versions", [])) if prev else []
+    from airgate.data.checks import failed_versions
+
+    failed = failed_versions(engine, spec.name)  # a version that failed critical validation is never labeled
+    all_clean = [v.version_id for v in datasets.list_versions(engine, spec.name, "clean") if v.version_id not in failed]
+    new = [v for v in all_clean if v not in set(included)]
+    with engine.connect() as conn:
+        upto = int(conn.execute(select(func.coalesce(func.max(label_events.c.id), 0))
+                                .where(label_events.c.model == spec.name)).scalar_one())
+    prev_upto = int(prev.summary.get("label_events_upto", 0)) if prev else 0
+    if not new and upto == prev_upto:
+        return LabelResult(spec.name, prev.version_id if prev else None, False, prev.row_count if prev else 0, 0,
+                           dict(prev.summary.get("by_source", {})) if prev else {}, included)
+
+    versions = included + new
+    with engine.connect() as conn:
+        events = pd.DataFrame(conn.execute(
+            select(clean_events.c.event_id, clean_events.c.correct, clean_events.c.ts)
+            .where(clean_events.c.version_id.in_(versions))).all(), columns=["event_id", "correct", "ts"])
+        ev = pd.DataFrame(conn.execute(
+            select(label_events.c.event_id, label_events.c.label, label_events.c.source, label_events.c.labeler,
+                   label_events.c.person, label_events.c.observed_at.label("labeled_at"))
+            .where(label_events.c.model == spec.name, label_events.c.id <= upto)).all(),
+            columns=["event_id", "label", "source", "labeler", "person", "labeled_at"])
+        old = pd.DataFrame(conn.execute(select(labels.c.event_id, labels.c.label, labels.c.source)
+                                        .where(labels.c.version_id == prev.version_id)).all(),
+                           columns=["event_id", "label", "source"]) if prev else pd.DataFrame(
+            columns=["event_id", "label", "source"])
+    gt = events.loc[events["correct"].notna() & spec.label_policy.use_ground_truth, ["event_id", "correct"]]
+    gt = gt.rename(columns={"correct": "label"}).assign(labeled_at=pd.NaT)
+    ev = ev[ev["event_id"].isin(set(events["event_id"]))]
+    resolved = _resolve(gt, ev)
+
+    unlabeled = events.loc[~events["event_id"].isin(set(resolved["event_id"])), "event_id"]
+    queue_rows: list[dict[str, Any]] = []
+    if predictor is not None and len(unlabeled):
+        auto, queue_rows = _auto_and_queue(engine, spec, predictor, set(unlabeled))
+        resolved = pd.concat([resolved, auto], ignore_index=True)
+
+    resolved = resolved.sort_values("event_id").reset_index(drop=True)
+    resolved["label"] = resolved["label"].astype(int)
+    digest = datasets.content_hash("labeled", spec.name, labeled_rows_for_hash(resolved),
+                                   extra={"clean_versions": versions})
+    merged = old.merge(resolved[["event_id", "label"]], on="event_id", how="outer", suffixes=("_old", "_new"),
+                       indicator=True)
+    added = int((merged["_merge"] == "right_only").sum())
+    removed = int((merged["_merge"] == "left_only").sum())
+    both = merged[merged["_merge"] == "both"]
+    relabeled = int((both["label_old"].astype(int) != both["label_new"].astype(int)).sum())
+    by_source = {str(k): int(v) for k, v in resolved["source"].value_counts().sort_index().items()}
+    auto_share = by_source.get("auto", 0) / max(len(resolved), 1)
+    summary: dict[str, Any] = {
+        "clean_versions": versions, "label_events_upto": upto, "by_source": by_source, "rows_added": added,
+        "rows_removed": removed, "relabeled": relabeled, "auto_share": round(auto_share, 4),
+        "unlabeled": int(len(events) - len(resolved)), "queued": len(queue_rows),
+        "auto_labeler": predictor.model_version if predictor else None,
+        "auto_label_min_confidence": spec.label_policy.auto_label_min_confidence,
+    }
+    parents = ([prev.version_id] if prev else []) + new
+    now = utcnow()
+    try:
+        with engine.begin() as conn:
+            vid = datasets.insert_version(conn, model=spec.name, kind="labeled", digest=digest, parents=parents,
+                                          row_count=len(resolved), schema={"columns": ["event_id", "label"]},
+                                          summary=summary)
+            rows = [{"version_id": vid, "event_id": r.event_id, "label": int(r.label), "source": r.source,
+                     "labeler": r.labeler, "confidence": float(r.confidence),
+                     "labeled_at": None if pd.isna(r.labeled_at) else pd.Timestamp(r.labeled_at).to_pydatetime(),
+                     "person": r.person if isinstance(r.person, str) else None}
+                    for r in resolved.itertuples(index=False)]
+            bulk_insert(conn, labels, rows)
+            if queue_rows:
+                bulk_insert(conn, review_queue, [dict(q, labeled_version_id=vid, status="open", queued_at=now)
+                                                 for q in queue_rows])
+            audit.append(conn, actor=actor, event_type="label", model=spec.name,
+                         entity={"labeled_version_id": vid, "parents": parents}, details=summary)
+            datasets.move_current(conn, spec.name, "labeled", vid, actor, "new labeled version")
+    except IntegrityError:
+        # The same content as an existing version (e.g. a retry after commit): that version is the answer.
+        vid = datasets.version_id("labeled", digest)
+    log.info("labeled version %s: %d rows %s, %d queued for review", vid, len(resolved), by_source, len(queue_rows))
+    return LabelResult(spec.name, vid, True, len(resolved), added, by_source, versions, relabeled,
+                       len(queue_rows), auto_share, summary)
+
+
+def labeled_rows_for_hash(rows: pd.DataFrame) -> list[tuple[str, int, str, str]]:
+    """The canonical content of a labeled version: (event_id, label, source, labeler), sorted in Python."""
+    return sorted((str(r.event_id), int(r.label), str(r.source), str(r.labeler))
+                  for r in rows[["event_id", "label", "source", "labeler"]].itertuples(index=False))
+
+
+def _auto_and_queue(engine: Engine, spec: ModelSpec, predictor: Predictor,
+                    unlabeled: set[str]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Auto-label the confident unlabeled rows; queue the most uncertain of the rest, within the budget."""
+    from airgate.data.features import build_features, load_history
+
+    hist = load_history(engine, spec.name)
+    feats = build_features(hist).merge(hist[["event_id", "student_id"]], on="event_id")
+    target = feats[feats["event_id"].isin(unlabeled)]
+    p = np.asarray(predictor.predict(hist, target), dtype="float64")
+    conf = np.maximum(p, 1 - p)
+    take = conf >= spec.label_policy.auto_label_min_confidence
+    auto = pd.DataFrame({"event_id": target["event_id"].to_numpy()[take], "label": (p[take] >= 0.5).astype(int),
+                         "source": "auto", "labeler": f"{spec.name}@v{predictor.model_version}", "person": None,
+                         "confidence": conf[take], "labeled_at": pd.Timestamp(utcnow())})
+    rest = pd.DataFrame({"event_id": target["event_id"].to_numpy()[~take], "p": p[~take],
+                         "uncertainty": 1.0 - np.abs(p[~take] - 0.5) * 2})
+    with engine.connect() as conn:
+        queued: dict[str, str] = dict(conn.execute(select(review_queue.c.event_id, review_queue.c.status)
+                                   .where(review_queue.c.model == spec.name)).tuples().all())
+    rest = rest[~rest["event_id"].isin(queued)].sort_values(["uncertainty", "event_id"], ascending=[False, True])
+    # The budget is the size of the open queue: people are never handed more than that at once.
+    budget = max(spec.label_policy.review_budget - sum(s == "open" for s in queued.values()), 0)
+    queue = [{"model": spec.name, "event_id": r.event_id, "p": float(r.p), "uncertainty": float(r.uncertainty),
+              "model_version": predictor.model_version} for r in rest.head(budget).itertuples(index=False)]
+    return auto, queue
+
+
+def champion_predictor(engine: Engine, spec: ModelSpec, mlflow_cfg: Any) -> Predictor | None:
+    """The approved champion (per the promotion ledger) as an auto-labeler, or None before the first approval."""
+    from airgate.governance import promotion
+
+    champ = promotion.current_champion(engine, spec.name)
+    if champ is None:
+        return None
+    from airgate.model import predictors
+
+    return Predictor(champ.version, predictors.load_version(mlflow_cfg, spec.name, champ.version).predict)

@@ -1,0 +1,1 @@
+"""Governance: approval requests and the rules on who may decide, evidence, lineage."""

@@ -1,0 +1,2 @@
+"""Airflow's side: DAG builders (wiring only), sensors and triggers, Kubernetes pods, alerts, notifiers, the
+CLI."""

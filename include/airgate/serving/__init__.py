@@ -1,0 +1,1 @@
+"""After promotion: batch scoring, monitoring (drift and decay) and the retraining decisions they lead to."""

@@ -1,0 +1,356 @@
+"""Batch scoring: only the approved champion, features from the training code path, written once, then published.
+
+A scoring run has three steps, each safe to retry:
+
+1. ``plan`` resolves the champion once (MLflow alias, checked against the promotion ledger: a version the ledger
+   does not show as the approved champion is refused), records it in ``scoring_runs``, and writes a ``plan.json``
+   under ``runs/scoring/<run>/`` in storage (``AIRGATE_STORAGE_URL``, so a scorer on any host reads it) naming
+   the shards to score: the clean version's materialized point-in-time
+   features (``feature_store``: computed by ``features.build_features``, the function training uses, once per
+   version, split by student), computed here only if the clean DAG has not done it yet.
+2. ``score_shard`` (one mapped task, or one pod, per shard) streams its shard in chunks of ``chunk_rows``:
+   predict, then bulk-write the chunk (COPY on PostgreSQL) into ``predictions`` under the run id. Memory follows
+   the chunk, not the night. A retried shard first deletes its own rows, so it never doubles them.
+3. ``publish`` is the swap: in one transaction it checks that every planned row is there and that the version
+   is still the ledger's champion, marks the run ``succeeded`` (the partition's visible set: a partial unique
+   index allows one per partition) and deletes every other run's rows of that partition.
+
+So rows are written once (no staging copy), and a retry, a re-run of the same logical date, or a worker killed
+mid-write leaves exactly one set of predictions for the date. Every prediction row carries model version,
+approval id, scoring run id and feature data version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from airgate.core import audit, datasets, registry, storage
+from airgate.core.spec import ModelSpec
+from airgate.core.warehouse import bulk_insert_tuples, predictions, scoring_runs, utcnow
+from airgate.data import feature_store
+from airgate.data.features import load_history
+from airgate.governance import promotion
+from airgate.model import predictors
+
+log = logging.getLogger(__name__)
+
+PRED_COLUMNS = ["model", "partition_key", "event_id", "student_id", "item_id", "score", "model_version",
+                "approval_id", "scoring_run_id", "feature_data_version", "shard"]
+HISTORY_COLUMNS = ["event_id", "student_id", "item_id", "skill_id", "ts", "correct"]
+
+
+class NotApproved(RuntimeError):
+    """The model version asked to score is not the ledger's approved champion."""
+
+
+class NoChampion(NotApproved):
+    """Nothing has been approved yet: a first deployment's nights are skipped and recorded, not failed."""
+
+
+class PublishRefused(RuntimeError):
+    """The run cannot become the partition's predictions (rows missing, or the champion changed meanwhile)."""
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    spec: ModelSpec
+    mlflow: registry.MlflowConfig
+    partition_key: str
+    scoring_run_id: str
+    runs_dir: storage.Location = ""  # "" = runtime.runs_dir(): runs/ under AIRGATE_STORAGE_URL
+    feature_version_id: str | None = None
+    model_version: str | None = None  # None: whatever the champion alias names now
+    actor: str = "airflow"
+    airflow_run_id: str | None = None
+    partitions: int | None = None  # None: spec.scoring.partitions
+
+    @property
+    def runs(self) -> storage.StoragePath:
+        if isinstance(self.runs_dir, str) and not self.runs_dir:
+            from airgate.core.settings import runs_dir
+
+            return storage.location(runs_dir())
+        return storage.location(self.runs_dir)
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    path: str
+    rows: int
+    history_path: str | None = None  # only for models that read the history (DKT)
+
+
+@dataclass(frozen=True)
+class ScorePlan:
+    scoring_run_id: str
+    model: str
+    partition_key: str
+    model_version: str
+    approval_id: str
+    model_kind: str
+    feature_data_version: str
+    chunk_rows: int
+    shards: list[Shard] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # where the plan's time went (features, shards)
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScorePlan:
+        return cls(**{**d, "shards": [Shard(**s) for s in d["shards"]]})
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    scoring_run_id: str
+    shard: int
+    rows: int
+    seconds: float
+    peak_chunk_rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    scoring_run_id: str
+    model: str
+    partition_key: str
+    model_version: str
+    approval_id: str
+    feature_data_version: str
+    rows_scored: int
+    superseded: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_dir(runs_dir: storage.Location, scoring_run_id: str) -> storage.StoragePath:
+    return storage.location(runs_dir) / "scoring" / scoring_run_id
+
+
+def plan_path(runs_dir: storage.Location, scoring_run_id: str) -> storage.StoragePath:
+    return run_dir(runs_dir, scoring_run_id) / "plan.json"
+
+
+def resolve_champion(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig,
+                     requested_version: str | None = None) -> tuple[str, str]:
+    """(version, approval_id) to score with; raises NotApproved with the reason otherwise."""
+    version = requested_version or registry.alias_version(cfg, spec.name)
+    if version is None:
+        raise NoChampion(f"model '{spec.name}' has no champion yet: approve a version in the Governance view first")
+    approval_id = promotion.approved_version(engine, spec.name, version)
+    if approval_id is None:
+        champ = promotion.current_champion(engine, spec.name)
+        raise NotApproved(
+            f"refusing to score with {spec.name} v{version}: the promotion ledger does not show it as the approved "
+            f"champion (ledger champion: {('v' + champ.version) if champ else 'none'})")
+    return str(version), approval_id
+
+
+def _abandon_unpublished(conn: Connection, model: str, partition_key: str, keep: str, reason: str) -> list[str]:
+    """Runs of this partition that never published (killed, or refused): their rows go, their status says so."""
+    stale = list(conn.execute(select(scoring_runs.c.run_id).where(
+        scoring_runs.c.model == model, scoring_runs.c.partition_key == partition_key,
+        scoring_runs.c.status == "running", scoring_runs.c.run_id != keep)).scalars())
+    if stale:
+        conn.execute(delete(predictions).where(predictions.c.scoring_run_id.in_(stale)))
+        conn.execute(update(scoring_runs).where(scoring_runs.c.run_id.in_(stale)).values(
+            status="abandoned", finished_at=utcnow(), reason=reason))
+    return stale
+
+
+def plan(engine: Engine, cfg: ScoreConfig) -> ScorePlan:
+    """Resolve the champion once, record it, and write the shards to score. Re-running it restarts the run."""
+    spec = cfg.spec
+    version, approval_id = resolve_champion(engine, spec, cfg.mlflow, cfg.model_version)
+    kind = registry.version_tags(cfg.mlflow, spec.name, version).get(predictors.KIND_TAG, "lightgbm")
+    target = datasets.get(engine, cfg.feature_version_id) if cfg.feature_version_id else \
+        datasets.latest(engine, spec.name, "clean")
+    if target is None:
+        raise ValueError(f"no clean dataset version to score for {spec.name}")
+    n = cfg.partitions or spec.scoring.partitions
+    with engine.begin() as conn:
+        stale = _abandon_unpublished(conn, spec.name, cfg.partition_key, cfg.scoring_run_id,
+                                     f"superseded before publishing by {cfg.scoring_run_id}")
+        conn.execute(delete(predictions).where(predictions.c.scoring_run_id == cfg.scoring_run_id))
+        conn.execute(delete(scoring_runs).where(scoring_runs.c.run_id == cfg.scoring_run_id))
+        conn.execute(scoring_runs.insert().values(
+            run_id=cfg.scoring_run_id, model=spec.name, partition_key=cfg.partition_key, model_version=version,
+            approval_id=approval_id, feature_data_version=target.version_id, status="running", started_at=utcnow(),
+            airflow_run_id=cfg.airflow_run_id, shards=n))
+        audit.append(conn, actor=cfg.actor, event_type="scoring_started", model=spec.name,
+                     entity={"scoring_run_id": cfg.scoring_run_id, "model_version": version,
+                             "approval_id": approval_id, "feature_data_version": target.version_id},
+                     details={"partition_key": cfg.partition_key, "shards": n, "model_kind": kind,
+                              "abandoned_runs": stale})
+
+    # The one feature path: the clean version's materialized features (computed by build_features, the function
+    # training uses, once per version: the clean DAG usually has); the shards are those files, not copies.
+    t0 = time.perf_counter()
+    fs = feature_store.materialize(engine, spec, target.version_id, cfg.runs, n, actor=cfg.actor)
+    t_features = time.perf_counter() - t0
+    out = run_dir(cfg.runs, cfg.scoring_run_id)
+    history = load_history(engine, spec.name) if kind == "dkt" else None
+    shards: list[Shard] = []
+    for fsh in fs.shards:
+        hist_path = None
+        if history is not None:  # the sequence model reads each student's whole history, not the feature columns
+            students = set(feature_store.read_parquet(fsh.path, columns=["student_id"])["student_id"])
+            hist_path = out / f"shard-{fsh.index:03d}.history.parquet"
+            feature_store.write_parquet(history.loc[history["student_id"].isin(students), HISTORY_COLUMNS],
+                                        hist_path, spec.scoring.chunk_rows)
+        shards.append(Shard(fsh.index, fsh.path, fsh.rows, storage.as_string(hist_path) if hist_path else None))
+    result = ScorePlan(cfg.scoring_run_id, spec.name, cfg.partition_key, version, approval_id, kind,
+                       target.version_id, spec.scoring.chunk_rows, shards,
+                       {"features": round(t_features, 3), "shards": round(time.perf_counter() - t0 - t_features, 3)})
+    storage.write_text_atomic(plan_path(cfg.runs, cfg.scoring_run_id), json.dumps(result.to_dict(), indent=1))
+    with engine.begin() as conn:
+        conn.execute(update(scoring_runs).where(scoring_runs.c.run_id == cfg.scoring_run_id)
+                     .values(rows_expected=result.rows))
+    log.info("planned %s: %d rows of %s in %d shards for %s v%s (approval %s)", cfg.scoring_run_id, result.rows,
+             target.version_id, n, spec.name, version, approval_id)
+    return result
+
+
+def load_plan(runs_dir: storage.Location, scoring_run_id: str) -> ScorePlan:
+    text = storage.read_text(plan_path(runs_dir, scoring_run_id),
+                             what=f"the plan of scoring run {scoring_run_id}: run its plan step first")
+    return ScorePlan.from_dict(json.loads(text))
+
+
+def score_shard(engine: Engine, mlflow: registry.MlflowConfig, runs_dir: storage.Location, scoring_run_id: str,
+                shard: int, predictor: predictors.Predictor | None = None) -> ShardResult:
+    """Score one shard in chunks into ``predictions`` under the run. Idempotent: a retry replaces its own rows."""
+    import pyarrow.parquet as pq
+
+    p = load_plan(runs_dir, scoring_run_id)
+    sh = p.shards[shard]
+    t0 = time.perf_counter()
+    with engine.begin() as conn:
+        status = conn.execute(select(scoring_runs.c.status).where(scoring_runs.c.run_id == scoring_run_id)).scalar()
+        if status != "running":
+            raise PublishRefused(f"scoring run {scoring_run_id} is {status or 'unknown'}, not running: "
+                                 "plan a new run instead of scoring this one")
+        conn.execute(delete(predictions).where(predictions.c.scoring_run_id == scoring_run_id,
+                                               predictions.c.shard == shard))
+    model = predictor or predictors.load_version(mlflow, p.model, p.model_version)
+    history = feature_store.read_parquet(sh.history_path) if sh.history_path else \
+        pd.DataFrame(columns=HISTORY_COLUMNS)
+    const = (p.model, p.partition_key)
+    lineage = (p.model_version, p.approval_id, scoring_run_id, p.feature_data_version, shard)
+    written = peak = 0
+    # One thread decoding: Arrow's per-thread buffers otherwise keep raising the worker's resident memory for the
+    # first dozens of chunks (measured: no slower, since a chunk is one row group). The shard is read from
+    # storage a row group at a time (the reader seeks), never downloaded whole.
+    with storage.open_read(sh.path, what=f"feature shard {shard} of scoring run {scoring_run_id}") as fh:
+        for batch in pq.ParquetFile(fh).iter_batches(batch_size=p.chunk_rows, use_threads=False):
+            chunk = batch.to_pandas(use_threads=False)
+            scores = np.asarray(model.predict(history, chunk), dtype="float64").tolist()
+            tuples = [(*const, e, s, i, v, *lineage) for e, s, i, v in
+                      zip(chunk["event_id"].tolist(), chunk["student_id"].tolist(), chunk["item_id"].tolist(),
+                          scores, strict=True)]
+            with engine.begin() as conn:  # one short transaction per chunk: locks and memory stay small
+                written += bulk_insert_tuples(conn, predictions, PRED_COLUMNS, tuples)
+            peak = max(peak, len(chunk))
+    log.info("scored shard %d of %s: %d rows", shard, scoring_run_id, written)
+    return ShardResult(scoring_run_id, shard, written, time.perf_counter() - t0, peak)
+
+
+def publish(engine: Engine, spec: ModelSpec, scoring_run_id: str, actor: str = "airflow") -> ScoreResult:
+    """The swap: the run becomes the partition's only predictions in one commit, or nothing changes.
+
+    The checks and the swap share one transaction (the run row locked on PostgreSQL; SQLite's BEGIN IMMEDIATE
+    holds the database), so a revocation cannot slip in between them. A refusal is audited and raised.
+    """
+    reason: str | None = None
+    with engine.begin() as conn:
+        q = select(scoring_runs).where(scoring_runs.c.run_id == scoring_run_id)
+        run = conn.execute(q.with_for_update() if conn.dialect.name == "postgresql" else q).one_or_none()
+        if run is None:
+            raise PublishRefused(f"no scoring run {scoring_run_id}")
+        if run.status == "succeeded":  # a retried publish after the commit: already done
+            return ScoreResult(run.run_id, run.model, run.partition_key, run.model_version, run.approval_id,
+                               run.feature_data_version, int(run.rows_scored or 0))
+        written = int(conn.execute(select(func.count()).select_from(predictions)
+                                   .where(predictions.c.scoring_run_id == scoring_run_id)).scalar_one())
+        if run.status != "running":
+            reason = f"the run is {run.status}"
+        elif run.rows_expected is None or written != run.rows_expected:
+            reason = f"{written} rows written, {run.rows_expected} planned: a shard has not finished"
+        elif promotion.approved_version(conn, spec.name, run.model_version) != run.approval_id:
+            champ = promotion.current_champion(conn, spec.name)
+            reason = (f"v{run.model_version} is no longer the ledger's approved champion "
+                      f"(now: {('v' + champ.version) if champ else 'none'}); rescore with the new champion")
+        if reason is not None:
+            audit.append(conn, actor=actor, event_type="scoring_refused", model=spec.name,
+                         entity={"scoring_run_id": scoring_run_id, "model_version": run.model_version},
+                         details={"reason": f"not published: {reason}", "partition_key": run.partition_key})
+        else:
+            old = list(conn.execute(select(scoring_runs.c.run_id).where(
+                scoring_runs.c.model == spec.name, scoring_runs.c.partition_key == run.partition_key,
+                scoring_runs.c.run_id != scoring_run_id,
+                scoring_runs.c.status.in_(("succeeded", "running")))).scalars())
+            if old:
+                conn.execute(delete(predictions).where(predictions.c.scoring_run_id.in_(old)))
+                conn.execute(update(scoring_runs).where(scoring_runs.c.run_id.in_(old)).values(
+                    status="superseded", reason=f"superseded by {scoring_run_id}"))
+            conn.execute(update(scoring_runs).where(scoring_runs.c.run_id == scoring_run_id)
+                         .values(status="succeeded", rows_scored=written, finished_at=utcnow()))
+            audit.append(conn, actor=actor, event_type="scoring_run", model=spec.name,
+                         entity={"scoring_run_id": scoring_run_id, "model_version": run.model_version,
+                                 "approval_id": run.approval_id, "feature_data_version": run.feature_data_version},
+                         details={"rows": written, "partition_key": run.partition_key, "shards": run.shards,
+                                  "superseded": old})
+    if reason is not None:
+        raise PublishRefused(f"scoring run {scoring_run_id} not published: {reason}")
+    log.info("published %s: %d rows of %s v%s for %s", scoring_run_id, written, spec.name, run.model_version,
+             run.partition_key)
+    return ScoreResult(scoring_run_id, spec.name, run.partition_key, run.model_version, run.approval_id,
+                       run.feature_data_version, written, old)
+
+
+def score(engine: Engine, cfg: ScoreConfig) -> ScoreResult:
+    """Plan, every shard, publish, in this process: what the DAG does across tasks (demo, tests, benchmarks)."""
+    p = plan(engine, cfg)
+    model = predictors.load_version(cfg.mlflow, p.model, p.model_version)
+    for sh in p.shards:
+        score_shard(engine, cfg.mlflow, cfg.runs, cfg.scoring_run_id, sh.index, predictor=model)
+    return publish(engine, cfg.spec, cfg.scoring_run_id, actor=cfg.actor)
+
+
+def score_shard_from_env(model: str, scoring_run_id: str, shard: int) -> dict[str, Any]:
+    """The pod's entry point: connections and the runs folder come from the environment."""
+    from airgate.core.settings import mlflow_config, runs_dir, warehouse_engine
+
+    return score_shard(warehouse_engine(), mlflow_config(), runs_dir(), scoring_run_id, shard).to_dict()
+
+
+def skip_night(engine: Engine, spec: ModelSpec, scoring_run_id: str, reason: str, actor: str = "airflow",
+               airflow_run_id: str | None = None) -> None:
+    """Audit a night with nothing to score with (no champion yet): recorded as skipped, nobody alerted."""
+    audit.record(engine, actor=actor, event_type="scoring_skipped", model=spec.name,
+                 entity={"scoring_run_id": scoring_run_id}, details={"reason": reason, "airflow_run_id": airflow_run_id})
+
+
+def refuse(engine: Engine, spec: ModelSpec, scoring_run_id: str, reason: str, actor: str = "airflow") -> None:
+    """Audit a refused scoring run, so the refusal is on the record and not only in a task log."""
+    audit.record(engine, actor=actor, event_type="scoring_refused", model=spec.name,
+                 entity={"scoring_run_id": scoring_run_id}, details={"reason": reason})
