@@ -43,7 +43,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 
 venv: $(STAMP)
 
-# Debian's chromium for the browser tests (tests/browser); apt-get installs it only when /usr/bin/chromium is missing.
+# Debian's chromium for the browser tests (tests/e2e/browser); apt-get installs it only when /usr/bin/chromium is missing.
 # `make demo` needs no browser, so only `make test` depends on this. Playwright itself comes with requirements-dev.txt.
 chromium:
 	@bash scripts/ensure_chromium.sh
@@ -61,7 +61,7 @@ demo: init
 	@$(BIN)/python scripts/demo.py || (echo "--- last lines of $(AIRGATE_HOME)/demo.log"; tail -40 $(AIRGATE_HOME)/demo.log; exit 1)
 
 # Two pytest workers (pytest-xdist): most tests wait on subprocesses and databases, so two keep both cores busy.
-# --dist loadfile keeps each file on one worker: the two tests that start a whole Airflow (tests/test_scheduler.py,
+# --dist loadfile keeps each file on one worker: the two tests that start a whole Airflow (tests/e2e/test_scheduler.py,
 # collected first) run one after the other while the other worker takes the rest.
 PYTEST_WORKERS ?= 2
 test: venv chromium

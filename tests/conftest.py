@@ -130,7 +130,7 @@ def sqlite_engine(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def spec():  # type: ignore[no-untyped-def]
-    from .helpers import quick_spec
+    from tests.helpers import quick_spec
 
     return quick_spec()
 
@@ -183,7 +183,22 @@ def client(airflow_db, sqlite_engine, mlflow_cfg, monkeypatch):  # type: ignore[
     return TestClient(mounted_app(), base_url="http://localhost")
 
 
+# What a test needs, read from the fixtures it requests (directly or through other fixtures): a marker that cannot
+# disagree with the test. The layer marker comes from the folder: tests/unit/<layer>/ mirrors include/airgate/<layer>/.
+NEEDS_BY_FIXTURE = {"engine": "database", "sqlite_engine": "database", "_pg_engine": "postgres", "pg_url": "postgres",
+                    "mlflow_cfg": "mlflow", "airflow_db": "airflow", "client": "airflow"}
+LAYERS = ("unit", "integration", "e2e")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The whole-Airflow tests (marker ``scheduler``) first: under pytest-xdist their worker starts them at once,
-    one after the other, while the other worker takes the rest; last, they would leave one core idle at the end."""
+    """Mark each test with its layer and its needs; then the whole-Airflow tests (marker ``scheduler``) first: under
+    pytest-xdist their worker starts them at once, one after the other, while the other worker takes the rest; last,
+    they would leave one core idle at the end."""
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(tests_dir).parts
+        if parts[0] in LAYERS:
+            item.add_marker(parts[0])
+        for fixture in sorted(set(getattr(item, "fixturenames", ())) & NEEDS_BY_FIXTURE.keys()):
+            item.add_marker(NEEDS_BY_FIXTURE[fixture])
     items.sort(key=lambda item: 0 if item.get_closest_marker("scheduler") else 1)

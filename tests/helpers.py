@@ -13,6 +13,8 @@ from airgate.dev.simulator import Simulator
 from airgate.governance import promotion
 from airgate.model import gates, training
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 
 def migrated_sqlite(path: Path) -> Path:
     """A SQLite warehouse file at this release's schema, as ``make init`` leaves it (tasks never migrate)."""

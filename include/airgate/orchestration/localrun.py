@@ -4,7 +4,7 @@ Airflow 3.3.2's ``dag.test()`` fails at the end of a *successful* run of a DAG t
 its scheduler DAG from the in-memory DAG, whose ``deadline`` holds the serialized alert definitions, while
 ``DagRun.update_state`` looks each one up as the id of a ``deadline_alert`` row ("'dict' object has no attribute
 'hex'"). The scheduler reads the ids from the serialized DAG and is not affected. So the deadline is set aside
-while ``dag.test()`` runs; ``tests/test_alerts.py`` drives the deadline itself through Airflow's own handling.
+while ``dag.test()`` runs; ``tests/unit/orchestration/test_alerts.py`` drives the deadline itself through Airflow's own handling.
 """
 
 from __future__ import annotations

@@ -1,0 +1,78 @@
+"""The model spec: what a data engineer sees when the YAML is right, and when it is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from airgate.core.spec import SpecError, load_spec, load_specs
+from tests.helpers import REPO_ROOT
+
+SPEC = REPO_ROOT / "include" / "specs" / "knowledge_tracing.yaml"
+
+
+def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
+    doc = yaml.safe_load(SPEC.read_text())
+    mutate(doc)
+    path = tmp_path / f"{doc.get('name', 'x')}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_shipped_spec_loads_with_every_section() -> None:
+    spec = load_spec(SPEC)
+    assert spec.name == "knowledge_tracing"
+    assert {c.kind for c in spec.candidates} == {"baseline", "lightgbm", "dkt"}
+    assert spec.approval.quorum >= 1 and spec.approval.approvers.users
+    assert spec.data_schema.label == "correct"
+    assert len(spec.spec_hash) == 64
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "fix"),
+    [
+        (lambda d: d.pop("approval"), "approval", "add the field"),
+        (lambda d: d["splits"].update(train=0.9), "splits", "must be 1.0"),
+        (lambda d: d["candidates"][1].update(kind="xgboost"), "candidates[1].kind", "use one of"),
+        (lambda d: d.update(candidates=[{"name": "lgbm", "kind": "lightgbm"}]), "candidates", "baseline"),
+        (lambda d: d["scoring"].update(chunk_rows=5), "scoring.chunk_rows", "larger value"),
+        (lambda d: d.update(colour="blue"), "colour", "remove it"),
+        (lambda d: d["schema"].update(label="passed"), "schema", "not declared in schema.columns"),
+        (lambda d: d["approval"].update(quorum=0), "approval.quorum", "larger value"),
+        (lambda d: d.update(source={"kind": "sql", "conn_id": "app"}), "source", "watermark_column"),
+        (lambda d: d["label_policy"].update(auto_label_min_confidence=0.4), "label_policy.auto_label_min_confidence",
+         "larger value"),
+        (lambda d: d["monitoring"].update(retrain_schedule="every sunday"), "monitoring.retrain_schedule",
+         "cron expression with five fields"),
+    ],
+)
+def test_bad_spec_names_file_field_and_fix(tmp_path: Path, mutate, field: str, fix: str) -> None:  # type: ignore[no-untyped-def]
+    path = _write(tmp_path, mutate)
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    assert f"field '{field}" in msg
+    assert "Fix:" in msg and fix in msg
+
+
+def test_file_name_must_match_model_name(tmp_path: Path) -> None:
+    path = tmp_path / "other_name.yaml"
+    path.write_text(SPEC.read_text())
+    with pytest.raises(SpecError, match="rename the file"):
+        load_spec(path)
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: broken\nsource: [unclosed\n")
+    with pytest.raises(SpecError, match=r"line \d+"):
+        load_spec(path)
+
+
+def test_load_specs_reads_every_yaml_in_the_folder(tmp_path: Path) -> None:
+    (tmp_path / "knowledge_tracing.yaml").write_text(SPEC.read_text())
+    _write(tmp_path, lambda d: d.update(name="tiny_model"))
+    assert [s.name for s in load_specs(tmp_path)] == ["knowledge_tracing", "tiny_model"]

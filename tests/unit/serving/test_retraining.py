@@ -1,0 +1,74 @@
+"""What starts training: new labels only until there is a champion, alarms only on labels the champion never saw."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airgate.core import audit
+from airgate.core.spec import ModelSpec
+from airgate.core.warehouse import dataset_versions, model_candidates, promotion_ledger, utcnow
+from airgate.governance import promotion
+from airgate.serving import retraining
+
+
+def _labeled(engine: Any, model: str, vid: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(dataset_versions.insert().values(
+            version_id=vid, model=model, kind="labeled", content_hash=vid.ljust(64, "0")[:64], parents=[],
+            row_count=10, schema={}, summary={}, created_at=utcnow()))
+
+
+def _champion(engine: Any, model: str, version: str, trained_on: str) -> None:
+    """A registered, approved version trained on ``trained_on``, as the ledger and the candidates table hold it."""
+    with engine.begin() as conn:
+        conn.execute(model_candidates.insert().values(
+            model=model, training_run_id=f"tr-{version}", data_version=trained_on, model_version=version,
+            trained_by="trainer", metrics={}, status="registered", created_at=utcnow()))
+        conn.execute(promotion_ledger.insert().values(
+            model=model, action="promote", from_version=None, to_version=version, approval_id=f"apr-{version}",
+            actor="approver", reason="ok", at=utcnow()))
+
+
+def test_new_labels_train_until_there_is_a_champion(engine: Any, spec: ModelSpec) -> None:
+    assert not retraining.on_new_labels(engine, spec).request  # nothing labeled yet
+    _labeled(engine, spec.name, "lab-1")
+    first = retraining.on_new_labels(engine, spec)
+    assert first.request and first.labeled_version_id == "lab-1"
+
+    # A candidate waits for a decision: more labels do not open a second request beside it.
+    rid = promotion.open_request(engine, spec, "1", "tr-1", {}, "h" * 64, "trainer")
+    _labeled(engine, spec.name, "lab-2")
+    waiting = retraining.on_new_labels(engine, spec)
+    assert not waiting.request and rid in waiting.reason
+
+    # Once approved, labels alone never retrain: monitoring decides.
+    _champion(engine, spec.name, "1", "lab-1")
+    after = retraining.on_new_labels(engine, spec)
+    assert not after.request and after.champion_version == "1" and "monitoring" in after.reason
+
+
+def test_an_alarm_retrains_only_on_labels_the_champion_was_not_trained_on(engine: Any, spec: ModelSpec) -> None:
+    _labeled(engine, spec.name, "lab-1")
+    _champion(engine, spec.name, "1", "lab-1")
+    repeat = retraining.on_alarm(engine, spec, "drift")
+    assert not repeat.request and repeat.champion_data_version == "lab-1"
+    assert "learn nothing new" in repeat.reason
+
+    _labeled(engine, spec.name, "lab-2")
+    fresh = retraining.on_alarm(engine, spec, "decay")
+    assert fresh.request and (fresh.labeled_version_id, fresh.champion_data_version) == ("lab-2", "lab-1")
+
+
+def test_each_decision_is_on_the_record(engine: Any, spec: ModelSpec) -> None:
+    _labeled(engine, spec.name, "lab-1")
+    _champion(engine, spec.name, "1", "lab-1")
+    retraining.record(engine, spec, retraining.on_alarm(engine, spec, "drift"), trigger="drift", actor="airflow",
+                    entity={"scoring_run_id": "sr-1"}, details={"value": 0.9})
+    _labeled(engine, spec.name, "lab-2")
+    retraining.record(engine, spec, retraining.on_alarm(engine, spec, "drift"), trigger="drift", actor="airflow",
+                    entity={"scoring_run_id": "sr-2"}, details={"value": 0.8})
+    got = [(e["event_type"], e["entity"]["scoring_run_id"], e["entity"]["labeled_version_id"], e["details"]["reason"])
+           for e in audit.events(engine, model=spec.name) if e["event_type"].startswith("retraining")]
+    assert got == [("retraining_not_requested", "sr-1", "lab-1", "drift"),
+                   ("retraining_requested", "sr-2", "lab-2", "drift")]
+    assert audit.verify_chain(engine).ok
