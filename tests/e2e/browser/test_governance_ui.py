@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TIMEOUT_MS, Site
+from tests.e2e.browser.conftest import TIMEOUT_MS, Site
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
