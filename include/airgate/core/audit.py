@@ -18,21 +18,18 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
 
+from airgate.core.hashing import canonical_json
 from airgate.core.warehouse import as_utc, audit_log, lock_for_chain, utcnow
 
 GENESIS = "0" * 64
 CHAIN_LOCK = "airgate.audit_log"
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
 def entry_hash(prev_hash: str, at: datetime, actor: str, event_type: str, model: str | None,
                entity: Mapping[str, Any], details: Mapping[str, Any]) -> str:
     at_utc = as_utc(at)
     assert at_utc is not None
-    body = _canonical({
+    body = canonical_json({
         "prev": prev_hash, "at": at_utc.isoformat(timespec="microseconds"), "actor": actor,
         "type": event_type, "model": model, "entity": dict(entity), "details": dict(details),
     })
@@ -48,8 +45,8 @@ def append(conn: Connection, *, actor: str, event_type: str, model: str | None,
     prev_hash = prev or GENESIS
     at = utcnow()
     # Round-trip through JSON so what is hashed is exactly what the database will hand back.
-    entity_j = json.loads(_canonical(entity))
-    details_j = json.loads(_canonical(details))
+    entity_j = json.loads(canonical_json(entity))
+    details_j = json.loads(canonical_json(details))
     h = entry_hash(prev_hash, at, actor, event_type, model, entity_j, details_j)
     conn.execute(audit_log.insert().values(
         at=at, actor=actor, event_type=event_type, model=model, entity=entity_j, details=details_j,
@@ -183,7 +180,7 @@ EXPORT_COLUMNS = ["seq", "at", "actor", "event_type", "model", "entity", "detail
 
 def _csv_safe(value: Any) -> str:
     """A cell a spreadsheet will not execute: text that starts like a formula is prefixed with a quote."""
-    text = value if isinstance(value, str) else _canonical(value) if isinstance(value, (dict, list)) else str(value)
+    text = value if isinstance(value, str) else canonical_json(value) if isinstance(value, (dict, list)) else str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 

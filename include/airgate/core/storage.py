@@ -187,9 +187,9 @@ def read_text(path: Location, what: str = "", encoding: str = "utf-8") -> str:
     return read_bytes(path, what).decode(encoding)
 
 
-def _local_replace(target: StoragePath, fill: Callable[[Path], object]) -> None:
-    """Fill a temp file beside the target, then rename it over the target: atomic on one filesystem."""
-    final = Path(str(target.path))
+def _replace_local(final: Path, fill: Callable[[Path], object]) -> None:
+    """Fill a temp file with a unique name beside the target, then rename it over the target: atomic on one
+    filesystem, and two writers never share a temp file."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -197,6 +197,15 @@ def _local_replace(target: StoragePath, fill: Callable[[Path], object]) -> None:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _local_replace(target: StoragePath, fill: Callable[[Path], object]) -> None:
+    _replace_local(Path(str(target.path)), fill)
+
+
+def replace_local_file(path: Path, data: bytes) -> None:
+    """Write a file on this host's own disk whole (a pod's XCom file), the same way as ``write_bytes_atomic``."""
+    _replace_local(path.resolve(), lambda tmp: tmp.write_bytes(data))
 
 
 def write_bytes_atomic(path: Location, data: bytes) -> StoragePath:

@@ -9,8 +9,6 @@ refused ones included.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from airgate.core import audit
+from airgate.core.hashing import canonical_sha256
 from airgate.core.spec import Approvers, ModelSpec
 from airgate.core.warehouse import (
     approval_decisions,
@@ -54,10 +53,6 @@ class Champion:
     version: str
     approval_id: str | None
     action: str
-
-
-def _json_hash(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 def _allowed(rules: Approvers, actor: Actor) -> bool:
@@ -235,7 +230,7 @@ def decide(engine: Engine, spec: ModelSpec, request_id: str, actor: Actor, decis
             expires = as_utc(req.expires_at)
             if expires is not None and expires <= now:
                 raise GovernanceError("expired", 409, f"request {request_id} expired at {expires.isoformat()}")
-            if evidence_hash != req.evidence_hash or _json_hash(req.evidence) != req.evidence_hash:
+            if evidence_hash != req.evidence_hash or canonical_sha256(req.evidence) != req.evidence_hash:
                 raise GovernanceError("evidence_changed", 409,
                                       "the evidence changed since you loaded it; reload the request and review again")
             already = conn.execute(select(approval_decisions.c.id).where(

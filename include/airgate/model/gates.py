@@ -7,7 +7,6 @@ reads (split, test predictions, roster), are in storage (``airgate.core.storage`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from airgate.core import audit, registry, storage
+from airgate.core.hashing import canonical_sha256
 from airgate.core.spec import ModelSpec
 from airgate.core.warehouse import model_candidates
 from airgate.data.features import FEATURES
@@ -66,8 +66,7 @@ def blocks(g: Gate) -> bool:
 
 
 def evidence_hash(evidence: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(evidence, sort_keys=True, separators=(",", ":"), default=str)
-                          .encode()).hexdigest()
+    return canonical_sha256(evidence)
 
 
 def evaluate_gates(spec: ModelSpec, chosen: dict[str, float], baseline: dict[str, float],

@@ -44,10 +44,9 @@ def write_result(result: dict[str, Any], *, xcom: bool) -> str:
     text = json.dumps(result, default=float, sort_keys=True)
     path = xcom_path()
     if xcom or path.parent.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)  # the sidecar never sees half a file
+        from airgate.core import storage
+
+        storage.replace_local_file(path, text.encode("utf-8"))  # the sidecar never sees half a file
     print(text)
     return text
 
