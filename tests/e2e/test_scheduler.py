@@ -111,6 +111,11 @@ def _start(stack: Stack) -> Stack:
 def local_deployment(tmp_path: Path) -> Iterator[Deployment]:
     """LocalExecutor, SQLite everywhere, local folders: the embedded default, as ``make up`` serves it."""
     home = tmp_path / "airgate"
+    (tmp_path / "specs").mkdir()
+    # A second model whose spec is broken (a cron with an hour 25) sits beside the good one all along.
+    (tmp_path / "specs" / "broken_model.yaml").write_text(
+        (ROOT / "include" / "specs" / f"{MODEL}.yaml").read_text().replace(f"name: {MODEL}", "name: broken_model", 1)
+        .replace('schedule: "0 2 * * *"', 'schedule: "0 25 * * *"', 1))
     settings = {"AIRGATE_HOME": str(home), "AIRGATE_SPECS_DIR": str(_spec(tmp_path / "specs").parent),
                 "AIRGATE_WAREHOUSE_URL": f"sqlite:///{home / 'warehouse.db'}",
                 "AIRGATE_MLFLOW_URI": f"sqlite:///{home / 'mlflow.db'}",
@@ -293,6 +298,19 @@ def assert_story(d: Deployment, out: dict[str, Any]) -> None:
 def test_lifecycle_runs_by_itself_on_local_executor(local_deployment: Deployment) -> None:
     out = run_lifecycle(local_deployment)
     assert_story(local_deployment, out)
+    assert_broken_spec_reported_alone(local_deployment)
+
+
+def assert_broken_spec_reported_alone(d: Deployment) -> None:
+    """The broken spec beside the good one: reported in Airflow's DAG import errors (its file, field and fix)
+    under the errors-only DAG file, while every DAG of the good model stayed scheduled and ran (above)."""
+    admin = Airflow(d).admin
+    errors = admin.get("/api/v2/importErrors").raise_for_status().json()["import_errors"]
+    assert [e["filename"] for e in errors] == ["airgate_spec_errors.py"], errors
+    assert "broken_model.yaml:\n  - field 'scoring.schedule': '0 25 * * *' is not a valid cron" in errors[0]["stack_trace"]
+    dags = admin.get("/api/v2/dags", params={"limit": 100}).raise_for_status().json()["dags"]
+    assert sorted(x["dag_id"] for x in dags) == sorted(f"{MODEL}__{s}" for s in STAGES)
+    assert not any(x["has_import_errors"] or x["is_stale"] for x in dags), dags
 
 
 @pytest.mark.postgres

@@ -1,38 +1,19 @@
-"""The model spec: one YAML file declares a model, and every DAG for it is built from that file.
-
-Loaded at DAG-parse time, so this module imports only pydantic and yaml. Validation happens here, at the boundary:
-a bad spec never reaches a task. Errors name the file, the field and the fix, because the person reading them is a
-data engineer who just edited YAML, not someone who wants a pydantic traceback.
+"""The sections of a model spec: where data comes from, how it is cleaned, checked and labeled, which candidates
+are trained and tuned, the gates, approval, scoring, monitoring and alerts. Pydantic only: loaded at DAG-parse time.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import re
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from airgate.core.spec.schedules import Schedule
 
 NAME_RE = r"^[a-z][a-z0-9_]{1,62}$"
 # Metrics every candidate reports on validation (tuning objectives, constraints, the selection rule).
 TUNING_METRICS = ("auc", "logloss", "brier", "ece", "p95_latency_ms_per_1k", "model_size_kb")
-DEFAULT_SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
-
-
-class SpecError(ValueError):
-    """A spec that cannot be used. The message is written for the person who edits the YAML."""
-
-    def __init__(self, path: Path | str, problems: list[tuple[str, str, str]]) -> None:
-        self.path = str(path)
-        self.problems = problems
-        lines = [f"invalid model spec {self.path}:"]
-        for field, problem, fix in problems:
-            lines.append(f"  - field '{field}': {problem}. Fix: {fix}")
-        super().__init__("\n".join(lines))
 
 
 class _Strict(BaseModel):
@@ -55,7 +36,7 @@ class Source(_Strict):
     table: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
     watermark_column: str | None = None
     min_new_rows: int = Field(1, ge=1)
-    poll_schedule: str = "*/10 * * * *"
+    poll_schedule: Schedule = "*/10 * * * *"
     sensor_timeout_s: int = Field(600, ge=1)
     poke_interval_s: float = Field(30, gt=0)
     deferrable: bool = True  # wait in the triggerer, not in a worker slot
@@ -116,7 +97,7 @@ class LabelPolicy(_Strict):
     review_budget: int = Field(0, ge=0)  # size of the open review queue (uncertainty sampling)
     late_labels_path: str | None = None  # CSV files (event_id, label) of grades that arrive afterwards
     reviews_path: str | None = None  # CSV files (event_id, label, reviewer) answering the review queue
-    schedule: str | None = "0 * * * *"  # also run labeling on this cron, for late labels and review answers
+    schedule: Schedule | None = "0 * * * *"  # also run labeling on this cron, for late labels and review answers
     reviewers: Approvers | None = None  # who may answer the queue through the API (default: role user or above)
 
 
@@ -270,7 +251,7 @@ class Monitoring(_Strict):
     decay_window_partitions: int = Field(7, ge=1)  # decay looks at the champion's newest published partitions
     max_rows: int = Field(20_000, ge=500)  # rows sampled per side for the drift report
     # Also retrain on this cron (e.g. weekly), alarm or not; None: only new labels and alarms start training.
-    retrain_schedule: str | None = Field(None, pattern=r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")
+    retrain_schedule: Schedule | None = None
 
 
 DOTTED_PATH_RE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
@@ -325,7 +306,7 @@ class Scoring(_Strict):
     (or, with ``pods: true``, one Kubernetes pod from the spec's ``kubernetes:`` block) in chunks of
     ``chunk_rows``, so a worker's memory depends on the chunk, not on the night's volume."""
 
-    schedule: str = "0 2 * * *"
+    schedule: Schedule = "0 2 * * *"
     destination: str = Field("predictions", pattern=NAME_RE)
     chunk_rows: int = Field(50_000, ge=100)
     partitions: int = Field(2, ge=1, le=256)
@@ -335,150 +316,3 @@ class Scoring(_Strict):
     # was queued calls alerts.on_deadline_missed. None: no deadline.
     deadline_minutes: int | None = Field(None, ge=1)
     deadline_from: Literal["logical_date", "queued_at"] = "logical_date"
-
-
-class ModelSpec(_Strict):
-    name: str = Field(pattern=NAME_RE)
-    owner: str
-    description: str = ""
-    source: Source
-    data_schema: Schema = Field(alias="schema")
-    cleaning: Cleaning = Cleaning()
-    validation: Validation = Validation()
-    label_policy: LabelPolicy = LabelPolicy()
-    splits: Splits = Splits()
-    candidates: list[Candidate]
-    objectives: list[Objective] = Field(default_factory=lambda: [Objective(metric="auc", direction="maximize")])
-    constraints: list[Constraint] = Field(default_factory=list)
-    tuning: Tuning = Tuning()
-    slices: Slices = Slices()
-    gates: Gates = Gates()
-    approval: Approval
-    scoring: Scoring = Scoring()
-    monitoring: Monitoring = Monitoring()
-    alerts: Alerts = Alerts()
-    kubernetes: Kubernetes | None = None
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("candidates")
-    @classmethod
-    def _candidates(cls, v: list[Candidate]) -> list[Candidate]:
-        kinds = [c.kind for c in v]
-        if "baseline" not in kinds:
-            raise ValueError("a 'baseline' candidate is required: every model is gated against it")
-        if not any(k != "baseline" for k in kinds):
-            raise ValueError("at least one non-baseline candidate is required")
-        names = [c.name for c in v]
-        if len(set(names)) != len(names):
-            raise ValueError("candidate names must be unique")
-        return v
-
-    @model_validator(mode="after")
-    def _known_metrics(self) -> ModelSpec:
-        named = [("objectives", o.metric) for o in self.objectives] + [("constraints", c.metric)
-                                                                          for c in self.constraints]
-        named.append(("tuning.select.metric", self.tuning.select.metric))
-        for where, metric in named:
-            if metric not in TUNING_METRICS:
-                raise ValueError(f"{where}: unknown metric '{metric}'; use one of {list(TUNING_METRICS)}")
-        if len({o.metric for o in self.objectives}) != len(self.objectives):
-            raise ValueError("objectives: each metric may appear once")
-        if self.scoring.pods and self.kubernetes is None:
-            raise ValueError("scoring.pods needs a 'kubernetes:' block (image, namespace) to run the pods with")
-        if self.slices.by and not self.slices.roster:
-            raise ValueError("slices.by needs slices.roster, the CSV that maps students to slices")
-        if self.alerts.on_deadline_missed and self.scoring.deadline_minutes is None:
-            raise ValueError("alerts.on_deadline_missed names notifiers but scoring has no deadline: set "
-                             "scoring.deadline_minutes (minutes after the run's logical date)")
-        return self
-
-    @property
-    def spec_hash(self) -> str:
-        payload = self.model_dump_json(by_alias=True).encode()
-        return hashlib.sha256(payload).hexdigest()
-
-    def dag_id(self, stage: str) -> str:
-        return f"{self.name}__{stage}"
-
-    def asset_uri(self, stage: str) -> str:
-        return f"airgate://{self.name}/{stage}"
-
-
-_FIXES: dict[str, str] = {
-    "missing": "add the field",
-    "extra_forbidden": "remove it, or check its spelling against the documented fields",
-    "string_pattern_mismatch": "use lowercase letters, digits and '_' and start with a letter",
-    "literal_error": "use one of the allowed values",
-    "greater_than": "use a larger value",
-    "greater_than_equal": "use a larger value",
-    "less_than": "use a smaller value",
-    "less_than_equal": "use a smaller value",
-    "int_parsing": "write a whole number",
-    "float_parsing": "write a number",
-}
-
-
-def _field_path(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        else:
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts) or "(top level)"
-
-
-def _problems(err: ValidationError) -> list[tuple[str, str, str]]:
-    out = []
-    for e in err.errors():
-        msg = re.sub(r"^Value error, ", "", e["msg"])
-        fix = _FIXES.get(e["type"], "correct the value as the message says")
-        if e["type"] == "string_pattern_mismatch" and e["loc"] and e["loc"][-1] in ("cpu", "memory"):
-            fix = "use a Kubernetes quantity such as '500m' or '2' (cpu), '512Mi' or '4Gi' (memory)"
-        if e["type"] == "string_pattern_mismatch" and e["loc"] and e["loc"][-1] == "retrain_schedule":
-            fix = "use a cron expression with five fields, such as '0 3 * * 0' (Sundays 03:00 UTC), or remove it"
-        if e["type"] == "string_pattern_mismatch" and e["loc"] and e["loc"][-1] == "notifier":
-            fix = ("write the dotted import path of a notifier class or callback function, such as "
-                   "'airgate.notifiers.LogNotifier' or 'airflow.providers.smtp.notifications.smtp.SmtpNotifier'")
-        if e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
-            fix = f"use one of {e['ctx']['expected']}"
-        out.append((_field_path(tuple(e["loc"])), msg, fix))
-    return out
-
-
-def load_spec(path: Path | str) -> ModelSpec:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(unknown line)"
-        raise SpecError(path, [(where, f"not valid YAML ({exc})", "fix the YAML syntax")]) from exc
-    except OSError as exc:
-        raise SpecError(path, [("(file)", f"cannot read: {exc}", "check the path and permissions")]) from exc
-    if not isinstance(raw, dict):
-        raise SpecError(path, [("(top level)", "the spec must be a mapping", "start with 'name: <model>'")])
-    try:
-        spec = ModelSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise SpecError(path, _problems(exc)) from exc
-    if spec.name != path.stem:
-        raise SpecError(path, [("name", f"'{spec.name}' differs from the file name '{path.stem}'",
-                                f"rename the file to {spec.name}.yaml or set name: {path.stem}")])
-    return spec
-
-
-def specs_dir() -> Path:
-    return Path(os.environ.get("AIRGATE_SPECS_DIR", DEFAULT_SPECS_DIR))
-
-
-def load_specs(directory: Path | str | None = None) -> list[ModelSpec]:
-    """Every *.yaml under the specs folder, sorted by name. One bad file fails loudly, naming itself."""
-    folder = Path(directory) if directory is not None else specs_dir()
-    return [load_spec(p) for p in sorted(folder.glob("*.yaml"))]
-
-
-def find_spec(name: str, directory: Path | str | None = None) -> ModelSpec:
-    folder = Path(directory) if directory is not None else specs_dir()
-    return load_spec(folder / f"{name}.yaml")
