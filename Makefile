@@ -33,7 +33,7 @@ help:
 	@echo "make test   - set up and run every test (SQLite and PostgreSQL at 127.0.0.1:5432)"
 	@echo "make up     - serve Airflow with the governance plugin at http://localhost:8080"
 	@echo "make bench  - run the benchmarks, writing bench/results.json (BENCH_ARGS=\"--only api\" for one)"
-	@echo "make lint   - ruff and mypy"
+	@echo "make lint   - ruff (format and lint), mypy, the layer contracts"
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -97,8 +97,10 @@ bench: init
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: venv
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf .airflow .airgate .pytest_cache .mypy_cache .ruff_cache
