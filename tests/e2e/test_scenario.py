@@ -62,7 +62,7 @@ def env(request, airflow_db, tmp_path: Path, monkeypatch) -> dict[str, Any]:  # 
     monkeypatch.setenv("AIRGATE_SPECS_DIR", str(specs))
     if request.param == "sqlite":
         wh_url = f"sqlite:///{migrated_sqlite(home / 'warehouse.db')}"
-        conn = {"conn_type": "sqlite", "host": str(home / "warehouse.db")}
+        conn: dict[str, str | int | None] = {"conn_type": "sqlite", "host": str(home / "warehouse.db")}
     else:
         from sqlalchemy.engine import make_url
 
