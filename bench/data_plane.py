@@ -55,8 +55,9 @@ def auto_labels(work: Path) -> dict[str, Any]:
     from airgate.core.warehouse import labels, make_engine
     from airgate.data import clean, collect, labeling
     from airgate.dev.simulator import SimConfig, Simulator, load_truth, write_catalog
-    from airgate.governance import promotion
+    from airgate.governance import promotion, registration
     from airgate.model import gates, training
+    from airgate.serving import autolabel
 
     os.environ["AIRGATE_HOME"] = str(work)
     spec = find_spec("knowledge_tracing")
@@ -74,14 +75,14 @@ def auto_labels(work: Path) -> dict[str, Any]:
     training.train(engine, training.TrainConfig(spec, first.labeled_version_id or "", "tr-auto", "bench", cfg,
                                           str(work / "runs")))
     gates.validate(engine, spec, cfg, "tr-auto", str(work / "runs"))
-    req = gates.register_and_request(engine, spec, cfg, "tr-auto")
+    req = registration.register_and_request(engine, spec, cfg, "tr-auto")
     r = promotion.get_request(engine, req["approval_request_id"])
     promotion.decide(engine, spec, r["id"], promotion.Actor("bench-approver", frozenset({"admin"})), "approve", "bench",
                       r["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))
     sim.write_batch(3, landing, oracle, roster_path=work / "catalog" / "knowledge_tracing_students.csv")
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
-    predictor = labeling.champion_predictor(engine, spec, cfg)
+    predictor = autolabel.champion_predictor(engine, spec, cfg)
     out = labeling.label_pending(engine, spec, predictor=predictor)
     with engine.connect() as conn:
         auto = pd.DataFrame(conn.execute(select(labels.c.event_id, labels.c.label).where(

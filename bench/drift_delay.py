@@ -65,7 +65,7 @@ def _seed(seed: int, work: Path, shifts: tuple[float, ...], arrival: int, max_ne
     from airgate.core.warehouse import make_engine
     from airgate.data import clean, collect, labeling
     from airgate.dev.simulator import SimConfig, Simulator, write_catalog
-    from airgate.governance import promotion
+    from airgate.governance import promotion, registration
     from airgate.model import gates, training
 
     os.environ["AIRGATE_HOME"] = str(work)
@@ -88,7 +88,7 @@ def _seed(seed: int, work: Path, shifts: tuple[float, ...], arrival: int, max_ne
     report = gates.validate(engine, spec, cfg, f"tr-{seed}", str(work / "runs"))
     if not report.approvable:
         raise RuntimeError(f"seed {seed}: the cohort-A champion failed its gates: {report.failures}")
-    req = gates.register_and_request(engine, spec, cfg, f"tr-{seed}")
+    req = registration.register_and_request(engine, spec, cfg, f"tr-{seed}")
     r = promotion.get_request(engine, req["approval_request_id"])
     promotion.decide(engine, spec, r["id"], promotion.Actor("bench-approver", frozenset({"admin"})), "approve",
                       "bench", r["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))

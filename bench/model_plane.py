@@ -59,11 +59,11 @@ def model_plane(work: Path, students_per_batch: int = 500, batches: int = 4, tri
         t0 = time.perf_counter()
         r = training.train_candidate(engine, cfg, c.name)
         results.append(r)
-        per_candidate[c.name] = {"train_seconds": round(time.perf_counter() - t0, 1), "trials": r["n_trials"],
-                                 "valid_auc": round(r["valid"]["auc"], 4),
-                                 "valid_auc_over_oracle": round(r["valid"]["auc"] / oracle_valid, 4),
-                                 "p95_latency_ms_per_1k": round(r["valid"]["p95_latency_ms_per_1k"], 2),
-                                 "model_size_kb": round(r["valid"]["model_size_kb"], 1)}
+        per_candidate[c.name] = {"train_seconds": round(time.perf_counter() - t0, 1), "trials": r.n_trials,
+                                 "valid_auc": round(r.valid["auc"], 4),
+                                 "valid_auc_over_oracle": round(r.valid["auc"] / oracle_valid, 4),
+                                 "p95_latency_ms_per_1k": round(r.valid["p95_latency_ms_per_1k"], 2),
+                                 "model_size_kb": round(r.valid["model_size_kb"], 1)}
         print(f"    {c.name}: {per_candidate[c.name]}")
     final = training.finalize(engine, cfg, results)
     test = pd.read_csv(final.test_predictions)
@@ -103,14 +103,15 @@ def model_plane(work: Path, students_per_batch: int = 500, batches: int = 4, tri
     engine.dispose()
     # The constraint (100 ms) as the latency reference would let latency swamp AUC: trials land at 1-20 ms.
     # The reference is the worst feasible latency any trial reached, so both objectives move the volume.
-    worst = max(p.metrics["p95_latency_ms_per_1k"] for v in runs.values() for pts in v for p in pts if p.feasible)
+    worst = max(p.metrics["p95_latency_ms_per_1k"] for studies in runs.values() for pts in studies for p in pts
+                if p.feasible)
     reference = [0.5, round(worst * 1.05, 3)]
-    for kind, v in runs.items():
-        for pts in v:
+    for kind, studies in runs.items():
+        for pts in studies:
             hv[kind].append(tuning.hypervolume(pts, seeded, reference))
             print(f"    hypervolume {kind}: {hv[kind][-1]:.4f}")
     mean = {k: sum(v) / len(v) for k, v in hv.items()}
-    return {"students": manifest["students"], "rows": manifest["rows"], "chosen": final.chosen,
+    return {"students": manifest.students, "rows": manifest.rows, "chosen": final.chosen,
             "best_test_auc": round(best, 4), "oracle_test_auc": round(oracle_test, 4),
             "best_auc_over_oracle": round(best / oracle_test, 4), "goal_best_auc_over_oracle": 0.98,
             "history_limit_test_auc": round(history_test, 4),

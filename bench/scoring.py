@@ -71,7 +71,7 @@ def _setup(engine: Any, spec: Any, cfg: Any, work: Path) -> None:
     from airgate.core import registry
     from airgate.data import clean, collect, labeling
     from airgate.dev.simulator import SimConfig, Simulator
-    from airgate.governance import promotion
+    from airgate.governance import promotion, registration
     from airgate.model import gates, training
 
     landing = work / "landing"
@@ -83,7 +83,7 @@ def _setup(engine: Any, spec: Any, cfg: Any, work: Path) -> None:
     labeled = labeling.label_pending(engine, spec).labeled_version_id or ""
     training.train(engine, training.TrainConfig(spec, labeled, "tr-bench", "bench", cfg, str(work / "runs")))
     gates.validate(engine, spec, cfg, "tr-bench", str(work / "runs"))
-    req = gates.register_and_request(engine, spec, cfg, "tr-bench")
+    req = registration.register_and_request(engine, spec, cfg, "tr-bench")
     r = promotion.get_request(engine, req["approval_request_id"])
     promotion.decide(engine, spec, r["id"], promotion.Actor("bench-approver", frozenset({"admin"})), "approve",
                       "bench", r["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))

@@ -10,7 +10,7 @@ from airgate.core import registry
 from airgate.core.spec import ModelSpec
 from airgate.data import clean, collect, labeling
 from airgate.dev.simulator import Simulator
-from airgate.governance import promotion
+from airgate.governance import promotion, registration
 from airgate.model import gates, training
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def train_to_request(engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, r
     training.train(engine, training.TrainConfig(spec, labeled, run_id, trained_by, cfg, str(root / "runs")))
     report = gates.validate(engine, spec, cfg, run_id, str(root / "runs"))
     assert report.approvable, report.failures
-    return gates.register_and_request(engine, spec, cfg, run_id)
+    return registration.register_and_request(engine, spec, cfg, run_id)
 
 
 def approve(engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, request_id: str,

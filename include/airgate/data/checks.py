@@ -251,3 +251,12 @@ def failed_versions(engine: Engine, model: str) -> set[str]:
         return set(conn.execute(select(data_validations.c.version_id).where(
             data_validations.c.model == model, data_validations.c.status == "fail")).scalars())
 
+
+def blocking_failures(outcomes: list[ValidationOutcome]) -> dict[str, list[str]]:
+    """The versions whose critical checks failed, with those checks: any one stops the downstream DAGs."""
+    return {o.version_id: o.critical for o in outcomes if o.status == "fail"}
+
+
+def summary(outcomes: list[ValidationOutcome]) -> dict[str, dict[str, Any]]:
+    """Per version: status, warnings (kept as evidence) and where the GX Data Docs are. Small JSON for XCom."""
+    return {o.version_id: {"status": o.status, "warnings": o.warnings, "docs": o.docs_path} for o in outcomes}

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -59,6 +58,83 @@ def _iso_year(value: str) -> float | None:
         return None
 
 
+class _Reasons:
+    """The first rule each row breaks (code and detail): a row flagged once keeps that reason, so it is stable."""
+
+    def __init__(self, index: pd.Index) -> None:
+        self.reason = pd.Series(pd.NA, index=index, dtype="object")
+        self.detail = pd.Series(pd.NA, index=index, dtype="object")
+
+    def flag(self, mask: pd.Series, code: str, text: str | pd.Series) -> None:
+        m = mask & self.reason.isna()
+        self.reason[m] = code
+        self.detail[m] = text[m] if isinstance(text, pd.Series) else text
+
+    @property
+    def ok(self) -> pd.Series:
+        return self.reason.isna()
+
+
+def _shape_rules(df: pd.DataFrame, r: _Reasons) -> None:
+    """Rows that do not match the header, and empty required values (stripped in place)."""
+    if MALFORMED in df.columns:
+        r.flag(df[MALFORMED].notna() & (df[MALFORMED].astype(str) != ""), "malformed_row",
+               "row does not match the header: " + df[MALFORMED].fillna("").astype(str))
+    for col in ["event_id", "student_id", "item_id", "skill_id", "ts", "response_time_ms"]:
+        vals = df[col].fillna("").astype(str).str.strip()
+        r.flag(vals == "", "missing_value", f"{col} is empty")
+        df[col] = vals
+
+
+def _typed_values(df: pd.DataFrame, r: _Reasons, rules: Any) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """(ts, response_time_ms, label) parsed; what does not parse is flagged."""
+    ts = pd.to_datetime(df["ts"], utc=True, errors="coerce", format="ISO8601")
+    # Valid ISO-8601 outside pandas' range (e.g. year 2999) is a range problem, not a type problem.
+    beyond = ts.isna() & df["ts"].map(_iso_year).notna()
+    years = df["ts"].map(_iso_year)
+    r.flag(beyond & (years >= 2000), "ts_in_future", "ts is later than the batch's arrival")
+    r.flag(beyond, "ts_out_of_range", f"ts before {rules.earliest_ts}")
+    r.flag(ts.isna(), "bad_type", "ts is not an ISO-8601 timestamp")
+    rt = pd.to_numeric(df["response_time_ms"], errors="coerce")
+    r.flag(rt.isna() | (rt != rt.round()), "bad_type", "response_time_ms is not a whole number")
+    r.flag((rt < 0) | (rt > MAX_RESPONSE_MS), "out_of_range", "response_time_ms outside [0, 24h]")
+    label_raw = df["correct"].fillna("").astype(str).str.strip()
+    label = pd.to_numeric(label_raw.where(label_raw != ""), errors="coerce")  # "" is ungraded: NaN
+    r.flag((label_raw != "") & ~label.isin([0, 1]), "bad_label", "correct must be 0, 1 or empty")
+    return ts, rt, label
+
+
+def _range_rules(ts: pd.Series, rt: pd.Series, r: _Reasons, rules: Any, as_of: pd.Timestamp) -> None:
+    r.flag(ts > as_of + timedelta(seconds=rules.max_future_skew_s), "ts_in_future",
+           "ts is later than the batch's arrival")
+    r.flag(ts < pd.Timestamp(rules.earliest_ts), "ts_out_of_range", f"ts before {rules.earliest_ts}")
+    r.flag(rt < rules.min_response_time_ms, "rapid_guess", f"response_time_ms under {rules.min_response_time_ms}")
+
+
+def _catalog_rules(df: pd.DataFrame, r: _Reasons, catalog: pd.DataFrame | None) -> None:
+    """Items and skills the item catalog does not know, or that it pairs differently."""
+    if catalog is None:
+        return
+    skill_of = dict(zip(catalog["item_id"].astype(str), catalog["skill_id"].astype(str), strict=True))
+    known_skill = df["skill_id"].isin(set(skill_of.values()))
+    r.flag(~df["item_id"].isin(skill_of.keys()), "unknown_item", "item_id is not in the item catalog")
+    r.flag(~known_skill, "unknown_skill", "skill_id is not in the item catalog")
+    r.flag(df["item_id"].map(skill_of) != df["skill_id"], "skill_mismatch",
+           "skill_id differs from the catalog's skill for this item")
+
+
+def _event_rules(df: pd.DataFrame, r: _Reasons, rules: Any, known_event_ids: set[str]) -> None:
+    """Duplicate events (earlier versions, then within the batch), then students left with too few clean events."""
+    r.flag(df["event_id"].isin(known_event_ids), "duplicate_event_id", "event_id already in an earlier version")
+    dup = df["event_id"].duplicated(keep="first") & r.ok
+    r.flag(dup, "duplicate_event_id", "event_id repeated within the batch")
+    ok = r.ok
+    counts = df.loc[ok, "student_id"].map(df.loc[ok, "student_id"].value_counts())
+    few = pd.Series(False, index=df.index)
+    few[counts.index] = counts < rules.min_events_per_student
+    r.flag(few, "too_few_events", f"student has fewer than {rules.min_events_per_student} clean events")
+
+
 def apply_rules(raw: pd.DataFrame, spec: ModelSpec, as_of: pd.Timestamp, known_event_ids: set[str],
                 catalog: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split raw string rows into (accepted typed rows, rejected rows with reason and detail).
@@ -67,70 +143,20 @@ def apply_rules(raw: pd.DataFrame, spec: ModelSpec, as_of: pd.Timestamp, known_e
     """
     rules = spec.cleaning
     df = raw.copy()
-    reason = pd.Series(pd.NA, index=df.index, dtype="object")
-    detail = pd.Series(pd.NA, index=df.index, dtype="object")
-
-    def flag(mask: pd.Series, code: str, text: str | pd.Series) -> None:
-        m = mask & reason.isna()
-        reason[m] = code
-        detail[m] = text[m] if isinstance(text, pd.Series) else text
-
-    if MALFORMED in df.columns:
-        flag(df[MALFORMED].notna() & (df[MALFORMED].astype(str) != ""), "malformed_row",
-             "row does not match the header: " + df[MALFORMED].fillna("").astype(str))
-
-    for col in ["event_id", "student_id", "item_id", "skill_id", "ts", "response_time_ms"]:
-        vals = df[col].fillna("").astype(str).str.strip()
-        flag(vals == "", "missing_value", f"{col} is empty")
-        df[col] = vals
-
-    ts = pd.to_datetime(df["ts"], utc=True, errors="coerce", format="ISO8601")
-    # Valid ISO-8601 outside pandas' range (e.g. year 2999) is a range problem, not a type problem.
-    beyond = ts.isna() & df["ts"].map(_iso_year).notna()
-    years = df["ts"].map(_iso_year)
-    flag(beyond & (years >= 2000), "ts_in_future", "ts is later than the batch's arrival")
-    flag(beyond, "ts_out_of_range", f"ts before {rules.earliest_ts}")
-    flag(ts.isna(), "bad_type", "ts is not an ISO-8601 timestamp")
-    rt = pd.to_numeric(df["response_time_ms"], errors="coerce")
-    flag(rt.isna() | (rt != rt.round()), "bad_type", "response_time_ms is not a whole number")
-    flag((rt < 0) | (rt > MAX_RESPONSE_MS), "out_of_range", "response_time_ms outside [0, 24h]")
-    label_raw = df["correct"].fillna("").astype(str).str.strip()
-    label = pd.to_numeric(label_raw.replace("", np.nan), errors="coerce")
-    flag((label_raw != "") & ~label.isin([0, 1]), "bad_label", "correct must be 0, 1 or empty")
-
-    earliest = pd.Timestamp(rules.earliest_ts)
-    flag(ts > as_of + timedelta(seconds=rules.max_future_skew_s), "ts_in_future",
-         "ts is later than the batch's arrival")
-    flag(ts < earliest, "ts_out_of_range", f"ts before {rules.earliest_ts}")
-    flag(rt < rules.min_response_time_ms, "rapid_guess",
-         f"response_time_ms under {rules.min_response_time_ms}")
-
-    if catalog is not None:
-        skill_of = dict(zip(catalog["item_id"].astype(str), catalog["skill_id"].astype(str), strict=True))
-        known_skill = df["skill_id"].isin(set(skill_of.values()))
-        flag(~df["item_id"].isin(skill_of.keys()), "unknown_item", "item_id is not in the item catalog")
-        flag(~known_skill, "unknown_skill", "skill_id is not in the item catalog")
-        flag(df["item_id"].map(skill_of) != df["skill_id"], "skill_mismatch",
-             "skill_id differs from the catalog's skill for this item")
-
-    flag(df["event_id"].isin(known_event_ids), "duplicate_event_id", "event_id already in an earlier version")
-    dup = df["event_id"].duplicated(keep="first") & reason.isna()
-    flag(dup, "duplicate_event_id", "event_id repeated within the batch")
-
-    ok = reason.isna()
-    counts = df.loc[ok, "student_id"].map(df.loc[ok, "student_id"].value_counts())
-    few = pd.Series(False, index=df.index)
-    few[counts.index] = counts < rules.min_events_per_student
-    flag(few, "too_few_events", f"student has fewer than {rules.min_events_per_student} clean events")
-
-    ok = reason.isna()
+    r = _Reasons(df.index)
+    _shape_rules(df, r)
+    ts, rt, label = _typed_values(df, r, rules)
+    _range_rules(ts, rt, r, rules, as_of)
+    _catalog_rules(df, r, catalog)
+    _event_rules(df, r, rules, known_event_ids)
+    ok = r.ok
     accepted = pd.DataFrame({
         "event_id": df.loc[ok, "event_id"], "student_id": df.loc[ok, "student_id"],
         "item_id": df.loc[ok, "item_id"], "skill_id": df.loc[ok, "skill_id"], "ts": ts[ok],
         "response_time_ms": rt[ok].astype("int64"), "answer": df.loc[ok, "answer"].fillna("").astype(str),
         "correct": label[ok].astype("Int64"),
     })
-    rejected = pd.DataFrame({"reason": reason[~ok], "detail": detail[~ok]})
+    rejected = pd.DataFrame({"reason": r.reason[~ok], "detail": r.detail[~ok]})
     return accepted, rejected
 
 

@@ -19,7 +19,7 @@ import hashlib
 import io
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -100,8 +100,8 @@ def new_files(engine: Engine, model: str, landing_dir: Any, pattern: str) -> lis
     if not files:
         return []
     with engine.connect() as conn:
-        seen = set(conn.execute(select(file_ledger.c.path, file_ledger.c.sha256)
-                                .where(file_ledger.c.model == model)).tuples())
+        seen = {(r.path, r.sha256) for r in conn.execute(select(file_ledger.c.path, file_ledger.c.sha256)
+                                                           .where(file_ledger.c.model == model))}
     return [f for f in files if (f.path, f.sha256) not in seen]
 
 
@@ -249,3 +249,33 @@ def unaccounted(engine: Engine, model: str, sensed: list[str], result: IngestRes
         known = set(conn.execute(select(file_ledger.c.path).where(file_ledger.c.model == model,
                                                                   file_ledger.c.path.in_(todo))).scalars())
     return [p for p in todo if p not in known]
+
+
+@dataclass(frozen=True)
+class LandingRound:
+    """One collect run over the landing zone: ``ingested``, ``nothing_new``, or ``unreadable`` (the sensor saw
+    files this worker cannot read), with the reason in words."""
+
+    action: Literal["ingested", "nothing_new", "unreadable"]
+    reason: str
+    result: IngestResult
+
+    def summary(self) -> dict[str, Any]:
+        """The small JSON the collect DAG hands on (ids and counts)."""
+        return {"raw_version_ids": self.result.raw_version_ids, "rows": self.result.rows,
+                "files": [f.__dict__ for f in self.result.files]}
+
+
+def ingest_sensed(engine: Engine, spec: ModelSpec, landing_dir: Any, sensed: list[str],
+                  actor: str = "airflow") -> LandingRound:
+    """Ingest what is new, and check it against what the sensor saw (``unaccounted``): files the sensor saw but
+    this worker cannot read fail the run, since skipping would leave them waiting forever behind a green night."""
+    result = ingest(engine, spec, landing_dir, actor=actor)
+    missing = unaccounted(engine, spec.name, sensed, result)
+    if missing:
+        return LandingRound("unreadable", f"the sensor saw {missing} in {spec.source.path} but this worker cannot "
+                            "read them: the triggerer and every worker must reach the same landing zone (set "
+                            "AIRGATE_STORAGE_URL to a shared store)", result)
+    if not result.raw_version_ids:
+        return LandingRound("nothing_new", f"no new batch ingested: {[f.__dict__ for f in result.files]}", result)
+    return LandingRound("ingested", "", result)

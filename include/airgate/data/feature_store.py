@@ -141,3 +141,13 @@ def materialize(engine: Engine, spec: ModelSpec, version_id: str, runs_dir: stor
                           "seconds": round(seconds, 3)})
     log.info("materialized %d feature rows of %s in %d shards (%.1fs)", len(rows), version_id, n, seconds)
     return _load(folder, True, seconds)
+
+
+def materialize_versions(engine: Engine, spec: ModelSpec, version_ids: list[str], runs_dir: storage.Location,
+                         actor: str = "airflow") -> dict[str, dict[str, Any]]:
+    """Each new clean version's features, once (nightly scoring reads these files); per version a small summary."""
+    out: dict[str, dict[str, Any]] = {}
+    for version_id in version_ids:
+        fs = materialize(engine, spec, version_id, runs_dir, actor=actor)
+        out[version_id] = {"rows": fs.rows, "shards": len(fs.shards), "created": fs.created}
+    return out

@@ -37,8 +37,8 @@ def _prior_counts(df: pd.DataFrame, keys: list[str], graded: pd.Series, correct:
     return out
 
 
-def build_features(events: pd.DataFrame) -> pd.DataFrame:
-    """events: event_id, student_id, item_id, skill_id, ts, correct (nullable). Returns event_id + FEATURES."""
+def _encoded(events: pd.DataFrame) -> pd.DataFrame:
+    """The events in time order, ids as integer codes and ts as int64 nanoseconds."""
     df = events[["event_id", "student_id", "item_id", "skill_id", "ts", "correct"]].copy()
     df["ts"] = pd.to_datetime(df["ts"], utc=True)
     df = df.sort_values(["ts", "event_id"], kind="mergesort").reset_index(drop=True)
@@ -46,10 +46,11 @@ def build_features(events: pd.DataFrame) -> pd.DataFrame:
     # string keys cost four fifths of the time). Codes keep equality, which is all a groupby key needs.
     for col in ("student_id", "item_id", "skill_id"):
         df[col] = pd.factorize(df[col])[0]
-    ts = df["ts"]
-    df["ts"] = ts.astype("int64")
-    graded = df["correct"].notna().astype("int64")
-    correct = df["correct"].fillna(0).astype("int64")
+    return df
+
+
+def _rates(df: pd.DataFrame, out: pd.DataFrame, graded: pd.Series, correct: pd.Series) -> pd.Series:
+    """Attempts and smoothed accuracy per student, student-skill, item and skill; returns the global prior."""
     # The smoothing prior is itself point in time: the global accuracy among strictly earlier graded answers.
     df["_all"] = 0
     glob = _prior_counts(df, ["_all"], graded, correct)
@@ -63,7 +64,6 @@ def build_features(events: pd.DataFrame) -> pd.DataFrame:
     def rate(c: pd.DataFrame) -> pd.Series:
         return (c["c"] + PRIOR * global_rate) / (c["g"] + PRIOR)
 
-    out = pd.DataFrame({"event_id": df["event_id"]})
     out["stu_attempts"] = stu["n"].astype("float64")
     out["stu_rate"] = rate(stu)
     out["stu_skill_attempts"] = sk["n"].astype("float64")
@@ -71,8 +71,11 @@ def build_features(events: pd.DataFrame) -> pd.DataFrame:
     out["item_attempts"] = np.log1p(item["n"].astype("float64"))
     out["item_rate"] = rate(item)
     out["skill_rate"] = rate(skill)
+    return global_rate
 
-    # Ability, IRT style: how much better than the item's (point-in-time) difficulty the student did so far.
+
+def _ability(df: pd.DataFrame, out: pd.DataFrame, graded: pd.Series, correct: pd.Series) -> None:
+    """Ability, IRT style: how much better than the item's (point-in-time) difficulty the student did so far."""
     resid = (correct - out["item_rate"]).where(graded == 1, 0.0)
     for name, keys in (("stu_resid", ["student_id"]), ("stu_skill_resid", ["student_id", "skill_id"])):
         grp = [df[k] for k in keys]
@@ -82,7 +85,10 @@ def build_features(events: pd.DataFrame) -> pd.DataFrame:
         val = prior_sum / (prior_n + PRIOR)
         out[name] = val.groupby(same_ts).transform("first")
 
-    # Last graded answer by the same student (and on the same skill), strictly earlier in time.
+
+def _last_answers(df: pd.DataFrame, out: pd.DataFrame, ts: pd.Series) -> None:
+    """Last graded answer by the same student (and on the same skill), strictly earlier in time; the gap since
+    the student's previous answer."""
     last = df["correct"].astype("float64")
     for name, keys in (("stu_last_correct", ["student_id"]), ("stu_skill_last_correct", ["student_id", "skill_id"])):
         grp = [df[k] for k in keys]
@@ -94,14 +100,31 @@ def build_features(events: pd.DataFrame) -> pd.DataFrame:
     gap = (ts - prev_ts).dt.total_seconds()
     out["log_gap_s"] = np.log1p(gap.clip(lower=0)).fillna(-1.0)
 
-    # Recent accuracy: the student's last RECENT answers, where learning shows before it moves the long-run rate.
+
+def _recent_rate(df: pd.DataFrame, graded: pd.Series, correct: pd.Series, global_rate: pd.Series) -> pd.Series:
+    """Recent accuracy: the student's last RECENT answers, where learning shows before it moves the long-run
+    rate."""
     grp_s = df["student_id"]
     c_prior = correct.groupby(grp_s, sort=False).cumsum() - correct
     g_prior = graded.groupby(grp_s, sort=False).cumsum() - graded
     c_win = c_prior - c_prior.groupby(grp_s, sort=False).shift(RECENT).fillna(0)
     g_win = g_prior - g_prior.groupby(grp_s, sort=False).shift(RECENT).fillna(0)
     recent = (c_win + global_rate) / (g_win + 1.0)
-    out["stu_recent_rate"] = recent.groupby(df.groupby(["student_id", "ts"], sort=False).ngroup()).transform("first")
+    return recent.groupby(df.groupby(["student_id", "ts"], sort=False).ngroup()).transform("first")
+
+
+def build_features(events: pd.DataFrame) -> pd.DataFrame:
+    """events: event_id, student_id, item_id, skill_id, ts, correct (nullable). Returns event_id + FEATURES."""
+    df = _encoded(events)
+    ts = df["ts"]
+    df["ts"] = ts.astype("int64")
+    graded = df["correct"].notna().astype("int64")
+    correct = df["correct"].fillna(0).astype("int64")
+    out = pd.DataFrame({"event_id": df["event_id"]})
+    global_rate = _rates(df, out, graded, correct)
+    _ability(df, out, graded, correct)
+    _last_answers(df, out, ts)
+    out["stu_recent_rate"] = _recent_rate(df, graded, correct, global_rate)
     return out
 
 

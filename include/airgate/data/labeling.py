@@ -200,24 +200,24 @@ def _resolve(gt: pd.DataFrame, ev: pd.DataFrame) -> pd.DataFrame:
     return allx.sort_values(["event_id", "trust"], ascending=[True, False]).drop_duplicates("event_id")
 
 
-def label_pending(engine: Engine, spec: ModelSpec, actor: str = "airflow",
-                  predictor: Predictor | None = None) -> LabelResult:
-    prev = datasets.latest(engine, spec.name, "labeled")
-    included: list[str] = list(prev.summary.get("clean_versions", [])) if prev else []
+def _label_events_upto(engine: Engine, model: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.coalesce(func.max(label_events.c.id), 0))
+                                .where(label_events.c.model == model)).scalar_one())
+
+
+def _new_clean_versions(engine: Engine, spec: ModelSpec, included: list[str]) -> list[str]:
+    """Clean versions not yet in a labeled version; one that failed critical validation is never labeled."""
     from airgate.data.checks import failed_versions
 
-    failed = failed_versions(engine, spec.name)  # a version that failed critical validation is never labeled
+    failed = failed_versions(engine, spec.name)
     all_clean = [v.version_id for v in datasets.list_versions(engine, spec.name, "clean") if v.version_id not in failed]
-    new = [v for v in all_clean if v not in set(included)]
-    with engine.connect() as conn:
-        upto = int(conn.execute(select(func.coalesce(func.max(label_events.c.id), 0))
-                                .where(label_events.c.model == spec.name)).scalar_one())
-    prev_upto = int(prev.summary.get("label_events_upto", 0)) if prev else 0
-    if not new and upto == prev_upto:
-        return LabelResult(spec.name, prev.version_id if prev else None, False, prev.row_count if prev else 0, 0,
-                           dict(prev.summary.get("by_source", {})) if prev else {}, included)
+    return [v for v in all_clean if v not in set(included)]
 
-    versions = included + new
+
+def _inputs(engine: Engine, spec: ModelSpec, versions: list[str], upto: int,
+            prev_version_id: str | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(clean events of ``versions``, label events up to ``upto``, the previous labeled version's labels)."""
     with engine.connect() as conn:
         events = pd.DataFrame(conn.execute(
             select(clean_events.c.event_id, clean_events.c.correct, clean_events.c.ts)
@@ -228,40 +228,43 @@ def label_pending(engine: Engine, spec: ModelSpec, actor: str = "airflow",
             .where(label_events.c.model == spec.name, label_events.c.id <= upto)).all(),
             columns=["event_id", "label", "source", "labeler", "person", "labeled_at"])
         old = pd.DataFrame(conn.execute(select(labels.c.event_id, labels.c.label, labels.c.source)
-                                        .where(labels.c.version_id == prev.version_id)).all(),
-                           columns=["event_id", "label", "source"]) if prev else pd.DataFrame(
+                                        .where(labels.c.version_id == prev_version_id)).all(),
+                           columns=["event_id", "label", "source"]) if prev_version_id else pd.DataFrame(
             columns=["event_id", "label", "source"])
+    return events, ev, old
+
+
+def _resolved_labels(engine: Engine, spec: ModelSpec, events: pd.DataFrame, ev: pd.DataFrame,
+                     predictor: Predictor | None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """One label per event (the most trusted source), auto labels for confident unlabeled rows, and the rows
+    to queue for review."""
     gt = events.loc[events["correct"].notna() & spec.label_policy.use_ground_truth, ["event_id", "correct"]]
     gt = gt.rename(columns={"correct": "label"}).assign(labeled_at=pd.NaT)
     ev = ev[ev["event_id"].isin(set(events["event_id"]))]
     resolved = _resolve(gt, ev)
-
     unlabeled = events.loc[~events["event_id"].isin(set(resolved["event_id"])), "event_id"]
     queue_rows: list[dict[str, Any]] = []
     if predictor is not None and len(unlabeled):
         auto, queue_rows = _auto_and_queue(engine, spec, predictor, set(unlabeled))
         resolved = pd.concat([resolved, auto], ignore_index=True)
-
     resolved = resolved.sort_values("event_id").reset_index(drop=True)
     resolved["label"] = resolved["label"].astype(int)
-    digest = datasets.content_hash("labeled", spec.name, labeled_rows_for_hash(resolved),
-                                   extra={"clean_versions": versions})
+    return resolved, queue_rows
+
+
+def _changes(old: pd.DataFrame, resolved: pd.DataFrame) -> tuple[int, int, int]:
+    """(rows added, rows removed, rows relabeled) against the previous labeled version."""
     merged = old.merge(resolved[["event_id", "label"]], on="event_id", how="outer", suffixes=("_old", "_new"),
                        indicator=True)
-    added = int((merged["_merge"] == "right_only").sum())
-    removed = int((merged["_merge"] == "left_only").sum())
     both = merged[merged["_merge"] == "both"]
-    relabeled = int((both["label_old"].astype(int) != both["label_new"].astype(int)).sum())
-    by_source = {str(k): int(v) for k, v in resolved["source"].value_counts().sort_index().items()}
-    auto_share = by_source.get("auto", 0) / max(len(resolved), 1)
-    summary: dict[str, Any] = {
-        "clean_versions": versions, "label_events_upto": upto, "by_source": by_source, "rows_added": added,
-        "rows_removed": removed, "relabeled": relabeled, "auto_share": round(auto_share, 4),
-        "unlabeled": int(len(events) - len(resolved)), "queued": len(queue_rows),
-        "auto_labeler": predictor.model_version if predictor else None,
-        "auto_label_min_confidence": spec.label_policy.auto_label_min_confidence,
-    }
-    parents = ([prev.version_id] if prev else []) + new
+    return (int((merged["_merge"] == "right_only").sum()), int((merged["_merge"] == "left_only").sum()),
+            int((both["label_old"].astype(int) != both["label_new"].astype(int)).sum()))
+
+
+def _write_version(engine: Engine, spec: ModelSpec, digest: str, parents: list[str], resolved: pd.DataFrame,
+                   queue_rows: list[dict[str, Any]], summary: dict[str, Any], actor: str) -> str:
+    """The labeled version, its labels, its review queue and its audit event in one transaction; the version's
+    id either way (the same content as an existing version, e.g. a retry after commit, is that version)."""
     now = utcnow()
     try:
         with engine.begin() as conn:
@@ -281,8 +284,40 @@ def label_pending(engine: Engine, spec: ModelSpec, actor: str = "airflow",
                          entity={"labeled_version_id": vid, "parents": parents}, details=summary)
             datasets.move_current(conn, spec.name, "labeled", vid, actor, "new labeled version")
     except IntegrityError:
-        # The same content as an existing version (e.g. a retry after commit): that version is the answer.
         vid = datasets.version_id("labeled", digest)
+    return vid
+
+
+def label_pending(engine: Engine, spec: ModelSpec, actor: str = "airflow",
+                  predictor: Predictor | None = None) -> LabelResult:
+    """The next labeled version, when there are new clean versions or new label events; else the current one
+    (``created`` False)."""
+    prev = datasets.latest(engine, spec.name, "labeled")
+    included: list[str] = list(prev.summary.get("clean_versions", [])) if prev else []
+    new = _new_clean_versions(engine, spec, included)
+    upto = _label_events_upto(engine, spec.name)
+    prev_upto = int(prev.summary.get("label_events_upto", 0)) if prev else 0
+    if not new and upto == prev_upto:
+        return LabelResult(spec.name, prev.version_id if prev else None, False, prev.row_count if prev else 0, 0,
+                           dict(prev.summary.get("by_source", {})) if prev else {}, included)
+
+    versions = included + new
+    events, ev, old = _inputs(engine, spec, versions, upto, prev.version_id if prev else None)
+    resolved, queue_rows = _resolved_labels(engine, spec, events, ev, predictor)
+    digest = datasets.content_hash("labeled", spec.name, labeled_rows_for_hash(resolved),
+                                   extra={"clean_versions": versions})
+    added, removed, relabeled = _changes(old, resolved)
+    by_source = {str(k): int(v) for k, v in resolved["source"].value_counts().sort_index().items()}
+    auto_share = by_source.get("auto", 0) / max(len(resolved), 1)
+    summary: dict[str, Any] = {
+        "clean_versions": versions, "label_events_upto": upto, "by_source": by_source, "rows_added": added,
+        "rows_removed": removed, "relabeled": relabeled, "auto_share": round(auto_share, 4),
+        "unlabeled": int(len(events) - len(resolved)), "queued": len(queue_rows),
+        "auto_labeler": predictor.model_version if predictor else None,
+        "auto_label_min_confidence": spec.label_policy.auto_label_min_confidence,
+    }
+    parents = ([prev.version_id] if prev else []) + new
+    vid = _write_version(engine, spec, digest, parents, resolved, queue_rows, summary, actor)
     log.info("labeled version %s: %d rows %s, %d queued for review", vid, len(resolved), by_source, len(queue_rows))
     return LabelResult(spec.name, vid, True, len(resolved), added, by_source, versions, relabeled,
                        len(queue_rows), auto_share, summary)
@@ -311,8 +346,8 @@ def _auto_and_queue(engine: Engine, spec: ModelSpec, predictor: Predictor,
     rest = pd.DataFrame({"event_id": target["event_id"].to_numpy()[~take], "p": p[~take],
                          "uncertainty": 1.0 - np.abs(p[~take] - 0.5) * 2})
     with engine.connect() as conn:
-        queued: dict[str, str] = dict(conn.execute(select(review_queue.c.event_id, review_queue.c.status)
-                                   .where(review_queue.c.model == spec.name)).tuples().all())
+        queued: dict[str, str] = {r.event_id: r.status for r in conn.execute(
+            select(review_queue.c.event_id, review_queue.c.status).where(review_queue.c.model == spec.name))}
     rest = rest[~rest["event_id"].isin(queued)].sort_values(["uncertainty", "event_id"], ascending=[False, True])
     # The budget is the size of the open queue: people are never handed more than that at once.
     budget = max(spec.label_policy.review_budget - sum(s == "open" for s in queued.values()), 0)
@@ -321,13 +356,27 @@ def _auto_and_queue(engine: Engine, spec: ModelSpec, predictor: Predictor,
     return auto, queue
 
 
-def champion_predictor(engine: Engine, spec: ModelSpec, mlflow_cfg: Any) -> Predictor | None:
-    """The approved champion (per the promotion ledger) as an auto-labeler, or None before the first approval."""
-    from airgate.governance import promotion
+@dataclass(frozen=True)
+class LabelRound:
+    """One label DAG run: the label files it read (per source) and the labeled version it built, if any."""
 
-    champ = promotion.current_champion(engine, spec.name)
-    if champ is None:
-        return None
-    from airgate.model import predictors
+    result: LabelResult
+    label_files: dict[str, list[dict[str, Any]]]
 
-    return Predictor(champ.version, predictors.load_version(mlflow_cfg, spec.name, champ.version).predict)
+    def summary(self) -> dict[str, Any]:
+        """The small JSON the label DAG hands on."""
+        r = self.result
+        return {"labeled_version_id": r.labeled_version_id, "rows": r.rows, "by_source": r.by_source,
+                "queued": r.queued, "relabeled": r.relabeled, "label_files": self.label_files}
+
+
+def label_round(engine: Engine, spec: ModelSpec, label_dirs: dict[str, storage.Location],
+                predictor: Predictor | None, actor: str = "airflow") -> LabelRound:
+    """Late grades and review answers first (``label_dirs``: source -> folder of label files, each read once),
+    then the next labeled version, auto-labeled by ``predictor`` (the champion, when there is one;
+    ``airgate.serving.autolabel``): in one task, since the version
+    needs the files and a hop between two tasks costs a task start under a scheduler."""
+    files = {source: [o.__dict__ for o in ingest_label_files(engine, spec, folder, source, actor=actor)]
+             for source, folder in label_dirs.items()}
+    result = label_pending(engine, spec, actor=actor, predictor=predictor)
+    return LabelRound(result, files)

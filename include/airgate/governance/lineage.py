@@ -38,13 +38,12 @@ MAX_NODES = 400  # a labeled version descends from every batch ever ingested: ca
 DOWNSTREAM_LIMIT = 25  # direct children listed per node (e.g. predictions of a scoring run), the rest counted
 
 
-class LineageError(Exception):
-    """A ref that does not parse or names nothing. ``status`` is the HTTP status to answer with."""
+class LineageError(promotion.GovernanceError):
+    """A ref that does not parse or names nothing. ``status`` is the HTTP status to answer with; the code is always
+    ``lineage``, so the plugin answers it like any other refusal."""
 
     def __init__(self, message: str, status: int = 404) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+        super().__init__("lineage", status, message)
 
 
 @dataclass

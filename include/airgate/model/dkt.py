@@ -27,9 +27,7 @@ import contextlib
 import dataclasses
 import json
 import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,138 +38,18 @@ import torch
 from mlflow.pyfunc import PythonModel
 from torch import nn
 
-ANSWER_STATES = 3  # wrong, right, ungraded
-UNGRADED = 2
-OOV = 0
-OOV_RATE = 0.02  # share of training events whose item/skill is hidden, to train the unknown-item embedding
+# DKTParams is part of this module's public face (specs, logged models and tests name it here).
+from airgate.model.dkt_encoding import ANSWER_STATES, DKTParams, Encoded, Vocab, encode, make_batch  # noqa: F401
+
 PREDICT_TOKENS = 262_144  # padded (student x step) cells per forward pass at predict time: bounds memory
 WEIGHTS_FILE = "weights.pt"
 META_FILE = "dkt.json"
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class DKTParams:
-    hidden_size: int = 64
-    embed_dim: int = 32
-    dropout: float = 0.1
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    epochs: int = 15
-    batch_size: int = 64
-    max_len: int = 400  # training splits longer histories into chunks (state carried over); predict reads all of it
-    patience: int = 3  # early stopping on validation log-loss
-    seed: int = 42
-    threads: int = 2
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DKTParams:
-        """Strict, so that a typo in a spec's parameters fails the run instead of silently training defaults."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for key, value in d.items():
-            if key not in fields:
-                raise ValueError(f"unknown DKT parameter {key!r}; known: {', '.join(sorted(fields))}")
-            kind = type(getattr(cls(), key))
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"DKT parameter {key!r} must be a number, got {value!r}") from None
-            if kind is int:
-                # Tuners and JSON may hand over 64.0 for an int; 64.5 is a mistake, not a rounding matter.
-                if isinstance(value, bool) or number != int(number):
-                    raise ValueError(f"DKT parameter {key!r} must be an integer, got {value!r}")
-                kwargs[key] = int(number)
-            else:
-                kwargs[key] = number
-        params = cls(**kwargs)
-        if params.hidden_size < 1 or params.embed_dim < 1 or params.batch_size < 1 or params.max_len < 1:
-            raise ValueError("DKT sizes (hidden_size, embed_dim, batch_size, max_len) must be positive")
-        if params.epochs < 1 or params.patience < 1 or params.threads < 1:
-            raise ValueError("DKT epochs, patience and threads must be positive")
-        if not 0.0 <= params.dropout < 1.0:
-            raise ValueError("DKT dropout must be in [0, 1)")
-        return params
-
-
-# ---------------------------------------------------------------------------------------------------- encoding
-
-@dataclass(frozen=True)
-class _Vocab:
-    items: list[str]  # sorted; item i has index i + 1 (0 is out of vocabulary)
-    skills: list[str]
-
-    def codes(self, values: pd.Series, which: str) -> np.ndarray:
-        vocab = self.items if which == "item" else self.skills
-        idx = pd.Index(vocab).get_indexer(values.astype(str).to_numpy())
-        return (idx + 1).astype(np.int64)  # get_indexer gives -1 for unknown: exactly OOV after the shift
-
-
-@dataclass(frozen=True)
-class _Encoded:
-    """One history, sorted by (student, ts, event_id), as flat arrays plus each student's slice."""
-
-    order: np.ndarray  # order[j] = input row position of sorted row j
-    event_ids: np.ndarray
-    student_ids: np.ndarray  # one per student, sorted
-    item: np.ndarray
-    skill: np.ndarray
-    answer: np.ndarray
-    first: np.ndarray  # position (within the student) of the first row sharing this row's ts
-    starts: np.ndarray
-    lengths: np.ndarray
-
-
-def _encode(history: pd.DataFrame, vocab: _Vocab) -> _Encoded:
-    ts = pd.to_datetime(history["ts"], utc=True).to_numpy(dtype="datetime64[ns]").view(np.int64)
-    stu_codes, stu_uniques = pd.factorize(history["student_id"].astype(str), sort=True)
-    ev_codes, _ = pd.factorize(history["event_id"].astype(str), sort=True)
-    order = np.lexsort((ev_codes, ts, stu_codes)).astype(np.int64)
-    stu = stu_codes[order]
-    ts_sorted = ts[order]
-    n = len(order)
-    new_student = np.ones(n, dtype=bool)
-    new_student[1:] = stu[1:] != stu[:-1]
-    starts = np.flatnonzero(new_student).astype(np.int64)
-    lengths = np.diff(np.append(starts, n)).astype(np.int64)
-    new_tie = new_student.copy()
-    new_tie[1:] |= ts_sorted[1:] != ts_sorted[:-1]
-    first = np.maximum.accumulate(np.where(new_tie, np.arange(n), 0)) - np.repeat(starts, lengths)
-    correct = pd.array(history["correct"], dtype="Int64")
-    answer = np.where(pd.isna(correct), UNGRADED, correct.to_numpy(dtype="float64", na_value=0.0) > 0).astype(np.int64)
-    return _Encoded(
-        order=order, event_ids=history["event_id"].astype(str).to_numpy()[order],
-        student_ids=np.asarray(stu_uniques, dtype=object),
-        item=vocab.codes(history["item_id"], "item")[order], skill=vocab.codes(history["skill_id"], "skill")[order],
-        answer=answer[order], first=first.astype(np.int64), starts=starts, lengths=lengths)
-
-
-@dataclass(frozen=True)
-class _Batch:
-    idx: np.ndarray  # (B, L) flat row index of each cell (0 where padded)
-    mask: np.ndarray  # (B, L) True on real rows
-    item: torch.Tensor
-    skill: torch.Tensor
-    answer: torch.Tensor
-    first: torch.Tensor
-
-
-def _batch(enc: _Encoded, students: np.ndarray) -> _Batch:
-    """Right-padded so that the causal GRU never reads padding before a real row."""
-    lengths = enc.lengths[students]
-    steps = np.arange(int(lengths.max()), dtype=np.int64)
-    mask = steps[None, :] < lengths[:, None]
-    idx = np.where(mask, enc.starts[students][:, None] + steps[None, :], 0)
-
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.where(mask, a[idx], 0))
-
-    return _Batch(idx, mask, t(enc.item), t(enc.skill), t(enc.answer), t(enc.first))
-
-
 # ------------------------------------------------------------------------------------------------------- model
 
-class _Net(nn.Module):
+class DKTNet(nn.Module):
     def __init__(self, n_items: int, n_skills: int, p: DKTParams) -> None:
         super().__init__()
         e, h = p.embed_dim, p.hidden_size
@@ -208,7 +86,7 @@ class _Net(nn.Module):
 
 
 @contextlib.contextmanager
-def _torch_settings(threads: int, seed: int | None = None) -> Iterator[None]:
+def torch_settings(threads: int, seed: int | None = None) -> Iterator[None]:
     """Deterministic, fixed-thread torch for the block; the caller's global settings come back afterwards."""
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
@@ -225,7 +103,7 @@ def _torch_settings(threads: int, seed: int | None = None) -> Iterator[None]:
         torch.set_num_threads(prev_threads)
 
 
-def _predict_logits(net: _Net, enc: _Encoded) -> np.ndarray:
+def predict_logits(net: DKTNet, enc: Encoded) -> np.ndarray:
     """Logits per sorted row over each student's whole history, students batched by similar length."""
     out = np.zeros(len(enc.order), dtype=np.float64)
     by_len = np.argsort(enc.lengths, kind="stable")
@@ -237,21 +115,21 @@ def _predict_logits(net: _Net, enc: _Encoded) -> np.ndarray:
             # Grow the batch while the padded block (students x longest) stays under the memory budget.
             while j < len(by_len) and (j - i + 1) * int(enc.lengths[by_len[j]]) <= PREDICT_TOKENS:
                 j += 1
-            b = _batch(enc, by_len[i:j])
+            b = make_batch(enc, by_len[i:j])
             logits, _ = net(b.item, b.skill, b.answer, b.first)
             out[b.idx[b.mask]] = logits.numpy()[b.mask].astype(np.float64)
             i = j
     return out
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
 
 
 class DKTModel:
     """A trained DKT network with its vocabularies; predicts from a raw history frame."""
 
-    def __init__(self, net: _Net, vocab: _Vocab, params: DKTParams, best_epoch: int = 0,
+    def __init__(self, net: DKTNet, vocab: Vocab, params: DKTParams, best_epoch: int = 0,
                  history: list[dict[str, Any]] | None = None) -> None:
         self.net = net
         self.vocab = vocab
@@ -263,11 +141,11 @@ class DKTModel:
         """P(correct) for every row of ``history``, aligned with the input row order (not sorted order)."""
         if len(history) == 0:
             return np.zeros(0, dtype=np.float64)
-        enc = _encode(history, self.vocab)
-        with _torch_settings(self.params.threads):
-            logits = _predict_logits(self.net, enc)
+        enc = encode(history, self.vocab)
+        with torch_settings(self.params.threads):
+            logits = predict_logits(self.net, enc)
         out = np.empty(len(history), dtype=np.float64)
-        out[enc.order] = _sigmoid(logits)
+        out[enc.order] = sigmoid(logits)
         return out
 
     @property
@@ -291,126 +169,11 @@ class DKTModel:
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"unsupported DKT model format {meta.get('format')!r} in {d}")
         params = DKTParams.from_dict(meta["params"])
-        vocab = _Vocab(list(meta["items"]), list(meta["skills"]))
-        net = _Net(len(vocab.items), len(vocab.skills), params)
+        vocab = Vocab(list(meta["items"]), list(meta["skills"]))
+        net = DKTNet(len(vocab.items), len(vocab.skills), params)
         net.load_state_dict(torch.load(d / WEIGHTS_FILE, weights_only=True, map_location="cpu"))
         net.eval()
         return cls(net, vocab, params, int(meta["best_epoch"]), list(meta["history"]))
-
-
-# ---------------------------------------------------------------------------------------------------- training
-
-def _targets(enc: _Encoded, targets: pd.DataFrame, students: set[str]) -> np.ndarray:
-    """Label per sorted row, NaN where the row is not a target of this student set."""
-    label = pd.Series(targets["label"].to_numpy(dtype="float64"), index=targets["event_id"].astype(str).to_numpy())
-    label = label[~label.index.duplicated(keep="last")]
-    y = label.reindex(enc.event_ids).to_numpy(dtype="float64")
-    in_set = pd.Index(enc.student_ids).isin(list(students))
-    y[~np.repeat(in_set, enc.lengths)] = np.nan
-    return y
-
-
-def _valid_loss(net: _Net, enc: _Encoded, y: np.ndarray) -> float:
-    keep = ~np.isnan(y)
-    if not keep.any():
-        return float("nan")
-    z = _predict_logits(net, enc)[keep]
-    t = y[keep]
-    # log-loss from logits, stable for large |z|
-    return float(np.mean(np.logaddexp(0.0, z) - t * z))
-
-
-def fit(history: pd.DataFrame, targets: pd.DataFrame, train_students: set[str], valid_students: set[str],
-        params: DKTParams) -> DKTModel:
-    """Train on train_students' targeted rows; early-stop on valid_students' log-loss.
-
-    The labels come from ``targets`` (late grades included), while the inputs are ``history.correct`` as it was
-    known: training sees the same inputs that scoring will.
-    """
-    train_students = {str(s) for s in train_students}
-    valid_students = {str(s) for s in valid_students}
-    sid = history["student_id"].astype(str)
-    train_hist = history[sid.isin(train_students)]
-    valid_hist = history[sid.isin(valid_students)]
-    if len(train_hist) == 0:
-        raise ValueError("DKT fit: no history rows for the training students")
-    vocab = _Vocab(sorted(train_hist["item_id"].astype(str).unique()),
-                   sorted(train_hist["skill_id"].astype(str).unique()))
-    enc = _encode(train_hist, vocab)
-    y = _targets(enc, targets, train_students)
-    if np.isnan(y).all():
-        raise ValueError("DKT fit: none of the training students' rows has a target")
-    venc = _encode(valid_hist, vocab) if len(valid_hist) else None
-    vy = _targets(venc, targets, valid_students) if venc is not None else None
-    has_valid = vy is not None and bool((~np.isnan(vy)).any())
-
-    rng = np.random.default_rng(params.seed)
-    with _torch_settings(params.threads, params.seed):
-        net = _Net(len(vocab.items), len(vocab.skills), params)
-        opt = torch.optim.Adam(net.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-        # Only students with at least one target are worth a forward pass.
-        has_target = np.add.reduceat((~np.isnan(y)).astype(np.int64), enc.starts) > 0
-        pool = np.flatnonzero(has_target)
-        best = (float("inf"), 0, {k: v.detach().clone() for k, v in net.state_dict().items()})
-        log: list[dict[str, Any]] = []
-        stale = 0
-        for epoch in range(1, params.epochs + 1):
-            t0 = time.perf_counter()
-            net.train()
-            loss_sum, n_sum = 0.0, 0
-            perm = pool[rng.permutation(len(pool))]
-            for s in range(0, len(perm), params.batch_size):
-                batch_loss, batch_n = _train_batch(net, opt, enc, y, perm[s:s + params.batch_size], params, rng)
-                loss_sum, n_sum = loss_sum + batch_loss, n_sum + batch_n
-            train_loss = loss_sum / max(n_sum, 1)
-            valid_loss = _valid_loss(net, venc, vy) if has_valid and venc is not None and vy is not None \
-                else train_loss
-            log.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss if has_valid else None,
-                        "seconds": round(time.perf_counter() - t0, 3)})
-            if valid_loss < best[0] - 1e-6:
-                best = (valid_loss, epoch, {k: v.detach().clone() for k, v in net.state_dict().items()})
-                stale = 0
-            else:
-                stale += 1
-                if stale >= params.patience:
-                    break
-        net.load_state_dict(best[2])
-        net.eval()
-    return DKTModel(net, vocab, params, best_epoch=best[1], history=log)
-
-
-def _train_batch(net: _Net, opt: torch.optim.Optimizer, enc: _Encoded, y: np.ndarray, students: np.ndarray,
-                 params: DKTParams, rng: np.random.Generator) -> tuple[float, int]:
-    """One optimiser step over a batch of students; returns (summed log-loss, targeted rows)."""
-    b = _batch(enc, students)
-    yb = np.where(b.mask, y[b.idx], np.nan)
-    item, skill = b.item.clone(), b.skill.clone()
-    # Hide a few items/skills (input and query alike: it is one event) so the unknown index gets trained.
-    item[torch.from_numpy(rng.random(item.shape) < OOV_RATE)] = OOV
-    skill[torch.from_numpy(rng.random(skill.shape) < OOV_RATE)] = OOV
-    opt.zero_grad()
-    n_total = int((~np.isnan(yb)).sum())
-    loss_sum = 0.0
-    h: torch.Tensor | None = None
-    length = item.shape[1]
-    # Truncated backpropagation through time: chunks of max_len steps, the state carried over detached, each
-    # chunk's gradient accumulated at once so that no graph spans more than max_len steps.
-    for c0 in range(0, length, params.max_len):
-        c1 = min(length, c0 + params.max_len)
-        first = b.first[:, c0:c1] - c0
-        yc = yb[:, c0:c1].copy()
-        # A row whose tie group began in an earlier chunk would need a state that is gone: no target for it.
-        yc[(first < 0).numpy()] = np.nan
-        keep = torch.from_numpy(~np.isnan(yc))
-        logits, h_last = net(item[:, c0:c1], skill[:, c0:c1], b.answer[:, c0:c1], first.clamp(min=0), h)
-        h = h_last.detach()
-        if bool(keep.any()):
-            target = torch.from_numpy(np.nan_to_num(yc).astype(np.float32))
-            loss = nn.functional.binary_cross_entropy_with_logits(logits[keep], target[keep], reduction="sum")
-            (loss / max(n_total, 1)).backward()
-            loss_sum += float(loss.detach())
-    opt.step()
-    return loss_sum, n_total
 
 
 # ------------------------------------------------------------------------------------------------------ MLflow

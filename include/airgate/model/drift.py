@@ -97,15 +97,12 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, columns: list[s
     _check_inputs(reference, current, cols, max_drift_share, max_rows)
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("EVIDENTLY_DISABLE_TELEMETRY", "1")
-    from evidently import DataDefinition, Dataset, Report
     from evidently import __version__ as evidently_version
-    from evidently.presets import DataDriftPreset
 
     started = time.perf_counter()
     cat = [c for c in cols if c in set(categorical) or not _is_numeric(reference[c]) or not _is_numeric(current[c])]
-    ref = _prepare(reference, cols, cat, max_rows, np.random.default_rng([seed, 0]))
-    cur = _prepare(current, cols, cat, max_rows, np.random.default_rng([seed, 1]))
-
+    ref, cur = (_prepare(frame, cols, cat, max_rows, np.random.default_rng([seed, side]))
+                for side, frame in enumerate((reference, current)))
     # Evidently cannot test a column with no values on one side; one with none on either side has not changed.
     ref_missing, cur_missing = ref.isna().mean(), cur.isna().mean()
     empty = [c for c in cols if ref_missing[c] == 1.0 or cur_missing[c] == 1.0]
@@ -115,24 +112,13 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, columns: list[s
     evidently_out: dict[str, Any] = {"version": evidently_version, "metrics": [], "tests": []}
     page = _empty_page(title, empty)
     if tested:
-        definition = DataDefinition(numerical_columns=[c for c in tested if c not in cat],
-                                    categorical_columns=[c for c in tested if c in cat])
-        report = Report([DataDriftPreset(columns=tested, drift_share=max_drift_share)], include_tests=True,
-                        metadata={"title": title})
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            # Constant and near-empty columns make numpy warn (0/0 in correlations); the scores are still sound.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            snapshot = report.run(Dataset.from_pandas(cur[tested], data_definition=definition),
-                                  Dataset.from_pandas(ref[tested], data_definition=definition), name=title)
-            page = snapshot.get_html_str(as_iframe=False)
-        evidently_out.update(_json_safe(json.loads(snapshot.json())))
+        page, evidently_json = _run_evidently(ref, cur, tested, cat, max_drift_share, title)
+        evidently_out.update(evidently_json)
         results = _column_results(evidently_out)
         missing = set(tested) - set(results)
         if missing:
             raise RuntimeError(f"Evidently returned no drift verdict for {sorted(missing)}")
-    for c in empty:
-        one_side = bool((ref_missing[c] == 1.0) != (cur_missing[c] == 1.0))
-        results[c] = ColumnDrift(c, ALL_MISSING, 1.0 if one_side else 0.0, 0.5, one_side)
+    results.update(_all_missing(empty, ref_missing, cur_missing))
 
     checked = [results[c] for c in cols]
     share = sum(c.drifted for c in checked) / len(checked)
@@ -144,19 +130,42 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, columns: list[s
                          reference_rows=len(ref), current_rows=len(cur), html_path=storage.as_string(html_path),
                          json_path=storage.as_string(json_path), seconds=round(time.perf_counter() - started, 3))
     doc = {
-        "title": title,
-        "summary": result.summary(),
-        "max_drift_share": max_drift_share,
-        "max_rows": max_rows,
-        "seed": seed,
-        "rows_given": {"reference": len(reference), "current": len(current)},
-        "columns": [asdict(c) for c in checked],
-        "categorical": cat,
+        "title": title, "summary": result.summary(), "max_drift_share": max_drift_share, "max_rows": max_rows,
+        "seed": seed, "rows_given": {"reference": len(reference), "current": len(current)},
+        "columns": [asdict(c) for c in checked], "categorical": cat,
         "missing_share": {c: {"reference": float(ref_missing[c]), "current": float(cur_missing[c])} for c in cols},
         "evidently": evidently_out,
     }
     _write(json_path, json.dumps(_json_safe(doc), indent=1, allow_nan=False))
     return result
+
+
+def _all_missing(empty: list[str], ref_missing: pd.Series, cur_missing: pd.Series) -> dict[str, ColumnDrift]:
+    """A column with no values on one side has drifted (it was lost or appeared); on both sides it has not."""
+    results = {}
+    for c in empty:
+        one_side = bool((ref_missing[c] == 1.0) != (cur_missing[c] == 1.0))
+        results[c] = ColumnDrift(c, ALL_MISSING, 1.0 if one_side else 0.0, 0.5, one_side)
+    return results
+
+
+def _run_evidently(ref: pd.DataFrame, cur: pd.DataFrame, tested: list[str], categorical: list[str],
+                   max_drift_share: float, title: str) -> tuple[str, dict[str, Any]]:
+    """Evidently's data drift preset on the tested columns: its HTML page and its JSON results."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(numerical_columns=[c for c in tested if c not in categorical],
+                                categorical_columns=[c for c in tested if c in categorical])
+    report = Report([DataDriftPreset(columns=tested, drift_share=max_drift_share)], include_tests=True,
+                    metadata={"title": title})
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # Constant and near-empty columns make numpy warn (0/0 in correlations); the scores are still sound.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        snapshot = report.run(Dataset.from_pandas(cur[tested], data_definition=definition),
+                              Dataset.from_pandas(ref[tested], data_definition=definition), name=title)
+        page = snapshot.get_html_str(as_iframe=False)
+    return page, _json_safe(json.loads(snapshot.json()))
 
 
 def _check_inputs(reference: pd.DataFrame, current: pd.DataFrame, cols: list[str], max_drift_share: float,

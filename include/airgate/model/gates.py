@@ -22,7 +22,7 @@ from airgate.core.hashing import canonical_sha256
 from airgate.core.spec import ModelSpec
 from airgate.core.warehouse import model_candidates
 from airgate.data.features import FEATURES
-from airgate.governance import promotion
+from airgate.model.contracts import TrainingRecord
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,14 @@ class GateReport:
     @property
     def failures(self) -> list[str]:
         return [f"{g.name}: {g.detail}" for g in self.gates if blocks(g)]
+
+    @property
+    def states(self) -> dict[str, str]:
+        return {g.name: g.state.value for g in self.gates}
+
+    def xcom(self) -> dict[str, Any]:
+        """What the validate task hands on: the run, the evidence's hash and each gate's state, not the evidence."""
+        return {"training_run_id": self.training_run_id, "evidence_hash": self.evidence_hash, "gates": self.states}
 
 
 def blocks(g: Gate) -> bool:
@@ -260,73 +268,69 @@ def test_read_gate(engine: Engine, training_run_id: str, model_uri: str) -> Gate
                 f"test split read {len(reads)} time(s)" + (f", to evaluate {reads[0]['reader']}" if reads else ""))
 
 
+@dataclass(frozen=True)
+class _Evaluated:
+    gates: list[Gate]
+    slices: dict[str, Any]
+    drift: dict[str, Any]
+
+
+def _evaluate_all(engine: Engine, spec: ModelSpec, record: TrainingRecord, training_run_id: str,
+                  runs_dir: storage.Location, data_version: str) -> _Evaluated:
+    """The metric gates, then the ones that read files (slices, drift) and the test-read ledger."""
+    baseline_name = next(c.name for c in spec.candidates if c.kind == "baseline")
+    gates = evaluate_gates(spec, record.candidates[record.chosen], record.candidates[baseline_name],
+                           record.champion.get("test_auc"), record.champion.get("version"))
+    with storage.open_read(record.test_predictions, what="the run's test predictions") as fh:
+        test_pred = pd.read_csv(fh, dtype={"event_id": str, "student_id": str})
+    slice_g, slices = slice_gate(spec, test_pred, f"p_{record.chosen}")
+    drift_g, drift_summary = drift_gate(engine, spec, training_run_id, runs_dir, data_version)
+    gates += [slice_g, drift_g, test_read_gate(engine, training_run_id, record.model_uri)]
+    return _Evaluated(gates, slices, drift_summary)
+
+
+def _evidence(spec: ModelSpec, training_run_id: str, cand: Any, record: TrainingRecord,
+              evaluated: _Evaluated, approvable: bool) -> dict[str, Any]:
+    """The bundle an approver reads; its key set and values are what the evidence hash covers."""
+    return {
+        "model": spec.name, "training_run_id": training_run_id, "data_version": cand["data_version"],
+        "trained_by": cand["trained_by"], "mlflow_run_id": cand["mlflow_run_id"], "model_uri": record.model_uri,
+        "candidate": record.chosen, "kind": record.kind, "metrics": record.candidates, "rows": record.rows,
+        "champion": record.champion, "pareto": record.pareto, "slices": evaluated.slices,
+        "drift": evaluated.drift, "gates": [asdict(g) for g in evaluated.gates], "approvable": approvable,
+        "spec_hash": spec.spec_hash, "code_version": record.code_version, "split_hash": record.split_hash,
+    }
+
+
 def validate(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, training_run_id: str,
              runs_dir: storage.Location, actor: str = "airflow") -> GateReport:
+    """Evaluate every gate on what finalize recorded, freeze the evidence under its hash and record the outcome."""
     with engine.connect() as conn:
         cand = conn.execute(select(model_candidates)
                             .where(model_candidates.c.training_run_id == training_run_id)).one()._mapping
-    m = cand["metrics"]
-    chosen_name = m["chosen"]
-    baseline_name = next(c.name for c in spec.candidates if c.kind == "baseline")
-    champion = m.get("champion") or {}
-    gates = evaluate_gates(spec, m["candidates"][chosen_name], m["candidates"][baseline_name],
-                           champion.get("test_auc"), champion.get("version"))
-    with storage.open_read(m["test_predictions"], what="the run's test predictions") as fh:
-        test_pred = pd.read_csv(fh, dtype={"event_id": str, "student_id": str})
-    slice_g, slices = slice_gate(spec, test_pred, f"p_{chosen_name}")
-    drift_g, drift_summary = drift_gate(engine, spec, training_run_id, runs_dir, cand["data_version"])
-    gates += [slice_g, drift_g, test_read_gate(engine, training_run_id, m["model_uri"])]
-    approvable = not any(blocks(g) for g in gates)
-    evidence = {
-        "model": spec.name, "training_run_id": training_run_id, "data_version": cand["data_version"],
-        "trained_by": cand["trained_by"], "mlflow_run_id": cand["mlflow_run_id"], "model_uri": m["model_uri"],
-        "candidate": chosen_name, "kind": m.get("kind"), "metrics": m["candidates"], "rows": m["rows"],
-        "champion": champion, "pareto": m.get("pareto", {}), "slices": slices, "drift": drift_summary,
-        "gates": [asdict(g) for g in gates], "approvable": approvable, "spec_hash": spec.spec_hash,
-        "code_version": m.get("code_version", "unknown"), "split_hash": m.get("split_hash"),
-    }
+    record = TrainingRecord.from_dict(cand["metrics"])
+    evaluated = _evaluate_all(engine, spec, record, training_run_id, runs_dir, cand["data_version"])
+    approvable = not any(blocks(g) for g in evaluated.gates)
+    evidence = _evidence(spec, training_run_id, cand, record, evaluated, approvable)
     digest = evidence_hash(evidence)
     out = storage.location(runs_dir) / training_run_id
     storage.write_text_atomic(out / "gate_report.json",
                               json.dumps({"evidence": evidence, "evidence_hash": digest}, indent=2, default=str))
     storage.write_text_atomic(out / "gate_report.html", render_html(evidence, digest))
-    report = GateReport(spec.name, training_run_id, approvable, gates, evidence, digest)
-    with engine.begin() as conn:
-        conn.execute(update(model_candidates).where(model_candidates.c.training_run_id == training_run_id).values(
-            gate_report=json.loads(json.dumps(evidence, default=str)), evidence_hash=digest,
-            status="gates_passed" if approvable else "gates_failed"))
-        audit.append(conn, actor=actor, event_type="gate", model=spec.name,
-                     entity={"training_run_id": training_run_id, "evidence_hash": digest},
-                     details={"approvable": approvable, "failures": report.failures,
-                              "gates": {g.name: g.state.value for g in gates}})
-    log.info("gates for %s: %s", training_run_id, {g.name: g.state.value for g in gates})
+    report = GateReport(spec.name, training_run_id, approvable, evaluated.gates, evidence, digest)
+    _record_outcome(engine, report, actor)
+    log.info("gates for %s: %s", training_run_id, report.states)
     return report
 
 
-def register_and_request(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, training_run_id: str,
-                         actor: str = "airflow") -> dict[str, str]:
-    """Register the gated candidate in MLflow and open its approval request. Idempotent per training run."""
-    with engine.connect() as conn:
-        cand = conn.execute(select(model_candidates)
-                            .where(model_candidates.c.training_run_id == training_run_id)).one()._mapping
-    if cand["status"] not in ("gates_passed", "registered"):
-        raise promotion.GovernanceError("not_approvable", 409,
-                                         f"training run {training_run_id} did not pass its gates ({cand['status']})")
-    version = cand["model_version"]
-    if version is None:
-        m = cand["metrics"]
-        version = registry.register(cfg, spec.name, m["model_uri"], {
-            "airgate.training_run_id": training_run_id, "airgate.data_version": cand["data_version"],
-            "airgate.evidence_hash": cand["evidence_hash"], "airgate.spec_hash": spec.spec_hash,
-            "airgate.trained_by": cand["trained_by"], "airgate.code_version": m.get("code_version", "unknown"),
-            "airgate.label_version": cand["data_version"], "airgate.kind": str(m.get("kind") or "lightgbm"),
-            "airgate.mlflow_run_id": str(cand["mlflow_run_id"])})
-        with engine.begin() as conn:
-            conn.execute(update(model_candidates).where(model_candidates.c.training_run_id == training_run_id)
-                         .values(model_version=version, status="registered"))
-            audit.append(conn, actor=actor, event_type="register", model=spec.name,
-                         entity={"training_run_id": training_run_id, "model_version": version},
-                         details={"model_uri": m["model_uri"]})
-    request_id = promotion.open_request(engine, spec, version, training_run_id, cand["gate_report"],
-                                         cand["evidence_hash"], cand["trained_by"])
-    return {"model_version": str(version), "approval_request_id": request_id}
+def _record_outcome(engine: Engine, report: GateReport, actor: str) -> None:
+    """The frozen evidence and the candidate's new status, and their audit entry, in one transaction."""
+    with engine.begin() as conn:
+        conn.execute(update(model_candidates).where(model_candidates.c.training_run_id == report.training_run_id)
+                     .values(gate_report=json.loads(json.dumps(report.evidence, default=str)),
+                             evidence_hash=report.evidence_hash,
+                             status="gates_passed" if report.approvable else "gates_failed"))
+        audit.append(conn, actor=actor, event_type="gate", model=report.model,
+                     entity={"training_run_id": report.training_run_id, "evidence_hash": report.evidence_hash},
+                     details={"approvable": report.approvable, "failures": report.failures,
+                              "gates": report.states})

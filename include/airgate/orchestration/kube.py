@@ -235,6 +235,11 @@ def score_pod_kwargs(spec: ModelSpec, scoring_run_id: str, shard: int) -> dict[s
             "arguments": score_arguments(spec, scoring_run_id, shard)}
 
 
+def with_pods(spec: ModelSpec, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The plan's parts, each with its pod's arguments under ``pod``, where ``pod_of_part`` reads them back."""
+    return [{**part, "pod": score_pod_kwargs(spec, part["scoring_run_id"], part["shard"])} for part in parts]
+
+
 def pod_of_part(part: dict[str, Any]) -> dict[str, Any]:
     """The pod arguments of one entry of the score DAG's plan (an ``XComArg.map`` function: runs in the worker)."""
     return dict(part["pod"])

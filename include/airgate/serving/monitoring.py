@@ -69,6 +69,11 @@ class MonitorResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MonitorResult:
+        """The verdict back from its XCom (``to_dict``), for the stage that acts on it."""
+        return cls(**d)
+
 
 def _record(engine: Engine, result: MonitorResult, actor: str, entity: dict[str, Any] | None = None) -> None:
     with engine.begin() as conn:
@@ -205,6 +210,43 @@ def _labeled_predictions(engine: Engine, model: str, run_ids: list[str], labeled
     return df.sort_values(["event_id", "_age"]).drop_duplicates("event_id").drop(columns="_age")
 
 
+def _labeled_version(engine: Engine, spec: ModelSpec, labeled_version_id: str | None) -> Any:
+    """The pinned labeled version (checked to be one of this model's), else the current one (None if none)."""
+    from airgate.core import datasets
+
+    labeled = datasets.get(engine, labeled_version_id) if labeled_version_id else \
+        datasets.current(engine, spec.name, "labeled")
+    if labeled_version_id and (labeled is None or labeled.kind != "labeled" or labeled.model != spec.name):
+        raise ValueError(f"{labeled_version_id} is not a labeled version of {spec.name}")
+    return labeled
+
+
+def _decay_drop(engine: Engine, spec: ModelSpec, champ: Any, vid: str, summary: dict[str, Any]) -> float:
+    """Approval AUC minus the AUC on the labeled predictions; fills ``summary`` as it goes. A ValueError says why
+    the check cannot be evaluated."""
+    mon = spec.monitoring
+    approval_auc, reference = _approval_auc(engine, spec.name, champ.version, champ.approval_id)
+    summary.update(approval_auc=approval_auc, reference=reference)
+    runs = _published_runs(engine, spec.name, champ.version, mon.decay_window_partitions)
+    run_ids = [r["run_id"] for r in runs]
+    summary.update(scoring_run_ids=run_ids, partitions=[r["partition_key"] for r in runs],
+                   newest_scoring_run_id=run_ids[0] if run_ids else None)
+    rows = _labeled_predictions(engine, spec.name, run_ids, vid) if run_ids else pd.DataFrame()
+    summary["labeled_rows"] = len(rows)
+    if len(rows) < mon.min_labeled_rows:
+        raise ValueError(f"{len(rows)} published predictions of v{champ.version} have a trusted label in {vid}; "
+                         f"decay needs at least {mon.min_labeled_rows}")
+    summary["by_source"] = {str(k): int(v) for k, v in rows["source"].value_counts().sort_index().items()}
+    if rows["label"].nunique() < 2:
+        raise ValueError(f"all {len(rows)} labeled predictions have the same label: AUC is undefined")
+    from sklearn.metrics import roc_auc_score
+
+    auc = float(roc_auc_score(rows["label"].astype(int), rows[SCORE].astype(float)))
+    drop = approval_auc - auc
+    summary.update(auc=auc, drop=drop)
+    return drop
+
+
 def check_decay(engine: Engine, spec: ModelSpec, labeled_version_id: str | None = None,
                 actor: str = "airflow") -> MonitorResult:
     """Has the approved champion decayed? AUC on its newest published predictions that now have trusted labels
@@ -212,14 +254,10 @@ def check_decay(engine: Engine, spec: ModelSpec, labeled_version_id: str | None 
     ``monitoring.max_auc_drop``; ``not_evaluated`` (never ok) below ``monitoring.min_labeled_rows`` labeled
     predictions, without a champion, or with one class only. Re-runnable: the verdict for the same labeled version
     and champion is replaced. ``labeled_version_id`` defaults to the current labeled version."""
-    from airgate.core import datasets
     from airgate.governance import promotion
 
     mon = spec.monitoring
-    labeled = datasets.get(engine, labeled_version_id) if labeled_version_id else \
-        datasets.current(engine, spec.name, "labeled")
-    if labeled_version_id and (labeled is None or labeled.kind != "labeled" or labeled.model != spec.name):
-        raise ValueError(f"{labeled_version_id} is not a labeled version of {spec.name}")
+    labeled = _labeled_version(engine, spec, labeled_version_id)
     vid = labeled.version_id if labeled else "none"
     champ = promotion.current_champion(engine, spec.name)
     version = champ.version if champ else "none"
@@ -230,25 +268,7 @@ def check_decay(engine: Engine, spec: ModelSpec, labeled_version_id: str | None 
             raise ValueError(f"{spec.name} has no labeled version yet")
         if champ is None:
             raise ValueError(f"{spec.name} has no approved champion")
-        approval_auc, reference = _approval_auc(engine, spec.name, champ.version, champ.approval_id)
-        summary.update(approval_auc=approval_auc, reference=reference)
-        runs = _published_runs(engine, spec.name, champ.version, mon.decay_window_partitions)
-        run_ids = [r["run_id"] for r in runs]
-        summary.update(scoring_run_ids=run_ids, partitions=[r["partition_key"] for r in runs],
-                       newest_scoring_run_id=run_ids[0] if run_ids else None)
-        rows = _labeled_predictions(engine, spec.name, run_ids, vid) if run_ids else pd.DataFrame()
-        summary["labeled_rows"] = len(rows)
-        if len(rows) < mon.min_labeled_rows:
-            raise ValueError(f"{len(rows)} published predictions of v{champ.version} have a trusted label in {vid}; "
-                             f"decay needs at least {mon.min_labeled_rows}")
-        summary["by_source"] = {str(k): int(v) for k, v in rows["source"].value_counts().sort_index().items()}
-        if rows["label"].nunique() < 2:
-            raise ValueError(f"all {len(rows)} labeled predictions have the same label: AUC is undefined")
-        from sklearn.metrics import roc_auc_score
-
-        auc = float(roc_auc_score(rows["label"].astype(int), rows[SCORE].astype(float)))
-        drop = approval_auc - auc
-        summary.update(auc=auc, drop=drop)
+        drop = _decay_drop(engine, spec, champ, vid, summary)
         result = MonitorResult(spec.name, key, DECAY, version, "alarm" if drop > mon.max_auc_drop else "ok", drop,
                                mon.max_auc_drop, summary, None)
     except ValueError as exc:  # a check that could not run is recorded as such, never as ok

@@ -16,7 +16,7 @@ the new champion already learned, from starting a run that can only skip.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -25,6 +25,9 @@ from airgate.core import audit, datasets
 from airgate.core.spec import ModelSpec
 from airgate.core.warehouse import model_candidates
 from airgate.governance import promotion
+
+if TYPE_CHECKING:
+    from airgate.serving.monitoring import MonitorResult
 
 
 @dataclass(frozen=True)
@@ -87,3 +90,77 @@ def record(engine: Engine, spec: ModelSpec, decision: TrainingDecision, *, trigg
                          "model_version": decision.champion_version, **(entity or {})},
                  details={"reason": trigger, "why": decision.reason,
                           "champion_data_version": decision.champion_data_version, **(details or {})})
+
+
+def after_new_labels(engine: Engine, spec: ModelSpec, *, actor: str, airflow_run_id: str | None) -> TrainingDecision:
+    """The label DAG's question: do these labels start training? Only a request is recorded: every label run
+    that finds a champion would otherwise add a ``retraining_not_requested`` event that nobody needs."""
+    decision = on_new_labels(engine, spec)
+    if decision.request:
+        record(engine, spec, decision, trigger="no_champion", actor=actor, details={"airflow_run_id": airflow_run_id})
+    return decision
+
+
+def _alarm_evidence(verdict: MonitorResult) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(entity, details) of the audit record: what the alarm was about, and the figures that raised it."""
+    details: dict[str, Any] = {"value": verdict.value, "threshold": verdict.threshold}
+    if verdict.kind == "decay":  # a decay verdict is keyed by labels, so the newest scored run names the entity
+        summary = verdict.summary
+        entity = {"scoring_run_id": summary.get("newest_scoring_run_id")}
+        details.update(auc=summary.get("auc"), approval_auc=summary.get("approval_auc"))
+        return entity, details
+    return {"scoring_run_id": verdict.scoring_run_id}, details
+
+
+def answer_verdict(engine: Engine, spec: ModelSpec, verdict: MonitorResult, *, actor: str) -> TrainingDecision:
+    """A monitoring verdict's consequence: an alarm retrains only when there are labels the champion was not
+    trained on, and that decision is recorded either way; a verdict that is no alarm decides nothing (not recorded:
+    the check itself is already on the record)."""
+    if not verdict.alarm:
+        return TrainingDecision(False, f"{verdict.kind} check: {verdict.status}, no alarm", None)
+    decision = on_alarm(engine, spec, verdict.kind)
+    entity, details = _alarm_evidence(verdict)
+    record(engine, spec, decision, trigger=verdict.kind, actor=actor, entity=entity, details=details)
+    return decision
+
+
+@dataclass(frozen=True)
+class TrainingStart:
+    """What a train DAG run does with the labeled version it was asked to train on."""
+
+    action: Literal["train", "skip", "refuse"]
+    reason: str
+    labeled_version_id: str | None = None
+
+
+def _labeled_to_train(engine: Engine, spec: ModelSpec, pinned: str | None) -> TrainingStart:
+    """The pinned labeled version (a run's conf may name one), else the current one."""
+    labeled = datasets.get(engine, pinned) if pinned else datasets.current(engine, spec.name, "labeled")
+    if pinned and (labeled is None or labeled.kind != "labeled" or labeled.model != spec.name):
+        return TrainingStart("refuse", f"pinned version {pinned} is not a labeled version of {spec.name}")
+    if labeled is None:
+        return TrainingStart("skip", "no labeled dataset version yet")
+    return TrainingStart("train", "", labeled.version_id)
+
+
+def start_training(engine: Engine, spec: ModelSpec, *, training_run_id: str, code_version: str,
+                   pinned: str | None = None, force: bool = False, actor: str = "airflow",
+                   airflow_run_id: str | None = None) -> TrainingStart:
+    """Train, skip or refuse. A trigger (drift, decay, the weekly cron) on a labeled version already trained with
+    this spec and code has nothing new to learn from: it is skipped, and the skip is audited
+    (``training_skipped``) so the trigger's outcome is on the record. A pinned or forced run always trains."""
+    from airgate.model import training
+
+    start = _labeled_to_train(engine, spec, pinned)
+    if start.action != "train" or pinned or force:
+        return start
+    vid = str(start.labeled_version_id)
+    done = training.already_trained(engine, spec, vid, code_version)
+    if done is None or done["training_run_id"] == training_run_id:  # the same run retried: carry on
+        return start
+    why = (f"labeled version {vid} was already trained by {done['training_run_id']} (status {done['status']}) with "
+           "this spec and code; run with conf {\"force\": true} to train anyway")
+    audit.record(engine, actor=actor, event_type="training_skipped", model=spec.name,
+                 entity={"data_version": vid, "training_run_id": done["training_run_id"]},
+                 details={"reason": why, "airflow_run_id": airflow_run_id})
+    return TrainingStart("skip", why, vid)

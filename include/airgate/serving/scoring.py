@@ -177,6 +177,42 @@ def _abandon_unpublished(conn: Connection, model: str, partition_key: str, keep:
     return stale
 
 
+def _start_run(engine: Engine, cfg: ScoreConfig, version: str, approval_id: str, kind: str, feature_version: str,
+               shards: int) -> None:
+    """Record the run as ``running`` (a re-plan restarts it) and abandon the partition's unpublished runs."""
+    spec = cfg.spec
+    with engine.begin() as conn:
+        stale = _abandon_unpublished(conn, spec.name, cfg.partition_key, cfg.scoring_run_id,
+                                     f"superseded before publishing by {cfg.scoring_run_id}")
+        conn.execute(delete(predictions).where(predictions.c.scoring_run_id == cfg.scoring_run_id))
+        conn.execute(delete(scoring_runs).where(scoring_runs.c.run_id == cfg.scoring_run_id))
+        conn.execute(scoring_runs.insert().values(
+            run_id=cfg.scoring_run_id, model=spec.name, partition_key=cfg.partition_key, model_version=version,
+            approval_id=approval_id, feature_data_version=feature_version, status="running", started_at=utcnow(),
+            airflow_run_id=cfg.airflow_run_id, shards=shards))
+        audit.append(conn, actor=cfg.actor, event_type="scoring_started", model=spec.name,
+                     entity={"scoring_run_id": cfg.scoring_run_id, "model_version": version,
+                             "approval_id": approval_id, "feature_data_version": feature_version},
+                     details={"partition_key": cfg.partition_key, "shards": shards, "model_kind": kind,
+                              "abandoned_runs": stale})
+
+
+def _shards(engine: Engine, cfg: ScoreConfig, fs: feature_store.FeatureSet, kind: str) -> list[Shard]:
+    """The feature set's shards; for a sequence model (DKT) each with its students' whole history beside it."""
+    out = run_dir(cfg.runs, cfg.scoring_run_id)
+    history = load_history(engine, cfg.spec.name) if kind == "dkt" else None
+    shards: list[Shard] = []
+    for fsh in fs.shards:
+        hist_path = None
+        if history is not None:  # the sequence model reads each student's whole history, not the feature columns
+            students = set(feature_store.read_parquet(fsh.path, columns=["student_id"])["student_id"])
+            hist_path = out / f"shard-{fsh.index:03d}.history.parquet"
+            feature_store.write_parquet(history.loc[history["student_id"].isin(students), HISTORY_COLUMNS],
+                                        hist_path, cfg.spec.scoring.chunk_rows)
+        shards.append(Shard(fsh.index, fsh.path, fsh.rows, storage.as_string(hist_path) if hist_path else None))
+    return shards
+
+
 def plan(engine: Engine, cfg: ScoreConfig) -> ScorePlan:
     """Resolve the champion once, record it, and write the shards to score. Re-running it restarts the run."""
     spec = cfg.spec
@@ -187,37 +223,14 @@ def plan(engine: Engine, cfg: ScoreConfig) -> ScorePlan:
     if target is None:
         raise ValueError(f"no clean dataset version to score for {spec.name}")
     n = cfg.partitions or spec.scoring.partitions
-    with engine.begin() as conn:
-        stale = _abandon_unpublished(conn, spec.name, cfg.partition_key, cfg.scoring_run_id,
-                                     f"superseded before publishing by {cfg.scoring_run_id}")
-        conn.execute(delete(predictions).where(predictions.c.scoring_run_id == cfg.scoring_run_id))
-        conn.execute(delete(scoring_runs).where(scoring_runs.c.run_id == cfg.scoring_run_id))
-        conn.execute(scoring_runs.insert().values(
-            run_id=cfg.scoring_run_id, model=spec.name, partition_key=cfg.partition_key, model_version=version,
-            approval_id=approval_id, feature_data_version=target.version_id, status="running", started_at=utcnow(),
-            airflow_run_id=cfg.airflow_run_id, shards=n))
-        audit.append(conn, actor=cfg.actor, event_type="scoring_started", model=spec.name,
-                     entity={"scoring_run_id": cfg.scoring_run_id, "model_version": version,
-                             "approval_id": approval_id, "feature_data_version": target.version_id},
-                     details={"partition_key": cfg.partition_key, "shards": n, "model_kind": kind,
-                              "abandoned_runs": stale})
+    _start_run(engine, cfg, version, approval_id, kind, target.version_id, n)
 
     # The one feature path: the clean version's materialized features (computed by build_features, the function
     # training uses, once per version: the clean DAG usually has); the shards are those files, not copies.
     t0 = time.perf_counter()
     fs = feature_store.materialize(engine, spec, target.version_id, cfg.runs, n, actor=cfg.actor)
     t_features = time.perf_counter() - t0
-    out = run_dir(cfg.runs, cfg.scoring_run_id)
-    history = load_history(engine, spec.name) if kind == "dkt" else None
-    shards: list[Shard] = []
-    for fsh in fs.shards:
-        hist_path = None
-        if history is not None:  # the sequence model reads each student's whole history, not the feature columns
-            students = set(feature_store.read_parquet(fsh.path, columns=["student_id"])["student_id"])
-            hist_path = out / f"shard-{fsh.index:03d}.history.parquet"
-            feature_store.write_parquet(history.loc[history["student_id"].isin(students), HISTORY_COLUMNS],
-                                        hist_path, spec.scoring.chunk_rows)
-        shards.append(Shard(fsh.index, fsh.path, fsh.rows, storage.as_string(hist_path) if hist_path else None))
+    shards = _shards(engine, cfg, fs, kind)
     result = ScorePlan(cfg.scoring_run_id, spec.name, cfg.partition_key, version, approval_id, kind,
                        target.version_id, spec.scoring.chunk_rows, shards,
                        {"features": round(t_features, 3), "shards": round(time.perf_counter() - t0 - t_features, 3)})
@@ -274,13 +287,44 @@ def score_shard(engine: Engine, mlflow: registry.MlflowConfig, runs_dir: storage
     return ShardResult(scoring_run_id, shard, written, time.perf_counter() - t0, peak)
 
 
+def _why_not_publish(conn: Connection, spec: ModelSpec, run: Any, written: int) -> str | None:
+    """Why the run cannot become the partition's predictions (not running, rows missing, champion changed)."""
+    if run.status != "running":
+        return f"the run is {run.status}"
+    if run.rows_expected is None or written != run.rows_expected:
+        return f"{written} rows written, {run.rows_expected} planned: a shard has not finished"
+    if promotion.approved_version(conn, spec.name, run.model_version) != run.approval_id:
+        champ = promotion.current_champion(conn, spec.name)
+        return (f"v{run.model_version} is no longer the ledger's approved champion "
+                f"(now: {('v' + champ.version) if champ else 'none'}); rescore with the new champion")
+    return None
+
+
+def _swap(conn: Connection, spec: ModelSpec, run: Any, written: int, actor: str) -> list[str]:
+    """Make the run the partition's only predictions: the other runs of the partition are superseded."""
+    old = list(conn.execute(select(scoring_runs.c.run_id).where(
+        scoring_runs.c.model == spec.name, scoring_runs.c.partition_key == run.partition_key,
+        scoring_runs.c.run_id != run.run_id, scoring_runs.c.status.in_(("succeeded", "running")))).scalars())
+    if old:
+        conn.execute(delete(predictions).where(predictions.c.scoring_run_id.in_(old)))
+        conn.execute(update(scoring_runs).where(scoring_runs.c.run_id.in_(old)).values(
+            status="superseded", reason=f"superseded by {run.run_id}"))
+    conn.execute(update(scoring_runs).where(scoring_runs.c.run_id == run.run_id)
+                 .values(status="succeeded", rows_scored=written, finished_at=utcnow()))
+    audit.append(conn, actor=actor, event_type="scoring_run", model=spec.name,
+                 entity={"scoring_run_id": run.run_id, "model_version": run.model_version,
+                         "approval_id": run.approval_id, "feature_data_version": run.feature_data_version},
+                 details={"rows": written, "partition_key": run.partition_key, "shards": run.shards,
+                          "superseded": old})
+    return old
+
+
 def publish(engine: Engine, spec: ModelSpec, scoring_run_id: str, actor: str = "airflow") -> ScoreResult:
     """The swap: the run becomes the partition's only predictions in one commit, or nothing changes.
 
     The checks and the swap share one transaction (the run row locked on PostgreSQL; SQLite's BEGIN IMMEDIATE
     holds the database), so a revocation cannot slip in between them. A refusal is audited and raised.
     """
-    reason: str | None = None
     with engine.begin() as conn:
         q = select(scoring_runs).where(scoring_runs.c.run_id == scoring_run_id)
         run = conn.execute(q.with_for_update() if conn.dialect.name == "postgresql" else q).one_or_none()
@@ -291,34 +335,13 @@ def publish(engine: Engine, spec: ModelSpec, scoring_run_id: str, actor: str = "
                                run.feature_data_version, int(run.rows_scored or 0))
         written = int(conn.execute(select(func.count()).select_from(predictions)
                                    .where(predictions.c.scoring_run_id == scoring_run_id)).scalar_one())
-        if run.status != "running":
-            reason = f"the run is {run.status}"
-        elif run.rows_expected is None or written != run.rows_expected:
-            reason = f"{written} rows written, {run.rows_expected} planned: a shard has not finished"
-        elif promotion.approved_version(conn, spec.name, run.model_version) != run.approval_id:
-            champ = promotion.current_champion(conn, spec.name)
-            reason = (f"v{run.model_version} is no longer the ledger's approved champion "
-                      f"(now: {('v' + champ.version) if champ else 'none'}); rescore with the new champion")
+        reason = _why_not_publish(conn, spec, run, written)
         if reason is not None:
             audit.append(conn, actor=actor, event_type="scoring_refused", model=spec.name,
                          entity={"scoring_run_id": scoring_run_id, "model_version": run.model_version},
                          details={"reason": f"not published: {reason}", "partition_key": run.partition_key})
         else:
-            old = list(conn.execute(select(scoring_runs.c.run_id).where(
-                scoring_runs.c.model == spec.name, scoring_runs.c.partition_key == run.partition_key,
-                scoring_runs.c.run_id != scoring_run_id,
-                scoring_runs.c.status.in_(("succeeded", "running")))).scalars())
-            if old:
-                conn.execute(delete(predictions).where(predictions.c.scoring_run_id.in_(old)))
-                conn.execute(update(scoring_runs).where(scoring_runs.c.run_id.in_(old)).values(
-                    status="superseded", reason=f"superseded by {scoring_run_id}"))
-            conn.execute(update(scoring_runs).where(scoring_runs.c.run_id == scoring_run_id)
-                         .values(status="succeeded", rows_scored=written, finished_at=utcnow()))
-            audit.append(conn, actor=actor, event_type="scoring_run", model=spec.name,
-                         entity={"scoring_run_id": scoring_run_id, "model_version": run.model_version,
-                                 "approval_id": run.approval_id, "feature_data_version": run.feature_data_version},
-                         details={"rows": written, "partition_key": run.partition_key, "shards": run.shards,
-                                  "superseded": old})
+            old = _swap(conn, spec, run, written, actor)
     if reason is not None:
         raise PublishRefused(f"scoring run {scoring_run_id} not published: {reason}")
     log.info("published %s: %d rows of %s v%s for %s", scoring_run_id, written, spec.name, run.model_version,

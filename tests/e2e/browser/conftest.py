@@ -81,7 +81,7 @@ def _seed(home: Path, mlflow_template: Path) -> tuple[str, Any, str, dict[str, A
     from airgate.core.warehouse import make_engine
     from airgate.data import checks
     from airgate.dev.simulator import SimConfig, Simulator, write_catalog
-    from airgate.governance import promotion
+    from airgate.governance import promotion, registration
     from airgate.model import gates, training
 
     url = f"sqlite:///{home / 'warehouse.db'}"
@@ -104,7 +104,7 @@ def _seed(home: Path, mlflow_template: Path) -> tuple[str, Any, str, dict[str, A
                                                   code_version=code_version()))
             report = gates.validate(engine, spec, cfg, RUN_ID, str(home / "runs"))
             assert report.approvable, report.failures
-            made = gates.register_and_request(engine, spec, cfg, RUN_ID)
+            made = registration.register_and_request(engine, spec, cfg, RUN_ID)
             request = promotion.get_request(engine, made["approval_request_id"])
         finally:
             engine.dispose()

@@ -13,6 +13,7 @@ from airgate.core.warehouse import labels, review_queue
 from airgate.data import clean, collect, labeling
 from airgate.dev.simulator import SimConfig, Simulator, answer_reviews, load_truth, write_late_grades
 from airgate.model.training import time_split, training_frame
+from airgate.serving import autolabel
 from tests.helpers import approve, land, train_to_request
 
 pytestmark = pytest.mark.data
@@ -93,7 +94,7 @@ def test_champion_auto_labels_confident_rows_and_queues_uncertain_ones(engine, s
     first = labeling.label_pending(engine, spec)
     req = train_to_request(engine, spec, mlflow_cfg, tmp_path, first.labeled_version_id or "")
     approve(engine, spec, mlflow_cfg, req["approval_request_id"])
-    predictor = labeling.champion_predictor(engine, spec, mlflow_cfg)
+    predictor = autolabel.champion_predictor(engine, spec, mlflow_cfg)
     assert predictor is not None and predictor.model_version == req["model_version"]
 
     _ingest(engine, spec, graded_later, tmp_path, range(2, 3))

@@ -42,7 +42,8 @@ def _upstream_closure(g: dict[str, Any], start: str) -> set[str]:
     parents: dict[str, set[str]] = {}
     for e in g["edges"]:
         parents.setdefault(e["target"], set()).add(e["source"])
-    seen, todo = set(), [start]
+    seen: set[str] = set()
+    todo = [start]
     while todo:
         for p in parents.get(todo.pop(), set()) - seen:
             seen.add(p)

@@ -230,8 +230,9 @@ def test_champion_as_of_reads_the_ledger_history(engine, spec, mlflow_cfg, two_a
     first, second = two_approved
     entries = promotion.ledger(engine, spec.name)
     assert promotion.champion_as_of(engine, spec.name, entries[0]["at"] - timedelta(seconds=1)) is None
-    assert promotion.champion_as_of(engine, spec.name, entries[0]["at"])["version"] == first["model_version"]
-    assert promotion.champion_as_of(engine, spec.name, utcnow())["version"] == second["model_version"]
+    assert (promotion.champion_as_of(engine, spec.name, entries[0]["at"]) or {}).get("version") == \
+        first["model_version"]
+    assert (promotion.champion_as_of(engine, spec.name, utcnow()) or {}).get("version") == second["model_version"]
 
 
 def test_why_not_decide_explains_each_rule(engine, spec, request_id) -> None:  # type: ignore[no-untyped-def]
@@ -248,3 +249,53 @@ def test_approvers_from_airflow_config_extend_the_spec(spec) -> None:  # type: i
     assert promotion.is_approver(promotion.with_extra_approvers(spec, ["dora"], []), dora)
     assert promotion.is_approver(promotion.with_extra_approvers(spec, [], ["Risk"]), dora)
     assert promotion.with_extra_approvers(spec, [], []) is spec
+
+
+def _behind_the_back(engine, rid: str) -> None:  # type: ignore[no-untyped-def]
+    req = promotion.get_request(engine, rid)
+    with engine.begin() as conn:  # the stored bundle no longer matches its hash
+        conn.execute(update(approval_requests).where(approval_requests.c.id == rid)
+                     .values(evidence=dict(req["evidence"], candidate="something else")))
+
+
+LATER = timedelta(hours=100)
+
+
+@pytest.mark.parametrize(("case", "actor", "later", "code"), [
+    ("trainer approves their own run", Actor("carol", frozenset({"admin"})), False, "separation_of_duties"),
+    ("wrong role", Actor("viewer", frozenset({"viewer"})), False, "not_approver"),
+    ("expired", APPROVER, True, "expired"),
+    ("already decided", APPROVER, False, "already_decided"),
+    ("decided by someone else", Actor("boss", frozenset({"admin"})), False, "not_pending"),
+    ("evidence changed", APPROVER, False, "evidence_changed"),
+])
+def test_the_page_shows_the_refusal_the_server_gives(engine, spec, mlflow_cfg, request_id, case: str,  # type: ignore[no-untyped-def]
+                                                     actor: Actor, later: bool, code: str) -> None:
+    """One rule chain: what the request page shows as the reason its buttons are missing is the very refusal
+    ``decide`` answers with (same code, status and message), case by case."""
+    if case == "already decided":
+        with engine.begin() as conn:  # a quorum of two: the request is still pending after the first vote
+            conn.execute(update(approval_requests).where(approval_requests.c.id == request_id).values(quorum=2))
+        assert _decide(engine, spec, mlflow_cfg, request_id)["status"] == "pending"
+    if case == "decided by someone else":
+        _decide(engine, spec, mlflow_cfg, request_id, actor=Actor("admin", frozenset({"admin"})), decision="reject")
+    if case == "evidence changed":
+        _behind_the_back(engine, request_id)
+    now = utcnow() + (LATER if later else timedelta(0))
+    page = promotion.may_decide(spec, promotion.get_request(engine, request_id), actor, now=now)
+    server = _refusal(engine, spec, mlflow_cfg, request_id, actor=actor, now=now)
+    assert page == promotion.Refusal(server.code, server.status, server.message)
+    assert page.code == code
+    assert promotion.why_not_decide(spec, promotion.get_request(engine, request_id), actor, now=now) is not None
+
+
+def test_page_and_server_agree_once_an_expiry_is_persisted(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
+    later = utcnow() + LATER
+    assert _refusal(engine, spec, mlflow_cfg, request_id, now=later).code == "expired"  # persists the expiry
+    req = promotion.get_request(engine, request_id)
+    assert req["status"] == "expired"
+    page = promotion.may_decide(spec, req, APPROVER, now=later)
+    server = _refusal(engine, spec, mlflow_cfg, request_id, now=later)
+    assert page == promotion.Refusal(server.code, server.status, server.message)
+    assert page.code == "not_pending"
+    assert promotion.may_decide(spec, promotion.get_request(engine, request_id), APPROVER) is not None

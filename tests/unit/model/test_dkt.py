@@ -12,7 +12,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from airgate.dev.simulator import SimConfig, Simulator
-from airgate.model import dkt
+from airgate.model import dkt, dkt_training
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def data() -> Data:
 @pytest.fixture(scope="module")
 def model(data: Data) -> dkt.DKTModel:
     # One thread: these matrices are too small to gain from two, and a busy CI box makes two much slower.
-    return dkt.fit(data.history, data.targets, data.train, data.valid, dkt.DKTParams(threads=1))
+    return dkt_training.fit(data.history, data.targets, data.train, data.valid, dkt.DKTParams(threads=1))
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +116,10 @@ def test_training_is_deterministic_and_restores_torch_settings(small: Data) -> N
     params = dkt.DKTParams(epochs=3, threads=2)
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     rng_state = torch.random.get_rng_state()
-    a = dkt.fit(small.history, small.targets, small.train, small.valid, params).predict(small.history)
-    b = dkt.fit(small.history, small.targets, small.train, small.valid, params).predict(small.history)
+    a = dkt_training.fit(small.history, small.targets, small.train, small.valid, params).predict(small.history)
+    b = dkt_training.fit(small.history, small.targets, small.train, small.valid, params).predict(small.history)
     assert np.abs(a - b).max() <= 1e-9
-    other = dkt.fit(small.history, small.targets, small.train, small.valid,
+    other = dkt_training.fit(small.history, small.targets, small.train, small.valid,
                     dkt.DKTParams(epochs=3, seed=7)).predict(small.history)
     assert np.abs(a - other).max() > 1e-4  # the seed does matter: the check above is not vacuous
     assert torch.get_num_threads() == threads and torch.are_deterministic_algorithms_enabled() == det
@@ -128,7 +128,7 @@ def test_training_is_deterministic_and_restores_torch_settings(small: Data) -> N
 
 def test_long_histories_train_in_chunks(small: Data) -> None:
     """Sequences longer than max_len are trained with truncated backpropagation; predict reads them whole."""
-    m = dkt.fit(small.history, small.targets, small.train, small.valid, dkt.DKTParams(epochs=2, max_len=6))
+    m = dkt_training.fit(small.history, small.targets, small.train, small.valid, dkt.DKTParams(epochs=2, max_len=6))
     p = m.predict(small.history)
     assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
     assert all(np.isfinite(r["train_loss"]) for r in m.history_)

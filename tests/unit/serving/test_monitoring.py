@@ -15,7 +15,7 @@ from airgate.core.warehouse import labels
 from airgate.data import clean, collect, labeling
 from airgate.dev.simulator import SimConfig, Simulator, write_catalog
 from airgate.governance import promotion
-from airgate.serving import monitoring, scoring
+from airgate.serving import autolabel, monitoring, scoring
 from tests.helpers import REPO_ROOT, approve, land, prepare_data, train_to_request
 
 
@@ -94,7 +94,7 @@ def _score_and_label(engine, spec, mlflow_cfg, tmp_path: Path, sim: Simulator, b
 
 def _label(engine, spec, mlflow_cfg) -> labeling.LabelResult:  # type: ignore[no-untyped-def]
     """The label DAG's step: the next labeled version, with the approved champion as the auto-labeler."""
-    out = labeling.label_pending(engine, spec, predictor=labeling.champion_predictor(engine, spec, mlflow_cfg))
+    out = labeling.label_pending(engine, spec, predictor=autolabel.champion_predictor(engine, spec, mlflow_cfg))
     assert out.created and out.labeled_version_id is not None
     return out
 

@@ -72,3 +72,53 @@ def test_each_decision_is_on_the_record(engine: Any, spec: ModelSpec) -> None:
     assert got == [("retraining_not_requested", "sr-1", "lab-1", "drift"),
                    ("retraining_requested", "sr-2", "lab-2", "drift")]
     assert audit.verify_chain(engine).ok
+
+
+def _verdict(spec: ModelSpec, kind: str, status: str, **summary: Any) -> Any:
+    from airgate.serving.monitoring import MonitorResult
+
+    return MonitorResult(spec.name, "sr-7" if kind == "drift" else "lab-2@v1", kind, "1", status, 0.4, 0.3,
+                         summary, None)
+
+
+def test_a_verdict_without_alarm_decides_nothing_and_an_alarm_is_answered_on_the_record(
+        engine: Any, spec: ModelSpec) -> None:
+    _labeled(engine, spec.name, "lab-1")
+    _champion(engine, spec.name, "1", "lab-1")
+    quiet = retraining.answer_verdict(engine, spec, _verdict(spec, "drift", "ok"), actor="airflow")
+    assert not quiet.request and audit.events(engine, model=spec.name) == []
+
+    drift = retraining.answer_verdict(engine, spec, _verdict(spec, "drift", "alarm"), actor="airflow")
+    _labeled(engine, spec.name, "lab-2")
+    decay = retraining.answer_verdict(engine, spec, _verdict(spec, "decay", "alarm", newest_scoring_run_id="sr-6",
+                                                             auc=0.6, approval_auc=0.8), actor="airflow")
+    assert (drift.request, decay.request) == (False, True)
+    got = [(e["event_type"], e["entity"]["scoring_run_id"], e["details"]["reason"], e["details"].get("auc"))
+           for e in audit.events(engine, model=spec.name)]
+    assert got == [("retraining_not_requested", "sr-7", "drift", None), ("retraining_requested", "sr-6", "decay", 0.6)]
+
+
+def test_new_labels_record_only_a_request(engine: Any, spec: ModelSpec) -> None:
+    assert not retraining.after_new_labels(engine, spec, actor="airflow", airflow_run_id="r0").request
+    _labeled(engine, spec.name, "lab-1")
+    assert retraining.after_new_labels(engine, spec, actor="airflow", airflow_run_id="r1").request
+    assert [(e["event_type"], e["details"]["airflow_run_id"]) for e in audit.events(engine, model=spec.name)] == [
+        ("retraining_requested", "r1")]
+
+
+def test_training_starts_skips_or_refuses(engine: Any, spec: ModelSpec) -> None:
+    def start(**kw: Any) -> retraining.TrainingStart:
+        return retraining.start_training(engine, spec, training_run_id="tr-new", code_version="c1", **kw)
+
+    assert (start().action, start().reason) == ("skip", "no labeled dataset version yet")
+    assert start(pinned="nope").action == "refuse"
+    _labeled(engine, spec.name, "lab-1")
+    assert start() == retraining.TrainingStart("train", "", "lab-1")
+    with engine.begin() as conn:
+        conn.execute(model_candidates.insert().values(
+            model=spec.name, training_run_id="tr-old", data_version="lab-1", model_version=None, trained_by="t",
+            metrics={"spec_hash": spec.spec_hash}, status="registered", code_version="c1", created_at=utcnow()))
+    skipped = start()
+    assert skipped.action == "skip" and "already trained by tr-old" in skipped.reason
+    assert start(force=True).action == start(pinned="lab-1").action == "train"
+    assert [e["event_type"] for e in audit.events(engine, model=spec.name)] == ["training_skipped"]

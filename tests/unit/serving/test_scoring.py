@@ -134,6 +134,31 @@ def test_a_night_without_a_champion_yet_is_skipped_on_the_record(engine, spec, m
     assert audit.events(engine, event_type="scoring_refused") == []
 
 
+def test_planning_a_night_skips_without_a_champion_and_names_each_shard(  # type: ignore[no-untyped-def]
+        engine, spec, mlflow_cfg, tmp_path) -> None:
+    from datetime import datetime
+
+    from airgate.serving import nightly
+
+    run_id = nightly.night_run_id(datetime(2026, 12, 1))
+    assert run_id.startswith("sr-20261201-") and run_id != nightly.night_run_id(datetime(2026, 12, 1))
+    night = nightly.plan_night(engine, _cfg(spec, mlflow_cfg, tmp_path, "sr-n"))
+    assert (night.action, night.scoring_run_id, night.parts) == ("skipped", "sr-n", [])
+    assert "has no champion yet" in night.reason
+    assert [e["entity"]["scoring_run_id"] for e in audit.events(engine, event_type="scoring_skipped")] == ["sr-n"]
+
+
+def test_a_planned_night_hands_on_one_small_part_per_shard(  # type: ignore[no-untyped-def]
+        engine, spec, mlflow_cfg, approved, tmp_path) -> None:
+    from airgate.serving import nightly
+
+    night = nightly.plan_night(engine, _cfg(spec, mlflow_cfg, tmp_path, "sr-p", partitions=2))
+    assert night.action == "planned" and [p.shard for p in night.parts] == [0, 1]
+    assert {(p.scoring_run_id, p.model_version) for p in night.parts} == {("sr-p", approved["model_version"])}
+    assert sum(p.rows for p in night.parts) == scoring.load_plan(str(tmp_path / "runs"), "sr-p").rows
+    assert set(night.parts[0].to_dict()) == {"scoring_run_id", "shard", "rows", "model_version", "approval_id"}
+
+
 @pytest.mark.api
 def test_rollback_drill_next_run_scores_with_the_first_model(  # type: ignore[no-untyped-def]
         client, sqlite_engine, spec, small_sim, mlflow_cfg, tmp_path) -> None:
