@@ -249,7 +249,9 @@ def test_every_stage_reads_and_writes_through_an_object_store(  # type: ignore[n
     assert docs is not None and str(docs).startswith(url) and "<html" in storage.read_text(docs).lower()
     assert evidence.data_docs_file(engine, spec.name, "../../../validations") is None
 
-    request_id = gates.register_and_request(engine, spec, mlflow_cfg, "tr-store")["approval_request_id"]
+    from airgate.governance import registration
+
+    request_id = registration.register_and_request(engine, spec, mlflow_cfg, "tr-store")["approval_request_id"]
     approve(engine, spec, mlflow_cfg, request_id)
     done = scoring.score(engine, scoring.ScoreConfig(spec, mlflow_cfg, "2026-09-01", "sr-store"))
     assert done.rows_scored == fs.rows
@@ -286,6 +288,7 @@ def test_the_dags_share_nothing_but_the_databases_and_the_store(  # type: ignore
     monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_MLFLOW", json.dumps(
         {"conn_type": "generic", "extra": {"tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root}}))
     spec = find_spec(MODEL)
+    assert spec.cleaning.item_catalog is not None and spec.slices.roster is not None
     sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40))
     write_catalog(sim, settings.resolve_path(spec.cleaning.item_catalog))
     for b in range(2):

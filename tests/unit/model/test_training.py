@@ -35,19 +35,21 @@ def test_tunes_each_candidate_in_the_warehouse_study_and_selects_by_the_rule(eng
     lgbm = training.load_result(cfg, "lightgbm")
     study = optuna.load_study(study_name=f"{cfg.training_run_id}:lightgbm",
                               storage=engine.url.render_as_string(hide_password=False))
-    assert len(study.trials) == spec.tuning.n_trials == lgbm["n_trials"]
+    assert len(study.trials) == spec.tuning.n_trials == lgbm.n_trials
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     # the written-down configuration is always trial 0, so tuning cannot end below it
     assert study.trials[0].params["num_leaves"] == spec.candidates[1].params["num_leaves"]
-    assert lgbm["valid"]["auc"] >= max(p["metrics"]["auc"] for p in lgbm["points"] if p["feasible"]) - 1e-12
+    assert lgbm.valid["auc"] >= max(p.metrics["auc"] for p in lgbm.points if p.feasible) - 1e-12
     # the rule: best validation AUC among the points that meet p95 latency <= 100
-    points = [tuning.Point.from_dict(p) for p in lgbm["points"]]
-    best = tuning.select(points, spec)
-    assert result.chosen == "lightgbm" and lgbm["chosen_trial"] == best.trial
+    best = tuning.select(list(lgbm.points), spec)
+    assert result.chosen == "lightgbm" and lgbm.chosen_trial == best.trial
     assert result.pareto["size"] >= 1 and Path(result.pareto["plot"]).stat().st_size > 5_000
     front = json.loads(Path(result.pareto["path"]).read_text())
+    # the stored file reads back as the same typed result, and the mapped task's XCom stays a small summary
+    assert training.CandidateResult.from_json(lgbm.to_json()) == lgbm
+    assert lgbm.xcom() == {"candidate": "lightgbm", "valid_auc": lgbm.valid["auc"], "n_trials": lgbm.n_trials}
     assert sum(p["on_front"] for p in front["points"]) == result.pareto["size"]
-    assert lgbm["repro_max_abs_diff"] <= spec.gates.reproducibility_tolerance
+    assert lgbm.repro_max_abs_diff <= spec.gates.reproducibility_tolerance
 
 
 def test_test_split_is_read_once_and_only_for_the_chosen_and_the_baseline(engine, trained, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -86,6 +88,7 @@ def test_tuning_never_opens_the_test_split(engine, spec, small_sim, mlflow_cfg, 
     assert opened and not [p for p in opened if p.endswith("test.parquet")]
     assert training.test_reads(engine, cfg.training_run_id) == []
     training.finalize(engine, cfg, results)
+    assert isinstance(cfg.runs_dir, str)  # _cfg passes a local folder
     assert [p for p in opened if p.endswith("test.parquet")] == [str(Path(cfg.runs_dir) / "tr-peek" / "split" /
                                                                      "test.parquet")]
 
@@ -100,10 +103,10 @@ def test_a_retried_candidate_resumes_its_study_and_reproduces(engine, spec, smal
     again = training.train_candidate(engine, cfg, "lightgbm")
     study = optuna.load_study(study_name="tr-retry:lightgbm", storage=engine.url.render_as_string(hide_password=False))
     assert len(study.trials) == spec.tuning.n_trials, "the retry re-ran trials that had finished"
-    assert again["valid"]["auc"] == first["valid"]["auc"] and again["params"] == first["params"]
-    assert again["repro_max_abs_diff"] <= spec.gates.reproducibility_tolerance
+    assert again.valid["auc"] == first.valid["auc"] and again.params == first.params
+    assert again.repro_max_abs_diff <= spec.gates.reproducibility_tolerance
     # a finished candidate is returned as is
-    assert training.train_candidate(engine, cfg, "lightgbm")["mlflow_run_id"] == again["mlflow_run_id"]
+    assert training.train_candidate(engine, cfg, "lightgbm").mlflow_run_id == again.mlflow_run_id
 
 
 def test_every_trial_and_the_final_model_are_in_mlflow(engine, trained) -> None:  # type: ignore[no-untyped-def]
@@ -197,9 +200,8 @@ def test_drift_is_evidence_by_default_and_a_gate_when_the_spec_says_so(engine, s
 def test_a_dkt_champion_scores_and_auto_labels_through_the_same_predictor(engine, spec, small_sim, mlflow_cfg,
                                                                           tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from airgate.core import registry
-    from airgate.data import labeling
     from airgate.model import predictors
-    from airgate.serving import scoring
+    from airgate.serving import autolabel, scoring
     from tests.helpers import approve, train_to_request
 
     full_dkt = [c.model_copy(update={"n_trials": 1, "params": {**c.params, "epochs": 12}}) if c.kind == "dkt" else c
@@ -214,5 +216,26 @@ def test_a_dkt_champion_scores_and_auto_labels_through_the_same_predictor(engine
         scores = [r.score for r in conn.execute(select(__import__("airgate.core.warehouse", fromlist=["predictions"]).predictions))]
     assert res.rows_scored == len(scores) > 0 and all(0.0 < s < 1.0 for s in scores)
     assert len(set(round(s, 6) for s in scores)) > 50, "a sequence model gives rows their own probabilities"
-    predictor = labeling.champion_predictor(engine, only_dkt, mlflow_cfg)
+    predictor = autolabel.champion_predictor(engine, only_dkt, mlflow_cfg)
     assert predictor is not None and predictor.model_version == req["model_version"]
+
+
+def test_the_champion_is_read_by_the_same_rule_as_governance(engine, spec, trained, mlflow_cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The model layer reads the ledger itself (it may not import governance); it must agree with promotion."""
+    from airgate.governance import promotion, registration
+    from airgate.model import evaluation, gates
+    from tests.helpers import approve
+
+    cfg, result = trained
+
+    def agree() -> str | None:
+        champ = promotion.current_champion(engine, spec.name)
+        version = evaluation.current_champion_version(engine, spec.name)
+        assert version == (champ.version if champ else None)
+        return version
+
+    assert agree() is None
+    assert gates.validate(engine, spec, mlflow_cfg, cfg.training_run_id, cfg.runs_dir).approvable
+    req = registration.register_and_request(engine, spec, mlflow_cfg, cfg.training_run_id)
+    approve(engine, spec, mlflow_cfg, req["approval_request_id"])
+    assert agree() == req["model_version"]

@@ -12,9 +12,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -132,7 +133,9 @@ def test_every_task_of_every_dag_calls_the_failure_notifiers(alerting_spec: Mode
     dags = build_all(alerting_spec)
     for dag in dags.values():
         for t in dag.tasks:
-            assert [type(cb).__name__ for cb in t.on_failure_callback] == ["FailureAlert"], (dag.dag_id, t.task_id)
+            callbacks = t.on_failure_callback  # typed callable | list | None; the operators keep a list
+            assert isinstance(callbacks, Sequence), (dag.dag_id, t.task_id)
+            assert [type(cb).__name__ for cb in callbacks] == ["FailureAlert"], (dag.dag_id, t.task_id)
     quiet = build_all(load_spec(_write(tmp_path / "quiet", _doc(lambda d: d.pop("alerts")))))
     assert all(not t.on_failure_callback for d in quiet.values() for t in d.tasks)
 
@@ -153,7 +156,11 @@ def test_parsing_imports_no_notifier(tmp_path: Path) -> None:
 
 @pytest.mark.dag_structure
 def test_score_dag_kwargs_carry_an_airflow_deadline_alert(alerting_spec: ModelSpec) -> None:
-    from airflow.sdk import DAG, DeadlineReference, SyncCallback, task
+    # SyncCallback and DeadlineReference from where airgate.orchestration.alerts takes them: airflow.sdk exports
+    # them at runtime, but its __init__.pyi does not list them
+    from airflow.sdk import DAG, task
+    from airflow.sdk.definitions.callback import SyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineReference
     from airflow.serialization.serialized_objects import DagSerialization
 
     kw = alerts.score_dag_kwargs(alerting_spec)
@@ -164,9 +171,11 @@ def test_score_dag_kwargs_carry_an_airflow_deadline_alert(alerting_spec: ModelSp
     assert alert.callback.kwargs["targets"] == [{"notifier": RECORDER, "kwargs": {"label": "sla"}}]
 
     with DAG("deadline_probe", schedule="0 2 * * *", start_date=datetime(2026, 1, 1), **kw) as dag:
-        task(lambda: None, task_id="noop")()
+        task(task_id="noop")(lambda: None)()
     back = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))  # what the scheduler stores
-    assert [(d["interval"]["__data__"], d["callback"]["__data__"]["path"]) for d in back.deadline] == [
+    # SerializedDAG.deadline is annotated list[str] | None, but it holds the encoded alerts (dicts)
+    stored = cast("list[dict[str, Any]]", back.deadline)
+    assert [(d["interval"]["__data__"], d["callback"]["__data__"]["path"]) for d in stored] == [
         (45 * 60.0, "airgate.orchestration.alerts.deadline_missed")]
 
     queued = alerting_spec.model_copy(update={"scoring": alerting_spec.scoring.model_copy(
@@ -182,8 +191,10 @@ def test_the_factory_score_dag_carries_the_deadline(alerting_spec: ModelSpec) ->
     from airgate.orchestration.builders import build_score
 
     dag = build_score(alerting_spec)
-    assert dag.deadline and [d.interval for d in dag.deadline] == [timedelta(minutes=45)]
-    assert dag.deadline[0].callback.path == "airgate.orchestration.alerts.deadline_missed"
+    deadlines = dag.deadline  # typed list | alert | None: DAG's converter makes it a list
+    assert isinstance(deadlines, list)
+    assert deadlines and [d.interval for d in deadlines] == [timedelta(minutes=45)]
+    assert deadlines[0].callback.path == "airgate.orchestration.alerts.deadline_missed"
 
 
 # ------------------------------------------------------------------------------------------------ sending
@@ -274,7 +285,7 @@ def test_the_deadline_callback_as_airflow_runs_it_reaches_the_notifiers_and_the_
     cb = alerts.score_dag_kwargs(alerting_spec)["deadline"].callback
     # The executor's callback process imports the path and calls it with the stored kwargs plus ``context``.
     ok, error = execute_callback(cb.path, {**cb.kwargs, "context": _deadline_context("scheduled__2026-03-01")},
-                                 dag_rel_path="", bundle_path=None, log=structlog.get_logger())
+                                 dag_rel_path=Path(""), bundle_path=None, log=structlog.get_logger())
     assert (ok, error) == (True, None)
     (call,) = recorded()
     assert (call["kind"], call["label"], call["dag_id"], call["run_id"]) == (
@@ -297,7 +308,7 @@ def test_a_run_queued_after_its_deadline_is_waived_on_the_record_and_pages_nobod
     cb = alerts.score_dag_kwargs(alerting_spec)["deadline"].callback
     ctx = _deadline_context("scheduled__2026-03-01")
     ctx["dag_run"]["queued_at"] = "2026-03-01T14:00:00Z"
-    ok, error = execute_callback(cb.path, {**cb.kwargs, "context": ctx}, dag_rel_path="", bundle_path=None,
+    ok, error = execute_callback(cb.path, {**cb.kwargs, "context": ctx}, dag_rel_path=Path(""), bundle_path=None,
                                  log=structlog.get_logger())
     assert (ok, error) == (True, None)
     assert recorded() == []
@@ -319,7 +330,7 @@ def test_a_deadline_notifier_that_fails_marks_the_callback_failed_after_the_othe
     ok, error = execute_callback("airgate.orchestration.alerts.deadline_missed",
                                  {"model": alerting_spec.name, "minutes": 45, "reference": "queued_at",
                                   "targets": targets, "context": _deadline_context("manual__x")},
-                                 dag_rel_path="", bundle_path=None, log=structlog.get_logger())
+                                 dag_rel_path=Path(""), bundle_path=None, log=structlog.get_logger())
     assert not ok and "unreachable" in (error or "")  # Airflow records the callback as failed, with the reason
     assert [c["label"] for c in recorded()] == ["up"]
     assert [e["event_type"] for e in audit.events(sqlite_engine, model=alerting_spec.name)] == [

@@ -409,8 +409,9 @@ def test_the_score_dag_maps_one_pod_per_planned_shard(sspec: ModelSpec) -> None:
     assert shared["container_resources"].limits == {"cpu": "1", "memory": "3Gi"}
 
     # what plan returns for shard 1, through the map function, unmapped and rendered as the worker does
-    part = {"scoring_run_id": "sr-9", "shard": 1, "pod": kube.score_pod_kwargs(sspec, "sr-9", 1)}
+    part: dict[str, Any] = {"scoring_run_id": "sr-9", "shard": 1, "pod": kube.score_pod_kwargs(sspec, "sr-9", 1)}
     task = pods.unmap(kube.pod_of_part(part))
+    assert isinstance(task, KubernetesPodOperator)
     assert task.arguments[task.arguments.index("--shard") + 1] == "1"
     assert jinja2.Environment().from_string(pods.map_index_template or "").render(task=task) == "shard 1"
     assert not set(shared) & set(part["pod"])  # nothing both shared and per pod

@@ -24,6 +24,8 @@ def wired(sqlite_engine, monkeypatch, tmp_path: Path):  # type: ignore[no-untype
 
 
 def test_trigger_waits_for_new_content_and_round_trips(wired, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from airflow.triggers.base import TriggerEvent
+
     from airgate.orchestration.sensors import NewLandingFilesTrigger
 
     landing = tmp_path / "landing"
@@ -38,9 +40,12 @@ def test_trigger_waits_for_new_content_and_round_trips(wired, spec, small_sim, t
         time.sleep(1.0)
         small_sim.write_batch(1, landing, tmp_path / "oracle")
 
+    async def first_event() -> TriggerEvent:
+        return await anext(trigger.run())
+
     threading.Thread(target=later).start()
     t0 = time.monotonic()
-    event = asyncio.run(trigger.run().__anext__())
+    event = asyncio.run(first_event())
     assert time.monotonic() - t0 >= 0.9
     assert event.payload["status"] == "found"
     assert [Path(p).name for p in event.payload["paths"]] == ["interactions_0001.csv"]
