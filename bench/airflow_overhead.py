@@ -44,12 +44,19 @@ def overhead(poke_interval_s: float | None = None, timeout_s: float = 1800) -> d
     work = Path(tempfile.mkdtemp(prefix="airgate-overhead-"))
     home = work / "airgate"
     shipped = yaml.safe_load((ROOT / "include" / "specs" / f"{MODEL}.yaml").read_text())
-    poke = poke_interval_s if poke_interval_s is not None else float(shipped["source"].get("poke_interval_s", 30))
+    poke = (
+        poke_interval_s
+        if poke_interval_s is not None
+        else float(shipped["source"].get("poke_interval_s", 30))
+    )
     _spec(work / "specs", poke)
-    settings = {"AIRGATE_HOME": str(home), "AIRGATE_SPECS_DIR": str(work / "specs"),
-                "AIRGATE_WAREHOUSE_URL": f"sqlite:///{home / 'warehouse.db'}",
-                "AIRGATE_MLFLOW_URI": f"sqlite:///{home / 'mlflow.db'}",
-                "AIRGATE_MLFLOW_ARTIFACTS": str(home / "mlartifacts")}
+    settings = {
+        "AIRGATE_HOME": str(home),
+        "AIRGATE_SPECS_DIR": str(work / "specs"),
+        "AIRGATE_WAREHOUSE_URL": f"sqlite:///{home / 'warehouse.db'}",
+        "AIRGATE_MLFLOW_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "AIRGATE_MLFLOW_ARTIFACTS": str(home / "mlartifacts"),
+    }
     sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40))
     write_catalog(sim, home / "catalog" / f"{MODEL}_items.csv")
     stack = Stack(StackConfig(work / "airflow", settings))
@@ -68,9 +75,15 @@ def overhead(poke_interval_s: float | None = None, timeout_s: float = 1800) -> d
         collect_run = stack.wait_for(deferred, 300, "the sensor to defer", every=1)
         landed = time.time()
         for b in range(2):
-            sim.write_batch(b, home / "landing" / MODEL, home / "oracle",
-                            roster_path=home / "catalog" / f"{MODEL}_students.csv")
-        request = stack.wait_for(lambda: next(iter(af.pending_requests()), None), timeout_s, "the request", every=1)
+            sim.write_batch(
+                b,
+                home / "landing" / MODEL,
+                home / "oracle",
+                roster_path=home / "catalog" / f"{MODEL}_students.csv",
+            )
+        request = stack.wait_for(
+            lambda: next(iter(af.pending_requests()), None), timeout_s, "the request", every=1
+        )
         requested = time.time()
         af.approve(request, "benchmark")
         approved = time.time()
@@ -78,7 +91,9 @@ def overhead(poke_interval_s: float | None = None, timeout_s: float = 1800) -> d
         af.wait_run("score", night, timeout_s)
         scored = time.time()
 
-        sensor = next(t for t in af.task_instances("collect", collect_run) if t["task_id"] == "wait_for_new_files")
+        sensor = next(
+            t for t in af.task_instances("collect", collect_run) if t["task_id"] == "wait_for_new_files"
+        )
         wake_s = _ts(sensor["end_date"]) - landed
         ingest = next(t for t in af.task_instances("collect", collect_run) if t["task_id"] == "ingest")
         path = {"collect": _ts(ingest["end_date"]) - _ts(ingest["start_date"])}
@@ -88,9 +103,15 @@ def overhead(poke_interval_s: float | None = None, timeout_s: float = 1800) -> d
         path["score"] = af.critical_path_s("score", night)
         wall = (requested - landed) + (scored - approved)
         critical = sum(path.values())
-        return {"executor": "LocalExecutor", "metadata": "sqlite", "poke_interval_s": poke,
-                "wall_s": round(wall, 1), "critical_path_s": round(critical, 1),
-                "ratio": round(wall / critical, 2), "sensor_wake_up_s": round(wake_s, 1),
-                "critical_path_by_dag_s": {k: round(v, 1) for k, v in path.items()}}
+        return {
+            "executor": "LocalExecutor",
+            "metadata": "sqlite",
+            "poke_interval_s": poke,
+            "wall_s": round(wall, 1),
+            "critical_path_s": round(critical, 1),
+            "ratio": round(wall / critical, 2),
+            "sensor_wake_up_s": round(wake_s, 1),
+            "critical_path_by_dag_s": {k: round(v, 1) for k, v in path.items()},
+        }
     finally:
         stack.stop()

@@ -18,24 +18,68 @@ import time
 from pathlib import Path
 from typing import Any
 
-EVENT_TYPES = ["ingest", "clean", "validate", "label", "train_split", "tune", "train", "gate", "register",
-               "approval_requested", "decision", "promotion", "scoring_run"]
+EVENT_TYPES = [
+    "ingest",
+    "clean",
+    "validate",
+    "label",
+    "train_split",
+    "tune",
+    "train",
+    "gate",
+    "register",
+    "approval_requested",
+    "decision",
+    "promotion",
+    "scoring_run",
+]
 ACTORS = ["airflow", "trainer", "approver", "ops-lead", "approver2"]
 
 
 def _evidence(i: int) -> dict[str, Any]:
     """An evidence bundle shaped like gates.validate's (gates, metrics per candidate, slices, drift summary)."""
-    cands = {c: {"valid_auc": 0.70 + i % 7 / 1000, "test_auc": 0.69, "p95_latency_ms_per_1k": 4.2, "trials": 16}
-             for c in ("baseline", "lightgbm", "dkt")}
-    gates = [{"name": n, "state": "pass", "value": 0.7, "threshold": 0.6, "detail": f"{n} within its limit",
-              "blocking": True} for n in ("beats_baseline", "no_worse_than_champion", "slice_gap", "calibration",
-                                          "latency_p95", "reproducible", "drift", "test_set_read_once")]
-    slices = {"grade_level": {"slices": {str(g): {"auc": 0.69, "rows": 400} for g in range(5, 10)}},
-              "cohort": {"slices": {c: {"auc": 0.7, "rows": 900} for c in ("A", "B", "C")}}}
-    return {"model": "knowledge_tracing", "training_run_id": f"tr-{i}", "data_version": f"labeled-{i:016x}",
-            "candidate": "lightgbm", "kind": "lightgbm", "metrics": cands, "gates": gates, "slices": slices,
-            "drift": {"drift_share": 0.1, "dataset_drift": False, "drifted": ["hour"]}, "approvable": True,
-            "champion": {"version": str(max(i - 1, 1)), "test_auc": 0.68}, "code_version": "0" * 40}
+    cands = {
+        c: {"valid_auc": 0.70 + i % 7 / 1000, "test_auc": 0.69, "p95_latency_ms_per_1k": 4.2, "trials": 16}
+        for c in ("baseline", "lightgbm", "dkt")
+    }
+    gates = [
+        {
+            "name": n,
+            "state": "pass",
+            "value": 0.7,
+            "threshold": 0.6,
+            "detail": f"{n} within its limit",
+            "blocking": True,
+        }
+        for n in (
+            "beats_baseline",
+            "no_worse_than_champion",
+            "slice_gap",
+            "calibration",
+            "latency_p95",
+            "reproducible",
+            "drift",
+            "test_set_read_once",
+        )
+    ]
+    slices = {
+        "grade_level": {"slices": {str(g): {"auc": 0.69, "rows": 400} for g in range(5, 10)}},
+        "cohort": {"slices": {c: {"auc": 0.7, "rows": 900} for c in ("A", "B", "C")}},
+    }
+    return {
+        "model": "knowledge_tracing",
+        "training_run_id": f"tr-{i}",
+        "data_version": f"labeled-{i:016x}",
+        "candidate": "lightgbm",
+        "kind": "lightgbm",
+        "metrics": cands,
+        "gates": gates,
+        "slices": slices,
+        "drift": {"drift_share": 0.1, "dataset_drift": False, "drifted": ["hour"]},
+        "approvable": True,
+        "champion": {"version": str(max(i - 1, 1)), "test_auc": 0.68},
+        "code_version": "0" * 40,
+    }
 
 
 def seed(url: str, events: int, requests: int) -> dict[str, Any]:
@@ -58,11 +102,20 @@ def seed(url: str, events: int, requests: int) -> dict[str, Any]:
         with engine.begin() as conn:  # one transaction per batch: the chain stays intact, seeding stays quick
             for _ in range(min(batch, events - written)):
                 n = written
-                audit.append(conn, actor=ACTORS[n % len(ACTORS)], event_type=EVENT_TYPES[n % len(EVENT_TYPES)],
-                             model="knowledge_tracing", entity={"model_version": str(n % 40), "run": f"r-{n}"},
-                             details={"rows": n, "note": "seeded for the latency benchmark"})
+                audit.append(
+                    conn,
+                    actor=ACTORS[n % len(ACTORS)],
+                    event_type=EVENT_TYPES[n % len(EVENT_TYPES)],
+                    model="knowledge_tracing",
+                    entity={"model_version": str(n % 40), "run": f"r-{n}"},
+                    details={"rows": n, "note": "seeded for the latency benchmark"},
+                )
                 written += 1
-    seeded = {"events": audit.count(engine), "approval_requests": requests, "seed_s": round(time.perf_counter() - t0, 1)}
+    seeded = {
+        "events": audit.count(engine),
+        "approval_requests": requests,
+        "seed_s": round(time.perf_counter() - t0, 1),
+    }
     assert audit.verify_chain(engine).ok
     engine.dispose()
     return seeded
@@ -78,11 +131,21 @@ def _serve(url: str, work: Path) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
     port = _free_port()
-    env = {**os.environ, "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", "AIRGATE_WAREHOUSE_URL": url,
-           "AIRGATE_HOME": str(work), "AIRFLOW__API__WORKERS": "1"}
+    env = {
+        **os.environ,
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRGATE_WAREHOUSE_URL": url,
+        "AIRGATE_HOME": str(work),
+        "AIRFLOW__API__WORKERS": "1",
+    }
     log = (work / "api-server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--host",
-                             "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--host", "127.0.0.1"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
@@ -126,12 +189,17 @@ def _measure(client: Any, path: str, params: dict[str, Any], n: int) -> dict[str
         r.raise_for_status()
         size = len(r.content)
     times.sort()
-    return {"median_ms": round(statistics.median(times), 1), "p95_ms": round(times[int(0.95 * (n - 1))], 1),
-            "requests": n, "bytes": size}
+    return {
+        "median_ms": round(statistics.median(times), 1),
+        "p95_ms": round(times[int(0.95 * (n - 1))], 1),
+        "requests": n,
+        "bytes": size,
+    }
 
 
-def api_latency(backend: str, url: str, work: Path, events: int = 10_000, requests: int = 300,
-                n: int = 200) -> dict[str, Any]:
+def api_latency(
+    backend: str, url: str, work: Path, events: int = 10_000, requests: int = 300, n: int = 200
+) -> dict[str, Any]:
     import httpx
 
     seeded = seed(url, events, requests)
@@ -142,12 +210,23 @@ def api_latency(backend: str, url: str, work: Path, events: int = 10_000, reques
             newest = client.get("/airgate/api/audit", params={"limit": 1}).json()["events"][0]["seq"]
             out = {
                 "approval_queue": _measure(client, "/airgate/api/approvals", {"status": "pending"}, n),
-                "approval_detail": _measure(client, "/airgate/api/approvals/" + client.get(
-                    "/airgate/api/approvals", params={"limit": 1}).json()[0]["id"], {}, n),
+                "approval_detail": _measure(
+                    client,
+                    "/airgate/api/approvals/"
+                    + client.get("/airgate/api/approvals", params={"limit": 1}).json()[0]["id"],
+                    {},
+                    n,
+                ),
                 "audit_first_page": _measure(client, "/airgate/api/audit", {"limit": 100}, n),
-                "audit_deep_page": _measure(client, "/airgate/api/audit", {"limit": 100, "before": newest // 2}, n),
-                "audit_filtered": _measure(client, "/airgate/api/audit",
-                                           {"limit": 100, "actor": "approver", "event_type": "decision"}, n),
+                "audit_deep_page": _measure(
+                    client, "/airgate/api/audit", {"limit": 100, "before": newest // 2}, n
+                ),
+                "audit_filtered": _measure(
+                    client,
+                    "/airgate/api/audit",
+                    {"limit": 100, "actor": "approver", "event_type": "decision"},
+                    n,
+                ),
                 "audit_page_html": _measure(client, "/airgate/audit", {}, n),
             }
     finally:

@@ -35,13 +35,18 @@ def _spec() -> Any:
     from airgate.core.spec import find_spec
 
     shipped = find_spec(MODEL)
-    quick = [c.model_copy(update={"n_trials": 2, "params": {**c.params, "epochs": 4}}) if c.kind == "dkt" else c
-             for c in shipped.candidates]
-    return shipped.model_copy(update={"tuning": shipped.tuning.model_copy(update={"n_trials": 4}),
-                                      "candidates": quick})
+    quick = [
+        c.model_copy(update={"n_trials": 2, "params": {**c.params, "epochs": 4}}) if c.kind == "dkt" else c
+        for c in shipped.candidates
+    ]
+    return shipped.model_copy(
+        update={"tuning": shipped.tuning.model_copy(update={"n_trials": 4}), "candidates": quick}
+    )
 
 
-def _night(engine: Any, spec: Any, cfg: Any, sim: Any, batch: int, work: Path, landing: Path) -> dict[str, Any]:
+def _night(
+    engine: Any, spec: Any, cfg: Any, sim: Any, batch: int, work: Path, landing: Path
+) -> dict[str, Any]:
     """Batch ``batch`` lands, is collected and cleaned, scored, and its drift checked."""
     from airgate.data import clean, collect
     from airgate.serving import monitoring, scoring
@@ -54,13 +59,18 @@ def _night(engine: Any, spec: Any, cfg: Any, sim: Any, batch: int, work: Path, l
     night = f"{sim.config.start + timedelta(days=batch):%Y-%m-%d}"  # the batch's own day
     scoring.score(engine, scoring.ScoreConfig(spec, cfg, night, run_id, runs))
     v = monitoring.check_drift(engine, spec, cfg, run_id, runs)
-    return {"batch": batch, "cohort": sim.cohort_of(batch), "status": v.status,
-            "drift_share": round(v.value, 3) if v.value is not None else None,
-            "drifted": list(v.summary.get("drifted") or [])}
+    return {
+        "batch": batch,
+        "cohort": sim.cohort_of(batch),
+        "status": v.status,
+        "drift_share": round(v.value, 3) if v.value is not None else None,
+        "drifted": list(v.summary.get("drifted") or []),
+    }
 
 
-def _seed(seed: int, work: Path, shifts: tuple[float, ...], arrival: int, max_new: int, students: int,
-          events: int) -> dict[str, Any]:
+def _seed(
+    seed: int, work: Path, shifts: tuple[float, ...], arrival: int, max_new: int, students: int, events: int
+) -> dict[str, Any]:
     from airgate.core import migrations, registry
     from airgate.core.warehouse import make_engine
     from airgate.data import clean, collect, labeling
@@ -84,20 +94,35 @@ def _seed(seed: int, work: Path, shifts: tuple[float, ...], arrival: int, max_ne
     clean.clean_pending(engine, spec)
     labeled = labeling.label_pending(engine, spec).labeled_version_id or ""
     t0 = time.perf_counter()
-    training.train(engine, training.TrainConfig(spec, labeled, f"tr-{seed}", "bench", cfg, str(work / "runs")))
+    training.train(
+        engine, training.TrainConfig(spec, labeled, f"tr-{seed}", "bench", cfg, str(work / "runs"))
+    )
     report = gates.validate(engine, spec, cfg, f"tr-{seed}", str(work / "runs"))
     if not report.approvable:
         raise RuntimeError(f"seed {seed}: the cohort-A champion failed its gates: {report.failures}")
     req = registration.register_and_request(engine, spec, cfg, f"tr-{seed}")
     r = promotion.get_request(engine, req["approval_request_id"])
-    promotion.decide(engine, spec, r["id"], promotion.Actor("bench-approver", frozenset({"admin"})), "approve",
-                      "bench", r["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))
+    promotion.decide(
+        engine,
+        spec,
+        r["id"],
+        promotion.Actor("bench-approver", frozenset({"admin"})),
+        "approve",
+        "bench",
+        r["evidence_hash"],
+        lambda m, v: registry.set_alias(cfg, m, v),
+    )
     train_s = time.perf_counter() - t0
 
     before = [_night(engine, spec, cfg, sim_a, b, work, landing) for b in range(2, arrival)]
     engine.dispose()
-    out: dict[str, Any] = {"seed": seed, "train_seconds": round(train_s, 1), "cohort_a_nights": before,
-                           "false_alarms": sum(n["status"] == "alarm" for n in before), "by_shift": {}}
+    out: dict[str, Any] = {
+        "seed": seed,
+        "train_seconds": round(train_s, 1),
+        "cohort_a_nights": before,
+        "false_alarms": sum(n["status"] == "alarm" for n in before),
+        "by_shift": {},
+    }
     for shift in shifts:
         db_s = work / f"warehouse{shift:+.2f}.db"
         shutil.copy(db, db_s)  # the same cohort-A history and champion for every shift
@@ -114,8 +139,14 @@ def _seed(seed: int, work: Path, shifts: tuple[float, ...], arrival: int, max_ne
     return out
 
 
-def run(seeds: tuple[int, ...] = (1, 2, 3), shifts: tuple[float, ...] = (-1.0, -0.5, -0.25), arrival: int = 6,
-        max_new_batches: int = 3, students_per_batch: int = 200, events_per_student: int = 50) -> dict[str, Any]:
+def run(
+    seeds: tuple[int, ...] = (1, 2, 3),
+    shifts: tuple[float, ...] = (-1.0, -0.5, -0.25),
+    arrival: int = 6,
+    max_new_batches: int = 3,
+    students_per_batch: int = 200,
+    events_per_student: int = 50,
+) -> dict[str, Any]:
     """Drift detection delay (batches from the new cohort's arrival to the first alarm) and false alarms on the
     cohort-A batches before it, per seed and cohort shift."""
     t0 = time.perf_counter()
@@ -125,13 +156,18 @@ def run(seeds: tuple[int, ...] = (1, 2, 3), shifts: tuple[float, ...] = (-1.0, -
         for seed in seeds:
             work = Path(tempfile.mkdtemp(prefix=f"airgate-drift-{seed}-"))
             try:
-                per_seed.append(_seed(seed, work, shifts, arrival, max_new_batches, students_per_batch,
-                                      events_per_student))
+                per_seed.append(
+                    _seed(
+                        seed, work, shifts, arrival, max_new_batches, students_per_batch, events_per_student
+                    )
+                )
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             s = per_seed[-1]
-            print(f"  seed {seed}: false alarms {s['false_alarms']}/{len(s['cohort_a_nights'])}, delay by shift "
-                  f"{ {k: v['delay_batches'] for k, v in s['by_shift'].items()} }")
+            print(
+                f"  seed {seed}: false alarms {s['false_alarms']}/{len(s['cohort_a_nights'])}, delay by shift "
+                f"{ {k: v['delay_batches'] for k, v in s['by_shift'].items()} }"
+            )
     finally:
         if home is None:
             os.environ.pop("AIRGATE_HOME", None)
@@ -143,15 +179,24 @@ def run(seeds: tuple[int, ...] = (1, 2, 3), shifts: tuple[float, ...] = (-1.0, -
         delays = [s["by_shift"][key]["delay_batches"] for s in per_seed]
         found = [d for d in delays if d is not None]
         shares = [n["drift_share"] for s in per_seed for n in s["by_shift"][key]["nights"]]
-        by_shift[key] = {"delay_batches": delays, "detected": f"{len(found)}/{len(delays)}",
-                         "median_delay_batches": statistics.median(found) if found else None,
-                         "new_cohort_drift_shares": shares}
+        by_shift[key] = {
+            "delay_batches": delays,
+            "detected": f"{len(found)}/{len(delays)}",
+            "median_delay_batches": statistics.median(found) if found else None,
+            "new_cohort_drift_shares": shares,
+        }
     a_nights = [n for s in per_seed for n in s["cohort_a_nights"]]
     return {
-        "setup": {"seeds": list(seeds), "students_per_batch": students_per_batch,
-                  "events_per_student": events_per_student, "champion_batches": [0, 1],
-                  "cohort_a_batches_checked": list(range(2, arrival)), "new_cohort_from_batch": arrival,
-                  "max_new_batches": max_new_batches, "max_drift_share": _spec().monitoring.max_drift_share},
+        "setup": {
+            "seeds": list(seeds),
+            "students_per_batch": students_per_batch,
+            "events_per_student": events_per_student,
+            "champion_batches": [0, 1],
+            "cohort_a_batches_checked": list(range(2, arrival)),
+            "new_cohort_from_batch": arrival,
+            "max_new_batches": max_new_batches,
+            "max_drift_share": _spec().monitoring.max_drift_share,
+        },
         "by_shift": by_shift,
         "false_alarms": sum(s["false_alarms"] for s in per_seed),
         "cohort_a_checks": len(a_nights),

@@ -46,8 +46,12 @@ print(json.dumps(time.perf_counter() - t0))
 
 
 def _empty_equivalent(dags: dict[str, int], path: Path) -> None:
-    lines = ["from datetime import datetime", "from airflow.sdk import DAG",
-             "from airflow.providers.standard.operators.empty import EmptyOperator", ""]
+    lines = [
+        "from datetime import datetime",
+        "from airflow.sdk import DAG",
+        "from airflow.providers.standard.operators.empty import EmptyOperator",
+        "",
+    ]
     for i, (dag_id, n) in enumerate(dags.items()):
         lines.append(f"with DAG('empty_{i}', schedule=None, start_date=datetime(2026, 1, 1)) as d{i}:")
         lines.append(f"    prev = EmptyOperator(task_id='t0')  # {dag_id}")
@@ -68,22 +72,38 @@ def parse_cost(repeats: int) -> dict[str, Any]:
     def measure(path: Path) -> float:
         runs = []
         for _ in range(repeats):
-            out = subprocess.run([sys.executable, "-c", PARSE_PROBE, str(path)], capture_output=True, text=True,
-                                 env=os.environ.copy(), check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", PARSE_PROBE, str(path)],
+                capture_output=True,
+                text=True,
+                env=os.environ.copy(),
+                check=True,
+            )
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         return statistics.median(runs)
 
     # Both files the dag-processor parses: the DAGs, and the spec-errors file (it reads the specs again).
-    dag_file, errors_file = measure(ROOT / "dags" / "airgate_dags.py"), measure(ROOT / "dags" / "airgate_spec_errors.py")
+    dag_file, errors_file = (
+        measure(ROOT / "dags" / "airgate_dags.py"),
+        measure(ROOT / "dags" / "airgate_spec_errors.py"),
+    )
     ours = dag_file + errors_file
     base = measure(empty)
     shutil.rmtree(tmp, ignore_errors=True)
-    return {"dags": len(shape), "tasks": sum(shape.values()), "airgate_s": round(ours, 4),
-            "dag_file_s": round(dag_file, 4), "spec_errors_file_s": round(errors_file, 4),
-            "empty_equivalent_s": round(base, 4), "ratio": round(ours / base, 2), "repeats": repeats}
+    return {
+        "dags": len(shape),
+        "tasks": sum(shape.values()),
+        "airgate_s": round(ours, 4),
+        "dag_file_s": round(dag_file, 4),
+        "spec_errors_file_s": round(errors_file, 4),
+        "empty_equivalent_s": round(base, 4),
+        "ratio": round(ours / base, 2),
+        "repeats": repeats,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ scoring
+
 
 def _pg_database() -> tuple[str, Any] | None:
     from sqlalchemy import create_engine, text
@@ -99,7 +119,9 @@ def _pg_database() -> tuple[str, Any] | None:
 
     def drop() -> None:
         with admin.connect() as conn:
-            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname='{name}'"))
+            conn.execute(
+                text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname='{name}'")
+            )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
 
     return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", drop
@@ -128,19 +150,38 @@ def on_both_databases(what: str, work: Path, run: Any) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--score-rows", type=int, nargs="+", default=[100_000, 1_000_000],
-                    help="night sizes to score (rows); the first is 1x, the last 10x by default")
+    ap.add_argument(
+        "--score-rows",
+        type=int,
+        nargs="+",
+        default=[100_000, 1_000_000],
+        help="night sizes to score (rows); the first is 1x, the last 10x by default",
+    )
     ap.add_argument("--parse-repeats", type=int, default=5)
-    ap.add_argument("--mp-students", type=int, default=500, help="students per batch (4 batches) for the model plane")
+    ap.add_argument(
+        "--mp-students", type=int, default=500, help="students per batch (4 batches) for the model plane"
+    )
     ap.add_argument("--mp-trials", type=int, default=16, help="tuning trials per candidate (and per sampler)")
-    ap.add_argument("--only", choices=["dag_parse", "model_plane", "api", "scoring", "drift", "airflow"],
-                    help="run one benchmark and merge it into results.json")
-    ap.add_argument("--api-events", type=int, default=10_000, help="audit events in the API latency warehouse")
-    ap.add_argument("--ingest-batches", type=int, default=10, help="batches of 10,000 rows for the ingest figures")
+    ap.add_argument(
+        "--only",
+        choices=["dag_parse", "model_plane", "api", "scoring", "drift", "airflow"],
+        help="run one benchmark and merge it into results.json",
+    )
+    ap.add_argument(
+        "--api-events", type=int, default=10_000, help="audit events in the API latency warehouse"
+    )
+    ap.add_argument(
+        "--ingest-batches", type=int, default=10, help="batches of 10,000 rows for the ingest figures"
+    )
     args = ap.parse_args()
-    results: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                           "platform": platform.platform()},
-                               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results: dict[str, Any] = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     import scoring
 
     if args.only:
@@ -154,10 +195,15 @@ def main() -> int:
             if args.only == "dag_parse":
                 merged["dag_parse"] = parse_cost(args.parse_repeats)
             elif args.only == "model_plane":
-                merged["model_plane"] = model_plane.model_plane(work / "mp", args.mp_students, 4, args.mp_trials)
+                merged["model_plane"] = model_plane.model_plane(
+                    work / "mp", args.mp_students, 4, args.mp_trials
+                )
             elif args.only == "scoring":
                 merged["scoring"] = on_both_databases(
-                    "scoring", work, lambda backend, url, w: scoring.scoring(backend, url, w, tuple(args.score_rows)))
+                    "scoring",
+                    work,
+                    lambda backend, url, w: scoring.scoring(backend, url, w, tuple(args.score_rows)),
+                )
             elif args.only == "airflow":
                 import airflow_overhead
 
@@ -170,8 +216,10 @@ def main() -> int:
                 merged["drift"] = drift_delay.run()
             else:
                 merged["api"] = on_both_databases(
-                    "governance API latency", work / "api",
-                    lambda backend, url, w: api_latency.api_latency(backend, url, w, args.api_events))
+                    "governance API latency",
+                    work / "api",
+                    lambda backend, url, w: api_latency.api_latency(backend, url, w, args.api_events),
+                )
         finally:
             shutil.rmtree(work, ignore_errors=True)
         merged[args.only]["when"] = results["when"]
@@ -186,10 +234,13 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="airgate-bench-"))
     try:
         results["scoring"] = on_both_databases(
-            "scoring", work, lambda backend, url, w: scoring.scoring(backend, url, w, tuple(args.score_rows)))
+            "scoring", work, lambda backend, url, w: scoring.scoring(backend, url, w, tuple(args.score_rows))
+        )
         results["data_plane"] = on_both_databases(
-            "ingest and GX validation", work / "dp",
-            lambda backend, url, w: data_plane.ingest_and_validate(url, w, args.ingest_batches, 200))
+            "ingest and GX validation",
+            work / "dp",
+            lambda backend, url, w: data_plane.ingest_and_validate(url, w, args.ingest_batches, 200),
+        )
         import model_plane
 
         print("model plane: candidates, tuning, best AUC vs oracle, hypervolume vs random ...")
@@ -198,8 +249,10 @@ def main() -> int:
         import api_latency
 
         results["api"] = on_both_databases(
-            "governance API latency", work / "api",
-            lambda backend, url, w: api_latency.api_latency(backend, url, w, args.api_events))
+            "governance API latency",
+            work / "api",
+            lambda backend, url, w: api_latency.api_latency(backend, url, w, args.api_events),
+        )
         print("auto-labels ...")
         results["auto_labels"] = data_plane.auto_labels(work)
         print(f"  {results['auto_labels']}")

@@ -77,7 +77,9 @@ def _setup(engine: Any, spec: Any, cfg: Any, work: Path) -> None:
     landing = work / "landing"
     roster = work / "catalog" / "knowledge_tracing_students.csv"
     for b in range(2):
-        Simulator(SimConfig(students_per_batch=300)).write_batch(b, landing, work / "oracle", roster_path=roster)
+        Simulator(SimConfig(students_per_batch=300)).write_batch(
+            b, landing, work / "oracle", roster_path=roster
+        )
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
     labeled = labeling.label_pending(engine, spec).labeled_version_id or ""
@@ -85,8 +87,16 @@ def _setup(engine: Any, spec: Any, cfg: Any, work: Path) -> None:
     gates.validate(engine, spec, cfg, "tr-bench", str(work / "runs"))
     req = registration.register_and_request(engine, spec, cfg, "tr-bench")
     r = promotion.get_request(engine, req["approval_request_id"])
-    promotion.decide(engine, spec, r["id"], promotion.Actor("bench-approver", frozenset({"admin"})), "approve",
-                      "bench", r["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))
+    promotion.decide(
+        engine,
+        spec,
+        r["id"],
+        promotion.Actor("bench-approver", frozenset({"admin"})),
+        "approve",
+        "bench",
+        r["evidence_hash"],
+        lambda m, v: registry.set_alias(cfg, m, v),
+    )
 
 
 def _night(engine: Any, spec: Any, work: Path, batch_no: int, rows: int) -> str:
@@ -97,8 +107,9 @@ def _night(engine: Any, spec: Any, work: Path, batch_no: int, rows: int) -> str:
 
     landing = work / "landing"
     roster = work / "catalog" / "knowledge_tracing_students.csv"
-    Simulator(SimConfig(students_per_batch=max(rows // 50, 1))).write_batch(batch_no, landing, work / "oracle",
-                                                                            roster_path=roster)
+    Simulator(SimConfig(students_per_batch=max(rows // 50, 1))).write_batch(
+        batch_no, landing, work / "oracle", roster_path=roster
+    )
     collect.ingest(engine, spec, landing)
     clean.clean_pending(engine, spec)
     target = datasets.latest(engine, spec.name, "clean")
@@ -106,8 +117,9 @@ def _night(engine: Any, spec: Any, work: Path, batch_no: int, rows: int) -> str:
     return target.version_id
 
 
-def _raw(engine: Any, spec: Any, cfg: Any, version: str, clean_version: str, model_version: str,
-         approval_id: str) -> dict[str, float]:
+def _raw(
+    engine: Any, spec: Any, cfg: Any, version: str, clean_version: str, model_version: str, approval_id: str
+) -> dict[str, float]:
     """predict + one bulk write of the same rows into a table shaped like ``predictions``, nothing else."""
     import numpy as np
     from sqlalchemy import MetaData, Table, UniqueConstraint
@@ -120,19 +132,31 @@ def _raw(engine: Any, spec: Any, cfg: Any, version: str, clean_version: str, mod
     booster = predictors.load_version(cfg, spec.name, model_version).booster  # type: ignore[attr-defined]
     hist = load_history(engine, spec.name)
     rows = hist.loc[hist["version_id"] == clean_version, ["event_id", "student_id", "item_id"]].merge(
-        build_features(hist), on="event_id")
+        build_features(hist), on="event_id"
+    )
     matrix = rows[FEATURES].to_numpy(dtype="float64")
-    raw_table = Table("bench_raw_predictions", MetaData(), *[c._copy() for c in predictions.columns],
-                      UniqueConstraint("scoring_run_id", "event_id", name="uq_bench_raw_run_event"))
+    raw_table = Table(
+        "bench_raw_predictions",
+        MetaData(),
+        *[c._copy() for c in predictions.columns],
+        UniqueConstraint("scoring_run_id", "event_id", name="uq_bench_raw_run_event"),
+    )
     raw_table.drop(engine, checkfirst=True)
     raw_table.create(engine)
     t0 = time.perf_counter()
     p = np.asarray(booster.predict(matrix), dtype="float64")
     predict_s = time.perf_counter() - t0
     lineage = (model_version, approval_id, "sr-raw", clean_version, 0)
-    tuples = [(spec.name, "2026-09-03", e, s, i, v, *lineage) for e, s, i, v in
-              zip(rows["event_id"].tolist(), rows["student_id"].tolist(), rows["item_id"].tolist(), p.tolist(),
-                  strict=True)]
+    tuples = [
+        (spec.name, "2026-09-03", e, s, i, v, *lineage)
+        for e, s, i, v in zip(
+            rows["event_id"].tolist(),
+            rows["student_id"].tolist(),
+            rows["item_id"].tolist(),
+            p.tolist(),
+            strict=True,
+        )
+    ]
     with engine.begin() as conn:
         bulk_insert_tuples(conn, raw_table, PRED_COLUMNS, tuples)
     raw_s = time.perf_counter() - t0
@@ -141,15 +165,31 @@ def _raw(engine: Any, spec: Any, cfg: Any, version: str, clean_version: str, mod
 
 
 def _worker_memory(url: str, cfg: Any, runs: Path, run_id: str, passes: int = 1) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-c", WORKER, url, cfg.tracking_uri, cfg.artifact_root, str(runs), run_id,
-                          str(passes)],
-                         capture_output=True, text=True, env=os.environ.copy(), timeout=3600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WORKER,
+            url,
+            cfg.tracking_uri,
+            cfg.artifact_root,
+            str(runs),
+            run_id,
+            str(passes),
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=3600,
+    )
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def scoring(backend: str, url: str, work: Path, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict[str, Any]:
+def scoring(
+    backend: str, url: str, work: Path, sizes: tuple[int, ...] = (100_000, 1_000_000)
+) -> dict[str, Any]:
     from airgate.core import migrations, registry
     from airgate.core.spec import find_spec
     from airgate.core.warehouse import make_engine
@@ -173,8 +213,12 @@ def scoring(backend: str, url: str, work: Path, sizes: tuple[int, ...] = (100_00
         fs = feature_store.materialize(engine, spec, clean_version, runs)
         # the issue's ratio: airgate's nightly run and raw, in the same run, on the same rows
         t0 = time.perf_counter()
-        p = scoring.plan(engine, scoring.ScoreConfig(spec, cfg, f"night-{k}", f"sr-{k}", str(runs),
-                                                 feature_version_id=clean_version))
+        p = scoring.plan(
+            engine,
+            scoring.ScoreConfig(
+                spec, cfg, f"night-{k}", f"sr-{k}", str(runs), feature_version_id=clean_version
+            ),
+        )
         plan_s = time.perf_counter() - t0
         from airgate.model import predictors
 
@@ -188,37 +232,60 @@ def scoring(backend: str, url: str, work: Path, sizes: tuple[int, ...] = (100_00
         publish_s = time.perf_counter() - t0
         raw = _raw(engine, spec, cfg, p.model_version, clean_version, p.model_version, p.approval_id)
         scoring_s = shards_s + publish_s
-        res.update({
-            "rows": done.rows_scored, "shards": len(p.shards), "chunk_rows": p.chunk_rows,
-            "plan_s": round(plan_s, 2), "shards_s": round(shards_s, 2), "publish_s": round(publish_s, 3),
-            "scoring_s": round(scoring_s, 2), "scoring_rows_per_s": round(done.rows_scored / scoring_s),
-            "raw_predict_s": round(raw["raw_predict_s"], 2), "raw_s": round(raw["raw_s"], 2),
-            "raw_rows_per_s": round(done.rows_scored / raw["raw_s"]),
-            "ratio_to_raw": round(scoring_s / raw["raw_s"], 2),
-            # the nightly run end to end: champion check against the ledger, recording the run, the plan, streaming
-            # the shards, predict, write, publish
-            "end_to_end_s": round(plan_s + scoring_s, 2),
-            "end_to_end_ratio_to_raw": round((plan_s + scoring_s) / raw["raw_s"], 2),
-            # computed once per clean version by the clean DAG, not on the night's path
-            "materialize_features_s": round(fs.seconds, 2),
-        })
+        res.update(
+            {
+                "rows": done.rows_scored,
+                "shards": len(p.shards),
+                "chunk_rows": p.chunk_rows,
+                "plan_s": round(plan_s, 2),
+                "shards_s": round(shards_s, 2),
+                "publish_s": round(publish_s, 3),
+                "scoring_s": round(scoring_s, 2),
+                "scoring_rows_per_s": round(done.rows_scored / scoring_s),
+                "raw_predict_s": round(raw["raw_predict_s"], 2),
+                "raw_s": round(raw["raw_s"], 2),
+                "raw_rows_per_s": round(done.rows_scored / raw["raw_s"]),
+                "ratio_to_raw": round(scoring_s / raw["raw_s"], 2),
+                # the nightly run end to end: champion check against the ledger, recording the run, the plan, streaming
+                # the shards, predict, write, publish
+                "end_to_end_s": round(plan_s + scoring_s, 2),
+                "end_to_end_ratio_to_raw": round((plan_s + scoring_s) / raw["raw_s"], 2),
+                # computed once per clean version by the clean DAG, not on the night's path
+                "materialize_features_s": round(fs.seconds, 2),
+            }
+        )
         # one worker holding the whole night in one shard, in a fresh process: does memory follow the chunk?
-        one = scoring.plan(engine, scoring.ScoreConfig(spec, cfg, f"night-{k}", f"sr-{k}-mem", str(runs),
-                                                   feature_version_id=clean_version, partitions=1))
+        one = scoring.plan(
+            engine,
+            scoring.ScoreConfig(
+                spec,
+                cfg,
+                f"night-{k}",
+                f"sr-{k}-mem",
+                str(runs),
+                feature_version_id=clean_version,
+                partitions=1,
+            ),
+        )
         passes = 3 if rows == max(sizes) else 1
         mem = _worker_memory(url, cfg, runs, one.scoring_run_id, passes)
         scoring.publish(engine, spec, one.scoring_run_id)
         trace = mem["trace"]
-        res.update({"worker_peak_rss_mb": round(mem["peak_rss_mb"]),
-                    "worker_growth_mb": round(mem["peak_rss_mb"] - mem["baseline_rss_mb"]),
-                    "worker_peak_rss_all_passes_mb": round(mem["peak_rss_all_passes_mb"]),
-                    "worker_chunks": len(trace) // passes,
-                    "worker_rss_after_chunk_2_mb": round(trace[min(1, len(trace) - 1)]),
-                    "worker_rss_after_last_chunk_mb": round(trace[len(trace) // passes - 1]),
-                    # three passes over the largest shard (as retries would): RSS after each pass's last chunk
-                    "worker_rss_after_each_pass_mb": [round(trace[(i + 1) * len(trace) // passes - 1])
-                                                      for i in range(passes)],
-                    "worker_rows_per_s": round(mem["rows"] / mem["seconds"])})
+        res.update(
+            {
+                "worker_peak_rss_mb": round(mem["peak_rss_mb"]),
+                "worker_growth_mb": round(mem["peak_rss_mb"] - mem["baseline_rss_mb"]),
+                "worker_peak_rss_all_passes_mb": round(mem["peak_rss_all_passes_mb"]),
+                "worker_chunks": len(trace) // passes,
+                "worker_rss_after_chunk_2_mb": round(trace[min(1, len(trace) - 1)]),
+                "worker_rss_after_last_chunk_mb": round(trace[len(trace) // passes - 1]),
+                # three passes over the largest shard (as retries would): RSS after each pass's last chunk
+                "worker_rss_after_each_pass_mb": [
+                    round(trace[(i + 1) * len(trace) // passes - 1]) for i in range(passes)
+                ],
+                "worker_rows_per_s": round(mem["rows"] / mem["seconds"]),
+            }
+        )
         out[str(rows)] = res
         print(f"  {backend} {rows:,} rows: {res}", flush=True)
     engine.dispose()

@@ -15,6 +15,8 @@ from airgate.orchestration.builders import build_all
 
 _catalog = load_catalog()
 for _error in _catalog.errors:
-    logging.getLogger(__name__).warning("skipped: %s (see airgate_spec_errors.py in the DAG import errors)", _error)
+    logging.getLogger(__name__).warning(
+        "skipped: %s (see airgate_spec_errors.py in the DAG import errors)", _error
+    )
 for _spec in _catalog.specs:
     globals().update(build_all(_spec))

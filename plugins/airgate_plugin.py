@@ -11,14 +11,24 @@ from airflow.plugins_manager import AirflowPlugin
 
 from airgate.web.app import PREFIX, create_app
 
-GOVERNANCE_VIEWS = (("Approvals", "approvals"), ("Models", "models"), ("Audit", "audit"), ("Lineage", "lineage"))
+GOVERNANCE_VIEWS = (
+    ("Approvals", "approvals"),
+    ("Models", "models"),
+    ("Audit", "audit"),
+    ("Lineage", "lineage"),
+)
 
 
 class AirgatePlugin(AirflowPlugin):
     name = "airgate"
     fastapi_apps = [{"app": create_app(), "url_prefix": PREFIX, "name": "airgate governance"}]
     external_views = [
-        {"name": name, "href": f"{PREFIX}/{page}", "destination": "nav", "category": "Governance",
-         "url_route": f"airgate-{page}"}
+        {
+            "name": name,
+            "href": f"{PREFIX}/{page}",
+            "destination": "nav",
+            "category": "Governance",
+            "url_route": f"airgate-{page}",
+        }
         for name, page in GOVERNANCE_VIEWS
     ]

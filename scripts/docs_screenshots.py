@@ -9,8 +9,16 @@ from pathlib import Path
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ["approvals-queue.png", "approvals-queue-dark.png", "evidence-detail.png", "approved.png",
-         "viewer-detail.png", "models.png", "lineage.png", "audit-filtered.png"]
+SHOTS = [
+    "approvals-queue.png",
+    "approvals-queue-dark.png",
+    "evidence-detail.png",
+    "approved.png",
+    "viewer-detail.png",
+    "models.png",
+    "lineage.png",
+    "audit-filtered.png",
+]
 
 
 def main() -> int:

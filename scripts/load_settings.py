@@ -25,11 +25,14 @@ class SettingsError(ValueError):
 
 def _expand(value: Any, where: str) -> Any:
     if isinstance(value, str):
+
         def sub(m: re.Match[str]) -> str:
             name = m.group(1) or m.group(2)
             if name not in os.environ:
-                raise SettingsError(f"{where}: ${{{name}}} is not set in the environment; export it (make sets "
-                                    "AIRGATE_HOME) or write the value itself")
+                raise SettingsError(
+                    f"{where}: ${{{name}}} is not set in the environment; export it (make sets "
+                    "AIRGATE_HOME) or write the value itself"
+                )
             return os.environ[name]
 
         return _VAR.sub(sub, value)
@@ -50,14 +53,23 @@ def load(path: Path) -> dict[str, int]:
         for c in doc.get("connections") or []:
             session.query(Connection).filter(Connection.conn_id == c["conn_id"]).delete()
             extra = c.get("conn_extra")
-            session.add(Connection(
-                conn_id=c["conn_id"], conn_type=c["conn_type"], host=c.get("conn_host"), schema=c.get("conn_schema"),
-                login=c.get("conn_login"), password=c.get("conn_password"), port=c.get("conn_port"),
-                extra=json.dumps(extra) if isinstance(extra, dict) else extra))
+            session.add(
+                Connection(
+                    conn_id=c["conn_id"],
+                    conn_type=c["conn_type"],
+                    host=c.get("conn_host"),
+                    schema=c.get("conn_schema"),
+                    login=c.get("conn_login"),
+                    password=c.get("conn_password"),
+                    port=c.get("conn_port"),
+                    extra=json.dumps(extra) if isinstance(extra, dict) else extra,
+                )
+            )
             counts["connections"] += 1
     for p in doc.get("pools") or []:
-        Pool.create_or_update_pool(p["pool_name"], int(p["pool_slot"]), p.get("pool_description", ""),
-                                   include_deferred=False)
+        Pool.create_or_update_pool(
+            p["pool_name"], int(p["pool_slot"]), p.get("pool_description", ""), include_deferred=False
+        )
         counts["pools"] += 1
     for v in doc.get("variables") or []:
         Variable.set(v["variable_name"], v["variable_value"])

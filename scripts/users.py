@@ -14,7 +14,11 @@ from pathlib import Path
 
 
 def ensure_passwords() -> dict[str, str]:
-    users = [u.split(":")[0] for u in os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "").split(",") if u]
+    users = [
+        u.split(":")[0]
+        for u in os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "").split(",")
+        if u
+    ]
     path = Path(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     current: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     changed = False

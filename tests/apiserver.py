@@ -27,8 +27,12 @@ class ApiServer:
         self._log: IO[bytes] = log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--host", "127.0.0.1"],
-            env={**env, "AIRFLOW__API__BASE_URL": self.base, "AIRFLOW__API__WORKERS": "1"}, cwd=cwd,
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            env={**env, "AIRFLOW__API__BASE_URL": self.base, "AIRFLOW__API__WORKERS": "1"},
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_healthy(self, timeout: float = 180) -> ApiServer:
         """Returns once the health endpoint answers; fails the test with the log's tail otherwise."""

@@ -20,25 +20,36 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="airgate-test-"))
-PG_ADMIN_URL = os.environ.get("AIRGATE_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "AIRGATE_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
-os.environ.update({
-    "AIRFLOW_HOME": str(SESSION_DIR / "airflow"),
-    "AIRGATE_HOME": str(SESSION_DIR / "airgate"),
-    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__CORE__PARALLELISM": "4",
-    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,trainer:op,approver:op,approver2:op,viewer:viewer",
-    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(SESSION_DIR / "airflow" / "passwords.json"),
-    "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
-    "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-    "GIT_PYTHON_REFRESH": "quiet",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-})
-for _setting in ("AIRGATE_WAREHOUSE_URL", "AIRGATE_MLFLOW_URI", "AIRGATE_MLFLOW_ARTIFACTS", "AIRGATE_STORAGE_URL",
-                 "AIRGATE_STORAGE_CONN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(SESSION_DIR / "airflow"),
+        "AIRGATE_HOME": str(SESSION_DIR / "airgate"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,trainer:op,approver:op,approver2:op,viewer:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(SESSION_DIR / "airflow" / "passwords.json"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "GIT_PYTHON_REFRESH": "quiet",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+)
+for _setting in (
+    "AIRGATE_WAREHOUSE_URL",
+    "AIRGATE_MLFLOW_URI",
+    "AIRGATE_MLFLOW_ARTIFACTS",
+    "AIRGATE_STORAGE_URL",
+    "AIRGATE_STORAGE_CONN_ID",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+):
     os.environ.pop(_setting, None)  # each test names its own stores
 (SESSION_DIR / "airflow").mkdir(parents=True, exist_ok=True)
 
@@ -50,13 +61,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A migrated Airflow metadata DB for this session (dag.test() needs one)."""
-    out = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
-                         env=os.environ.copy(), timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=600,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return Path(os.environ["AIRFLOW_HOME"])
 
 
 # ------------------------------------------------------------------------------------------------ warehouses
+
 
 def _migrated(url: str):  # type: ignore[no-untyped-def]
     from airgate.core import migrations
@@ -100,10 +117,22 @@ def _truncate_all(engine) -> None:  # type: ignore[no-untyped-def]
     from airgate.core.warehouse import metadata
 
     # Optuna's studies live in the warehouse too; its schema-version tables stay, its studies go.
-    optuna_tables = {"studies", "trials", "study_directions", "study_user_attributes", "study_system_attributes",
-                     "trial_params", "trial_values", "trial_user_attributes", "trial_system_attributes",
-                     "trial_intermediate_values", "trial_heartbeats"} & set(inspect(engine).get_table_names())
-    names = ", ".join([f'"{t.name}"' for t in metadata.sorted_tables] + [f'"{t}"' for t in sorted(optuna_tables)])
+    optuna_tables = {
+        "studies",
+        "trials",
+        "study_directions",
+        "study_user_attributes",
+        "study_system_attributes",
+        "trial_params",
+        "trial_values",
+        "trial_user_attributes",
+        "trial_system_attributes",
+        "trial_intermediate_values",
+        "trial_heartbeats",
+    } & set(inspect(engine).get_table_names())
+    names = ", ".join(
+        [f'"{t.name}"' for t in metadata.sorted_tables] + [f'"{t}"' for t in sorted(optuna_tables)]
+    )
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
@@ -174,19 +203,34 @@ def client(airflow_db, sqlite_engine, mlflow_cfg, monkeypatch):  # type: ignore[
 
     from airgate.web.app import mounted_app
 
-    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_WAREHOUSE", json.dumps(
-        {"conn_type": "sqlite", "host": str(sqlite_engine.url.database)}))
-    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_MLFLOW", json.dumps(
-        {"conn_type": "generic", "extra": {"tracking_uri": mlflow_cfg.tracking_uri,
-                                           "artifact_root": mlflow_cfg.artifact_root}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AIRGATE_WAREHOUSE",
+        json.dumps({"conn_type": "sqlite", "host": str(sqlite_engine.url.database)}),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AIRGATE_MLFLOW",
+        json.dumps(
+            {
+                "conn_type": "generic",
+                "extra": {"tracking_uri": mlflow_cfg.tracking_uri, "artifact_root": mlflow_cfg.artifact_root},
+            }
+        ),
+    )
     init_auth_manager()
     return TestClient(mounted_app(), base_url="http://localhost")
 
 
 # What a test needs, read from the fixtures it requests (directly or through other fixtures): a marker that cannot
 # disagree with the test. The layer marker comes from the folder: tests/unit/<layer>/ mirrors include/airgate/<layer>/.
-NEEDS_BY_FIXTURE = {"engine": "database", "sqlite_engine": "database", "_pg_engine": "postgres", "pg_url": "postgres",
-                    "mlflow_cfg": "mlflow", "airflow_db": "airflow", "client": "airflow"}
+NEEDS_BY_FIXTURE = {
+    "engine": "database",
+    "sqlite_engine": "database",
+    "_pg_engine": "postgres",
+    "pg_url": "postgres",
+    "mlflow_cfg": "mlflow",
+    "airflow_db": "airflow",
+    "client": "airflow",
+}
 LAYERS = ("unit", "integration", "e2e")
 
 

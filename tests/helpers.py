@@ -48,30 +48,58 @@ def prepare_data(engine: Any, spec: ModelSpec, sim: Simulator, root: Path, batch
     return result.labeled_version_id
 
 
-def train_to_request(engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, root: Path, labeled: str,
-                     run_id: str = "tr-1", trained_by: str = "trainer") -> dict[str, str]:
+def train_to_request(
+    engine: Any,
+    spec: ModelSpec,
+    cfg: registry.MlflowConfig,
+    root: Path,
+    labeled: str,
+    run_id: str = "tr-1",
+    trained_by: str = "trainer",
+) -> dict[str, str]:
     training.train(engine, training.TrainConfig(spec, labeled, run_id, trained_by, cfg, str(root / "runs")))
     report = gates.validate(engine, spec, cfg, run_id, str(root / "runs"))
     assert report.approvable, report.failures
     return registration.register_and_request(engine, spec, cfg, run_id)
 
 
-def approve(engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, request_id: str,
-            user: str = "approver") -> dict[str, Any]:
+def approve(
+    engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, request_id: str, user: str = "approver"
+) -> dict[str, Any]:
     req = promotion.get_request(engine, request_id)
-    return promotion.decide(engine, spec, request_id, promotion.Actor(user, frozenset({"op"})), "approve",
-                             "reviewed", req["evidence_hash"], lambda m, v: registry.set_alias(cfg, m, v))
+    return promotion.decide(
+        engine,
+        spec,
+        request_id,
+        promotion.Actor(user, frozenset({"op"})),
+        "approve",
+        "reviewed",
+        req["evidence_hash"],
+        lambda m, v: registry.set_alias(cfg, m, v),
+    )
 
 
-def second_version(engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, request_id: str,
-                   trained_by: str = "trainer") -> str:
+def second_version(
+    engine: Any, spec: ModelSpec, cfg: registry.MlflowConfig, request_id: str, trained_by: str = "trainer"
+) -> str:
     """A second registered version of the same model with its own approval request: the rules about rollback and
     revocation only need two approvable versions, not two trainings. Returns the new request id."""
     req = promotion.get_request(engine, request_id)
-    version = registry.register(cfg, spec.name, req["evidence"]["model_uri"],
-                                registry.version_tags(cfg, spec.name, req["model_version"]))
-    return promotion.open_request(engine, spec, version, f"{req['training_run_id']}-again", req["evidence"],
-                                   req["evidence_hash"], trained_by)
+    version = registry.register(
+        cfg,
+        spec.name,
+        req["evidence"]["model_uri"],
+        registry.version_tags(cfg, spec.name, req["model_version"]),
+    )
+    return promotion.open_request(
+        engine,
+        spec,
+        version,
+        f"{req['training_run_id']}-again",
+        req["evidence"],
+        req["evidence_hash"],
+        trained_by,
+    )
 
 
 def quick_spec() -> ModelSpec:
@@ -80,10 +108,13 @@ def quick_spec() -> ModelSpec:
     from airgate.core.spec import find_spec
 
     shipped = find_spec("knowledge_tracing")
-    quick = [c.model_copy(update={"n_trials": 2, "params": {**c.params, "epochs": 4}}) if c.kind == "dkt" else c
-             for c in shipped.candidates]
-    return shipped.model_copy(update={"tuning": shipped.tuning.model_copy(update={"n_trials": 4}),
-                                      "candidates": quick})
+    quick = [
+        c.model_copy(update={"n_trials": 2, "params": {**c.params, "epochs": 4}}) if c.kind == "dkt" else c
+        for c in shipped.candidates
+    ]
+    return shipped.model_copy(
+        update={"tuning": shipped.tuning.model_copy(update={"n_trials": 4}), "candidates": quick}
+    )
 
 
 def token(username: str, role: str) -> str:
@@ -98,7 +129,6 @@ def bearer(username: str, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(username, role)}"}
 
 
-
 def kill_mid_write(code: str, args: list[str], marker: Path, what: str, timeout_s: float = 180) -> None:
     """Run ``code`` in a fresh Python process, wait until it writes ``marker`` (it has reached the middle of its
     write and hangs there), then SIGKILL it: the worst case a worker meets, no cleanup of any kind."""
@@ -108,10 +138,14 @@ def kill_mid_write(code: str, args: list[str], marker: Path, what: str, timeout_
     import sys
     import time
 
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], env=os.environ.copy(), stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args], env=os.environ.copy(), stderr=subprocess.PIPE
+    )
     deadline = time.time() + timeout_s
     while not marker.exists():
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else f"{what} exited early"
+        assert proc.poll() is None, (
+            proc.stderr.read().decode()[-3000:] if proc.stderr else f"{what} exited early"
+        )
         assert time.time() < deadline, f"the {what} never reached the middle of its write"
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)

@@ -23,10 +23,19 @@ def _file() -> Path:
 def _record(via: str, label: str, context: Mapping[str, Any], **extra: Any) -> None:
     alert = dict(context.get("airgate_alert") or {})
     exc = context.get("exception")
-    line = {"via": via, "label": label, "kind": alert.get("kind"), "model": alert.get("model"),
-            "message": alert.get("message"), "details": alert.get("details"), **context_ids(context),
-            "exception": f"{type(exc).__name__}: {exc}" if exc is not None else None,
-            "deadline": context.get("deadline"), "pid": os.getpid(), **extra}
+    line = {
+        "via": via,
+        "label": label,
+        "kind": alert.get("kind"),
+        "model": alert.get("model"),
+        "message": alert.get("message"),
+        "details": alert.get("details"),
+        **context_ids(context),
+        "exception": f"{type(exc).__name__}: {exc}" if exc is not None else None,
+        "deadline": context.get("deadline"),
+        "pid": os.getpid(),
+        **extra,
+    }
     _file().parent.mkdir(parents=True, exist_ok=True)
     with _file().open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(line, default=str) + "\n")
@@ -38,8 +47,9 @@ class RecordingNotifier(BaseNotifier):
 
     template_fields = ("subject",)
 
-    def __init__(self, label: str = "recorder", fail: bool = False,
-                 subject: str = "[airgate] {{ airgate_alert.kind }}") -> None:
+    def __init__(
+        self, label: str = "recorder", fail: bool = False, subject: str = "[airgate] {{ airgate_alert.kind }}"
+    ) -> None:
         super().__init__()
         self.label = label
         self.fail = fail

@@ -37,14 +37,25 @@ def env(airflow_db, tmp_path: Path, monkeypatch, small_sim):  # type: ignore[no-
     wh = migrated_sqlite(home / "warehouse.db")
     monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(wh)}))
     cfg = registry.MlflowConfig.under(home)
-    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_MLFLOW", json.dumps(
-        {"conn_type": "generic", "extra": {"tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AIRGATE_MLFLOW",
+        json.dumps(
+            {
+                "conn_type": "generic",
+                "extra": {"tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root},
+            }
+        ),
+    )
     from airgate.dev.simulator import write_catalog
 
     write_catalog(small_sim, home / "catalog" / "knowledge_tracing_items.csv")
     for b in range(2):
-        small_sim.write_batch(b, home / "landing" / MODEL, home / "oracle",
-                              roster_path=home / "catalog" / "knowledge_tracing_students.csv")
+        small_sim.write_batch(
+            b,
+            home / "landing" / MODEL,
+            home / "oracle",
+            roster_path=home / "catalog" / "knowledge_tracing_students.csv",
+        )
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
@@ -66,8 +77,10 @@ def train_chain(env) -> None:  # type: ignore[no-untyped-def]
 
 def counts(engine) -> dict[str, int]:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
-        return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-                for t in (raw_rows, clean_events, quarantine, labels, predictions)}
+        return {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in (raw_rows, clean_events, quarantine, labels, predictions)
+        }
 
 
 def approve_via_api(engine, req: dict) -> None:  # type: ignore[no-untyped-def]
@@ -80,8 +93,10 @@ def approve_via_api(engine, req: dict) -> None:  # type: ignore[no-untyped-def]
     init_auth_manager()
     jwt = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="approver", role="op"))
     r = TestClient(mounted_app()).post(
-        f"/airgate/api/approvals/{req['id']}/decisions", headers={"Authorization": f"Bearer {jwt}"},
-        json={"decision": "approve", "comment": "e2e", "evidence_hash": req["evidence_hash"]})
+        f"/airgate/api/approvals/{req['id']}/decisions",
+        headers={"Authorization": f"Bearer {jwt}"},
+        json={"decision": "approve", "comment": "e2e", "evidence_hash": req["evidence_hash"]},
+    )
     assert r.status_code == 200 and r.json()["status"] == "approved", r.text
 
 
@@ -115,7 +130,9 @@ def test_lifecycle_lands_a_scored_table_and_reruns_add_nothing(env) -> None:  # 
     assert [c["details"]["status"] for c in checks] == ["ok"], checks
 
     # The whole chain again on the same data: nothing is duplicated or lost.
-    run(env, "collect", mark_success_pattern="wait_for_new_files")  # the sensor would wait: nothing new landed
+    run(
+        env, "collect", mark_success_pattern="wait_for_new_files"
+    )  # the sensor would wait: nothing new landed
     run(env, "clean")
     run(env, "label")
     run(env, "score", logical_date=score_run.logical_date)  # type: ignore[attr-defined]
@@ -124,8 +141,18 @@ def test_lifecycle_lands_a_scored_table_and_reruns_add_nothing(env) -> None:  # 
         statuses = sorted(conn.execute(select(scoring_runs.c.status)).scalars())
     assert statuses == ["succeeded", "superseded"]
     types = [e["event_type"] for e in audit.events(engine, model=MODEL)]
-    for expected in ("ingest", "clean", "label", "train", "gate", "register", "approval_requested", "decision",
-                     "promotion", "scoring_run"):
+    for expected in (
+        "ingest",
+        "clean",
+        "label",
+        "train",
+        "gate",
+        "register",
+        "approval_requested",
+        "decision",
+        "promotion",
+        "scoring_run",
+    ):
         assert expected in types, expected
     assert types.index("promotion") < types.index("scoring_run")
     # a retrain trigger (drift, decay, the cron) with no new labeled data: same data, spec and code, same model;
@@ -143,7 +170,9 @@ def test_scoring_dag_refuses_an_unapproved_champion(env) -> None:  # type: ignor
     engine = make_engine(env["wh"])
     req = promotion.list_requests(engine, model=MODEL, status="pending")[0]
     pinned = env["dags"][f"{MODEL}__train"].test(run_conf={"labeled_version_id": "labeled-does-not-exist"})
-    assert str(pinned.state) == "failed"  # a run pinned to a version that is not there fails, it does not guess
+    assert (
+        str(pinned.state) == "failed"
+    )  # a run pinned to a version that is not there fails, it does not guess
     registry.set_alias(env["mlflow"], MODEL, req["model_version"])  # bypassing approval
     dr = dag_test(env["dags"][f"{MODEL}__score"])
     assert str(dr.state) == "failed"

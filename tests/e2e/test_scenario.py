@@ -39,9 +39,24 @@ NEW_COHORT_BATCH = 2  # batches 0-1: cohort A; batch 2: the new cohort
 COHORT_SHIFT = -1.0
 RETRAIN_URI = f"airgate://{MODEL}/retrain"
 # Audit event types that tell the story (the data plane's ingest/clean/label/validate events are left out).
-STORY = ("scoring_started", "scoring_run", "scoring_refused", "drift_check", "drift_alarm", "retraining_requested",
-         "alert_sent", "alert_failed", "training_skipped", "train", "gate", "register", "approval_requested",
-         "decision", "decision_refused", "promotion")
+STORY = (
+    "scoring_started",
+    "scoring_run",
+    "scoring_refused",
+    "drift_check",
+    "drift_alarm",
+    "retraining_requested",
+    "alert_sent",
+    "alert_failed",
+    "training_skipped",
+    "train",
+    "gate",
+    "register",
+    "approval_requested",
+    "decision",
+    "decision_refused",
+    "promotion",
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -72,13 +87,32 @@ def env(request, airflow_db, tmp_path: Path, monkeypatch) -> dict[str, Any]:  # 
         _truncate_all(pg)
         wh_url = pg.url.render_as_string(hide_password=False)
         u = make_url(wh_url)
-        conn = {"conn_type": "postgres", "host": u.host, "port": u.port, "login": u.username, "schema": u.database}
+        conn = {
+            "conn_type": "postgres",
+            "host": u.host,
+            "port": u.port,
+            "login": u.username,
+            "schema": u.database,
+        }
     monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_WAREHOUSE", json.dumps(conn))
     cfg = registry.MlflowConfig.under(home)
-    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_MLFLOW", json.dumps(
-        {"conn_type": "generic", "extra": {"tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root}}))
-    sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40, new_cohort_from_batch=NEW_COHORT_BATCH,
-                              cohort_shift=COHORT_SHIFT))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AIRGATE_MLFLOW",
+        json.dumps(
+            {
+                "conn_type": "generic",
+                "extra": {"tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root},
+            }
+        ),
+    )
+    sim = Simulator(
+        SimConfig(
+            students_per_batch=120,
+            events_per_student=40,
+            new_cohort_from_batch=NEW_COHORT_BATCH,
+            cohort_shift=COHORT_SHIFT,
+        )
+    )
     write_catalog(sim, home / "catalog" / f"{MODEL}_items.csv")
     from airflow.dag_processing.dagbag import DagBag
 
@@ -86,8 +120,12 @@ def env(request, airflow_db, tmp_path: Path, monkeypatch) -> dict[str, Any]:  # 
     assert not bag.import_errors
 
     def land(batch: int) -> None:
-        sim.write_batch(batch, home / "landing" / MODEL, home / "oracle",
-                        roster_path=home / "catalog" / f"{MODEL}_students.csv")
+        sim.write_batch(
+            batch,
+            home / "landing" / MODEL,
+            home / "oracle",
+            roster_path=home / "catalog" / f"{MODEL}_students.csv",
+        )
 
     return {"dags": bag.dags, "wh": wh_url, "mlflow": cfg, "land": land}
 
@@ -100,15 +138,24 @@ def run(env: dict[str, Any], stage: str, **kw: Any) -> Any:
 
 # ------------------------------------------------------------------------------------------ Airflow metadata DB
 
+
 def _retrain_events(score_run: Any) -> list[Any]:
     """AssetEvents on the retrain Asset that this score DAG run emitted."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        return list(session.scalars(select(AssetEvent).join(AssetModel, AssetModel.id == AssetEvent.asset_id).where(
-            AssetModel.uri == RETRAIN_URI, AssetEvent.source_dag_id == score_run.dag_id,
-            AssetEvent.source_run_id == score_run.run_id)))
+        return list(
+            session.scalars(
+                select(AssetEvent)
+                .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+                .where(
+                    AssetModel.uri == RETRAIN_URI,
+                    AssetEvent.source_dag_id == score_run.dag_id,
+                    AssetEvent.source_run_id == score_run.run_id,
+                )
+            )
+        )
 
 
 def _queued_for_training() -> list[Any]:
@@ -117,9 +164,13 @@ def _queued_for_training() -> list[Any]:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        return list(session.execute(select(AssetDagRunQueue.target_dag_id, AssetDagRunQueue.created_at)
-                                    .join(AssetModel, AssetModel.id == AssetDagRunQueue.asset_id)
-                                    .where(AssetModel.uri == RETRAIN_URI)).all())
+        return list(
+            session.execute(
+                select(AssetDagRunQueue.target_dag_id, AssetDagRunQueue.created_at)
+                .join(AssetModel, AssetModel.id == AssetDagRunQueue.asset_id)
+                .where(AssetModel.uri == RETRAIN_URI)
+            ).all()
+        )
 
 
 @pytest.fixture
@@ -157,6 +208,7 @@ def _states(dag_run: Any) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------------ helpers
 
+
 def _only_pending(engine: Any) -> dict[str, Any]:
     reqs = promotion.list_requests(engine, model=MODEL, status="pending")
     assert len(reqs) == 1, reqs
@@ -164,8 +216,11 @@ def _only_pending(engine: Any) -> dict[str, Any]:
 
 
 def _drift_verdict(engine: Any, scoring_run_id: str) -> dict[str, Any]:
-    checks = [e for e in audit.events(engine, event_type="drift_check", limit=100_000)
-              if e["entity"]["scoring_run_id"] == scoring_run_id]
+    checks = [
+        e
+        for e in audit.events(engine, event_type="drift_check", limit=100_000)
+        if e["entity"]["scoring_run_id"] == scoring_run_id
+    ]
     assert len(checks) == 1, checks
     return dict(checks[0]["details"])
 
@@ -178,22 +233,28 @@ def _scoring_run(engine: Any, dag_run: Any) -> dict[str, Any]:
 
 def _story(engine: Any, after: int) -> list[tuple[str, str | None]]:
     """(event type, model version) of the story's events after audit entry ``after``, in audit order."""
-    return [(e["event_type"], e["entity"].get("model_version")) for e in audit.events(engine, model=MODEL,
-                                                                                        limit=100_000)
-            if e["seq"] > after and e["event_type"] in STORY]
+    return [
+        (e["event_type"], e["entity"].get("model_version"))
+        for e in audit.events(engine, model=MODEL, limit=100_000)
+        if e["seq"] > after and e["event_type"] in STORY
+    ]
 
 
 def _batches_of(engine: Any, scoring_run_id: str) -> set[int]:
     """Simulator batch numbers (event ids are e<batch>_<student>_<k>) that a scoring run scored."""
     with engine.connect() as conn:
-        ids = conn.execute(select(predictions.c.event_id).where(
-            predictions.c.scoring_run_id == scoring_run_id)).scalars()
+        ids = conn.execute(
+            select(predictions.c.event_id).where(predictions.c.scoring_run_id == scoring_run_id)
+        ).scalars()
         return {int(i[1:4]) for i in ids}
 
 
 # --------------------------------------------------------------------------------------------------------- test
 
-def test_new_cohort_drift_is_detected_in_one_batch_and_the_retrained_model_takes_over(env, train_listens) -> None:  # type: ignore[no-untyped-def]
+
+def test_new_cohort_drift_is_detected_in_one_batch_and_the_retrained_model_takes_over(
+    env, train_listens
+) -> None:  # type: ignore[no-untyped-def]
     t0 = time.perf_counter()
     engine = make_engine(env["wh"])
     for b in range(NEW_COHORT_BATCH):
@@ -210,8 +271,11 @@ def test_new_cohort_drift_is_detected_in_one_batch_and_the_retrained_model_takes
     # Night 1: cohort A, the data the champion was approved on. No alarm, no retraining, nothing queued.
     night1 = run(env, "score")
     states = _states(night1)
-    assert (states["monitor_drift"], states["drifted"], states["request_retraining"]) == \
-        ("success", "success", "skipped"), states
+    assert (states["monitor_drift"], states["drifted"], states["request_retraining"]) == (
+        "success",
+        "success",
+        "skipped",
+    ), states
     sr1 = _scoring_run(engine, night1)
     assert sr1["model_version"] == v1
     ok = _drift_verdict(engine, sr1["run_id"])
@@ -226,18 +290,25 @@ def test_new_cohort_drift_is_detected_in_one_batch_and_the_retrained_model_takes
     # Night 2: the drift check alarms on that very batch (detection delay: 1 batch) and requests retraining.
     night2 = run(env, "score")
     states = _states(night2)
-    assert (states["monitor_drift"], states["drifted"], states["request_retraining"]) == \
-        ("success", "success", "success"), states
+    assert (states["monitor_drift"], states["drifted"], states["request_retraining"]) == (
+        "success",
+        "success",
+        "success",
+    ), states
     sr2 = _scoring_run(engine, night2)
     scored_batches = _batches_of(engine, sr2["run_id"])
     assert sr2["model_version"] == v1 and scored_batches == {NEW_COHORT_BATCH}, scored_batches
     alarm = _drift_verdict(engine, sr2["run_id"])
     assert alarm["status"] == "alarm" and alarm["value"] >= alarm["threshold"], alarm
-    assert [a["entity"]["scoring_run_id"] for a in audit.events(engine, event_type="drift_alarm")] == [sr2["run_id"]]
+    assert [a["entity"]["scoring_run_id"] for a in audit.events(engine, event_type="drift_alarm")] == [
+        sr2["run_id"]
+    ]
     requested = audit.events(engine, event_type="retraining_requested")
     # the first training was asked for by the label DAG (no champion yet); the alarm asks on labels v1 never saw
     assert [(r["entity"].get("scoring_run_id"), r["details"]["reason"]) for r in requested] == [
-        (None, "no_champion"), (sr2["run_id"], "drift")]
+        (None, "no_champion"),
+        (sr2["run_id"], "drift"),
+    ]
     assert requested[1]["entity"]["labeled_version_id"] != requested[1]["details"]["champion_data_version"]
     # ... which Airflow recorded as an event on the retrain Asset, queued for the train DAG.
     emitted = _retrain_events(night2)
@@ -257,8 +328,11 @@ def test_new_cohort_drift_is_detected_in_one_batch_and_the_retrained_model_takes
     assert set(gates.values()) == {"pass"} and "no_worse_than_champion" in gates, second["gates"]
     current = datasets.current(engine, MODEL, "labeled")
     with engine.connect() as conn:
-        cand = conn.execute(select(model_candidates).where(model_candidates.c.model_version == v2,
-                                                           model_candidates.c.model == MODEL)).one()
+        cand = conn.execute(
+            select(model_candidates).where(
+                model_candidates.c.model_version == v2, model_candidates.c.model == MODEL
+            )
+        ).one()
     assert current is not None and cand.data_version == current.version_id
     split = Path(cand.metrics["test_predictions"]).parent / "split"
     for part in ("train", "valid", "test"):
@@ -272,8 +346,11 @@ def test_new_cohort_drift_is_detected_in_one_batch_and_the_retrained_model_takes
     night3 = run(env, "score")
     sr3 = _scoring_run(engine, night3)
     with engine.connect() as conn:
-        versions = set(conn.execute(select(predictions.c.model_version).where(
-            predictions.c.scoring_run_id == sr3["run_id"])).scalars())
+        versions = set(
+            conn.execute(
+                select(predictions.c.model_version).where(predictions.c.scoring_run_id == sr3["run_id"])
+            ).scalars()
+        )
     assert sr3["model_version"] == v2 and versions == {v2}
     assert sr3["approval_id"] == second["id"]
     assert _states(night3)["request_retraining"] == "skipped"
@@ -282,16 +359,29 @@ def test_new_cohort_drift_is_detected_in_one_batch_and_the_retrained_model_takes
 
     # The audit log tells the story in order (the data plane's ingest, clean, validate and label events left out).
     assert _story(engine, after=before) == [
-        ("scoring_started", v1), ("scoring_run", v1), ("drift_check", v1),  # night 1: ok
-        ("scoring_started", v1), ("scoring_run", v1), ("drift_check", v1), ("drift_alarm", v1),  # night 2
-        ("retraining_requested", v1), ("alert_sent", v1),  # the retrain Asset, and the spec's on_drift notifier
-        ("train", None), ("gate", None), ("register", v2), ("approval_requested", v2),  # the train DAG
-        ("decision", v2), ("promotion", v2),  # the approver, through the plugin API
-        ("scoring_started", v2), ("scoring_run", v2), ("drift_check", v2),  # night 3: the new champion
+        ("scoring_started", v1),
+        ("scoring_run", v1),
+        ("drift_check", v1),  # night 1: ok
+        ("scoring_started", v1),
+        ("scoring_run", v1),
+        ("drift_check", v1),
+        ("drift_alarm", v1),  # night 2
+        ("retraining_requested", v1),
+        ("alert_sent", v1),  # the retrain Asset, and the spec's on_drift notifier
+        ("train", None),
+        ("gate", None),
+        ("register", v2),
+        ("approval_requested", v2),  # the train DAG
+        ("decision", v2),
+        ("promotion", v2),  # the approver, through the plugin API
+        ("scoring_started", v2),
+        ("scoring_run", v2),
+        ("drift_check", v2),  # night 3: the new champion
     ]
     alert = audit.events(engine, event_type="alert_sent")[-1]
     assert alert["entity"]["kind"] == "drift" and alert["entity"]["scoring_run_id"] == sr2["run_id"], alert
     assert audit.verify_chain(engine).ok
-    print(f"\nscenario: v{v1} -> v{v2}; drift share {ok['value']:.2f} (cohort A) -> {alarm['value']:.2f} "
-          f"(new cohort, threshold {alarm['threshold']}); {time.perf_counter() - t0:.0f}s")
-
+    print(
+        f"\nscenario: v{v1} -> v{v2}; drift share {ok['value']:.2f} (cohort A) -> {alarm['value']:.2f} "
+        f"(new cohort, threshold {alarm['threshold']}); {time.perf_counter() - t0:.0f}s"
+    )

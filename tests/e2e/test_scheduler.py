@@ -66,13 +66,23 @@ class Deployment:
     sim: Simulator
 
     def land(self, batch: int) -> None:
-        self.sim.write_batch(batch, self.storage / "landing" / MODEL, self.storage / "oracle",
-                             roster_path=self.storage / "catalog" / f"{MODEL}_students.csv")
+        self.sim.write_batch(
+            batch,
+            self.storage / "landing" / MODEL,
+            self.storage / "oracle",
+            roster_path=self.storage / "catalog" / f"{MODEL}_students.csv",
+        )
 
 
 def _sim(storage: Path) -> Simulator:
-    sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40, new_cohort_from_batch=NEW_COHORT_BATCH,
-                              cohort_shift=-1.0))
+    sim = Simulator(
+        SimConfig(
+            students_per_batch=120,
+            events_per_student=40,
+            new_cohort_from_batch=NEW_COHORT_BATCH,
+            cohort_shift=-1.0,
+        )
+    )
     write_catalog(sim, storage / "catalog" / f"{MODEL}_items.csv")
     return sim
 
@@ -114,12 +124,18 @@ def local_deployment(tmp_path: Path) -> Iterator[Deployment]:
     (tmp_path / "specs").mkdir()
     # A second model whose spec is broken (a cron with an hour 25) sits beside the good one all along.
     (tmp_path / "specs" / "broken_model.yaml").write_text(
-        (ROOT / "include" / "specs" / f"{MODEL}.yaml").read_text().replace(f"name: {MODEL}", "name: broken_model", 1)
-        .replace('schedule: "0 2 * * *"', 'schedule: "0 25 * * *"', 1))
-    settings = {"AIRGATE_HOME": str(home), "AIRGATE_SPECS_DIR": str(_spec(tmp_path / "specs").parent),
-                "AIRGATE_WAREHOUSE_URL": f"sqlite:///{home / 'warehouse.db'}",
-                "AIRGATE_MLFLOW_URI": f"sqlite:///{home / 'mlflow.db'}",
-                "AIRGATE_MLFLOW_ARTIFACTS": str(home / "mlartifacts")}
+        (ROOT / "include" / "specs" / f"{MODEL}.yaml")
+        .read_text()
+        .replace(f"name: {MODEL}", "name: broken_model", 1)
+        .replace('schedule: "0 2 * * *"', 'schedule: "0 25 * * *"', 1)
+    )
+    settings = {
+        "AIRGATE_HOME": str(home),
+        "AIRGATE_SPECS_DIR": str(_spec(tmp_path / "specs").parent),
+        "AIRGATE_WAREHOUSE_URL": f"sqlite:///{home / 'warehouse.db'}",
+        "AIRGATE_MLFLOW_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "AIRGATE_MLFLOW_ARTIFACTS": str(home / "mlartifacts"),
+    }
     sim = _sim(home)
     stack = _start(Stack(StackConfig(tmp_path / "airflow", settings)))
     try:
@@ -135,15 +151,26 @@ def celery_deployment(tmp_path: Path) -> Iterator[Deployment]:
     metadata, warehouse, mlflow_db = (_pg_database(t) for t in ("airflow", "wh", "mlflow"))
     store = tmp_path / "objstore"
     store.mkdir()
-    settings = {"AIRGATE_HOME": str(tmp_path / "host-main"), "AIRGATE_SPECS_DIR": str(_spec(tmp_path / "specs").parent),
-                "AIRGATE_WAREHOUSE_URL": warehouse, "AIRGATE_MLFLOW_URI": mlflow_db,
-                "AIRGATE_MLFLOW_ARTIFACTS": f"{store.as_uri()}/mlartifacts",
-                "AIRGATE_STORAGE_URL": store.as_uri()}
+    settings = {
+        "AIRGATE_HOME": str(tmp_path / "host-main"),
+        "AIRGATE_SPECS_DIR": str(_spec(tmp_path / "specs").parent),
+        "AIRGATE_WAREHOUSE_URL": warehouse,
+        "AIRGATE_MLFLOW_URI": mlflow_db,
+        "AIRGATE_MLFLOW_ARTIFACTS": f"{store.as_uri()}/mlartifacts",
+        "AIRGATE_STORAGE_URL": store.as_uri(),
+    }
     sim = _sim(store)
     redis_db = 1 + uuid.uuid4().int % 14
-    cfg = StackConfig(tmp_path / "airflow", settings, executor="CeleryExecutor", metadata_url=metadata,
-                      broker_url=f"redis://127.0.0.1:6379/{redis_db}", result_backend=f"db+{metadata}",
-                      workers=[{"AIRGATE_HOME": str(tmp_path / f"host-{i}")} for i in range(2)], parallelism=2)
+    cfg = StackConfig(
+        tmp_path / "airflow",
+        settings,
+        executor="CeleryExecutor",
+        metadata_url=metadata,
+        broker_url=f"redis://127.0.0.1:6379/{redis_db}",
+        result_backend=f"db+{metadata}",
+        workers=[{"AIRGATE_HOME": str(tmp_path / f"host-{i}")} for i in range(2)],
+        parallelism=2,
+    )
     stack = None
     try:
         stack = _start(Stack(cfg))
@@ -160,6 +187,7 @@ def celery_deployment(tmp_path: Path) -> Iterator[Deployment]:
 
 # ---------------------------------------------------------------------------------------------- REST helpers
 
+
 class Airflow(AirflowApi):
     """What the test reads and does through Airflow's REST API and the plugin's, as signed-in users."""
 
@@ -172,15 +200,20 @@ class Airflow(AirflowApi):
 
     def wait_request(self, version: str) -> dict[str, Any]:
         """The approval request for ``version``, once the chain has opened it; a failed run fails at once."""
+
         def probe() -> dict[str, Any] | None:
             failed = self.failed_runs(STAGES)
             if failed:
-                raise StackError(f"runs failed: {failed} "
-                                 f"{[(s, r, self.states(s, r)) for s, ids in failed.items() for r in ids]}\n"
-                                 + self.d.stack.tails())
+                raise StackError(
+                    f"runs failed: {failed} "
+                    f"{[(s, r, self.states(s, r)) for s, ids in failed.items() for r in ids]}\n"
+                    + self.d.stack.tails()
+                )
             return next((q for q in self.pending_requests() if q["model_version"] == version), None)
 
-        return dict(self.d.stack.wait_for(probe, CHAIN_TIMEOUT_S, f"an approval request for v{version}", every=3))
+        return dict(
+            self.d.stack.wait_for(probe, CHAIN_TIMEOUT_S, f"an approval request for v{version}", every=3)
+        )
 
 
 def _events(url: str) -> list[dict[str, Any]]:
@@ -204,6 +237,7 @@ def _scored_versions(url: str, scoring_run_id: str | None = None) -> set[str]:
 
 
 # ---------------------------------------------------------------------------------------------- the story
+
 
 def run_lifecycle(d: Deployment) -> dict[str, Any]:
     af = Airflow(d)
@@ -240,11 +274,18 @@ def run_lifecycle(d: Deployment) -> dict[str, Any]:
     # is not retrained merely because labels arrived.
     labeled_before = sum(1 for e in _events(d.warehouse_url) if e["event_type"] == "label")
     d.land(NEW_COHORT_BATCH)
-    d.stack.wait_for(lambda: sum(1 for e in _events(d.warehouse_url) if e["event_type"] == "label") > labeled_before,
-                     CHAIN_TIMEOUT_S, "the drift batch to be labeled", every=3)
+    d.stack.wait_for(
+        lambda: sum(1 for e in _events(d.warehouse_url) if e["event_type"] == "label") > labeled_before,
+        CHAIN_TIMEOUT_S,
+        "the drift batch to be labeled",
+        every=3,
+    )
     label_runs = af.dag_runs("label")
-    d.stack.wait_for(lambda: all(r["state"] in ("success", "failed") for r in af.dag_runs("label")), 300,
-                     "the label runs to finish")
+    d.stack.wait_for(
+        lambda: all(r["state"] in ("success", "failed") for r in af.dag_runs("label")),
+        300,
+        "the label runs to finish",
+    )
     assert label_runs
 
     night2 = af.trigger("score")
@@ -269,8 +310,11 @@ def assert_story(d: Deployment, out: dict[str, Any]) -> None:
     for s in STAGES:
         unfinished = [r["dag_run_id"] for r in af.dag_runs(s) if r["state"] != "success"]
         assert unfinished == [] if s != "collect" else len(unfinished) <= 1, (s, unfinished)
-    trained = [r for r in af.dag_runs("train") if af.states("train", r["dag_run_id"]).get("select_and_test")
-               == ["success"]]
+    trained = [
+        r
+        for r in af.dag_runs("train")
+        if af.states("train", r["dag_run_id"]).get("select_and_test") == ["success"]
+    ]
     assert len(trained) == 2, [af.states("train", r["dag_run_id"]) for r in af.dag_runs("train")]
     for r in trained:
         assert r["run_type"] == "asset_triggered"
@@ -285,7 +329,9 @@ def assert_story(d: Deployment, out: dict[str, Any]) -> None:
     assert "scoring_skipped" in types and "deadline_waived" in types and "deadline_missed" not in types
     # Approvals came from the signed-in approver through the plugin, on runs Airflow attributed to the spec owner.
     decisions = [e for e in events if e["event_type"] == "decision"]
-    assert [(e["actor"], e["details"].get("decision")) for e in decisions] == [("approver", "approve")] * 2, decisions
+    assert [(e["actor"], e["details"].get("decision")) for e in decisions] == [("approver", "approve")] * 2, (
+        decisions
+    )
     assert [e["details"]["to_version"] for e in events if e["event_type"] == "promotion"] == ["1", "2"]
     assert _scored_versions(d.warehouse_url, out["night3_scoring_run"]) == {"2"}
     engine = make_engine(d.warehouse_url)
@@ -307,7 +353,10 @@ def assert_broken_spec_reported_alone(d: Deployment) -> None:
     admin = Airflow(d).admin
     errors = admin.get("/api/v2/importErrors").raise_for_status().json()["import_errors"]
     assert [e["filename"] for e in errors] == ["airgate_spec_errors.py"], errors
-    assert "broken_model.yaml:\n  - field 'scoring.schedule': '0 25 * * *' is not a valid cron" in errors[0]["stack_trace"]
+    assert (
+        "broken_model.yaml:\n  - field 'scoring.schedule': '0 25 * * *' is not a valid cron"
+        in errors[0]["stack_trace"]
+    )
     dags = admin.get("/api/v2/dags", params={"limit": 100}).raise_for_status().json()["dags"]
     assert sorted(x["dag_id"] for x in dags) == sorted(f"{MODEL}__{s}" for s in STAGES)
     assert not any(x["has_import_errors"] or x["is_stale"] for x in dags), dags
@@ -315,13 +364,16 @@ def assert_broken_spec_reported_alone(d: Deployment) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.celery
-def test_lifecycle_runs_by_itself_on_celery_with_shared_nothing_workers(celery_deployment: Deployment,
-                                                                         tmp_path: Path) -> None:
+def test_lifecycle_runs_by_itself_on_celery_with_shared_nothing_workers(
+    celery_deployment: Deployment, tmp_path: Path
+) -> None:
     out = run_lifecycle(celery_deployment)
     assert_story(celery_deployment, out)
     # Both workers took tasks, each with a local folder of its own: they shared only the databases and the store.
     worker_logs = [c.tail(10**7) for c in celery_deployment.stack.components if c.name.startswith("worker-")]
-    assert len(worker_logs) == 2 and all("succeeded" in log for log in worker_logs), \
-        [log[-1500:] for log in worker_logs]
+    assert len(worker_logs) == 2 and all("succeeded" in log for log in worker_logs), [
+        log[-1500:] for log in worker_logs
+    ]
     assert not list((tmp_path / "host-0").glob("runs/**/*.parquet")) and not list(
-        (tmp_path / "host-1").glob("runs/**/*.parquet"))
+        (tmp_path / "host-1").glob("runs/**/*.parquet")
+    )

@@ -38,14 +38,20 @@ def _count(engine, table) -> int:  # type: ignore[no-untyped-def]
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-def test_kill_mid_write_then_retry_loses_and_duplicates_nothing(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_kill_mid_write_then_retry_loses_and_duplicates_nothing(
+    engine, spec, small_sim, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     landing = land(small_sim, tmp_path, range(2))
     marker = tmp_path / "marker"
     url = engine.url.render_as_string(hide_password=False)
     kill_mid_write(KILLED_INGEST, [url, str(landing), str(marker)], marker, "ingest", timeout_s=120)
 
     # Nothing of the killed attempt is visible: no rows, no version, no ledger entry.
-    assert (_count(engine, raw_rows), _count(engine, dataset_versions), _count(engine, file_ledger)) == (0, 0, 0)
+    assert (_count(engine, raw_rows), _count(engine, dataset_versions), _count(engine, file_ledger)) == (
+        0,
+        0,
+        0,
+    )
 
     retry = collect.ingest(engine, spec, landing)  # the scheduler's retry
     expected = sum(len(small_sim.batch(b).events) for b in range(2))

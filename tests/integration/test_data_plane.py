@@ -82,8 +82,14 @@ def test_a_retry_of_a_file_already_committed_is_a_no_op(engine, spec, small_sim,
         (HEADER.encode() + "e1,s1,i1,k1,2026-09-01T10:00:00Z,5000,A,1\n".encode("utf-16"), "not UTF-8"),
     ],
 )
-def test_bad_files_are_rejected_with_a_reason_and_good_ones_go_on(engine, spec, small_sim, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                                  content: bytes, reason: str) -> None:
+def test_bad_files_are_rejected_with_a_reason_and_good_ones_go_on(
+    engine,
+    spec,
+    small_sim,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    content: bytes,
+    reason: str,
+) -> None:
     landing = land(small_sim, tmp_path, range(1))
     (landing / "bad.csv").write_bytes(content)
     result = collect.ingest(engine, spec, landing)
@@ -93,7 +99,10 @@ def test_bad_files_are_rejected_with_a_reason_and_good_ones_go_on(engine, spec, 
     events = audit.events(engine, event_type="ingest_rejected")
     assert len(events) == 1 and reason in events[0]["details"]["error"]
     with engine.connect() as conn:
-        assert conn.execute(select(file_ledger.c.status).where(file_ledger.c.path.like("%bad.csv"))).scalar() == "rejected"
+        assert (
+            conn.execute(select(file_ledger.c.status).where(file_ledger.c.path.like("%bad.csv"))).scalar()
+            == "rejected"
+        )
 
 
 def test_corrupt_parquet_is_rejected(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -105,15 +114,21 @@ def test_corrupt_parquet_is_rejected(engine, spec, small_sim, tmp_path: Path) ->
     pq_spec = spec.model_copy(update={"source": spec.source.model_copy(update={"pattern": "*.parquet"})})
     status = {Path(f.path).name: f for f in collect.ingest(engine, pq_spec, landing).files}
     assert status["good.parquet"].status == "ingested"
-    assert status["bad.parquet"].status == "rejected" and "corrupt Parquet" in (status["bad.parquet"].error or "")
+    assert status["bad.parquet"].status == "rejected" and "corrupt Parquet" in (
+        status["bad.parquet"].error or ""
+    )
 
 
-def test_truncated_csv_keeps_every_row_and_quarantines_the_cut_one(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_truncated_csv_keeps_every_row_and_quarantines_the_cut_one(
+    engine, spec, small_sim, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     landing = tmp_path / "landing"
     landing.mkdir()
-    (landing / "cut.csv").write_text(HEADER + "e1,s1,i000,k4,2026-09-01T10:00:00Z,5000,A,1\n"
-                                     "e2,s1,i000,k4,2026-09-01T10:01:00Z,5000,A,1,surplus\ne3,s1,i0\n"
-                                     'e4,s1,i000,k4,2026-09-01T10:02:00Z,5000,"A, half a quo')
+    (landing / "cut.csv").write_text(
+        HEADER + "e1,s1,i000,k4,2026-09-01T10:00:00Z,5000,A,1\n"
+        "e2,s1,i000,k4,2026-09-01T10:01:00Z,5000,A,1,surplus\ne3,s1,i0\n"
+        'e4,s1,i000,k4,2026-09-01T10:02:00Z,5000,"A, half a quo'
+    )
     collect.ingest(engine, spec, landing)
     outcome = clean.clean_pending(engine, spec).versions[0]
     assert (outcome.rows_in, outcome.quarantined) == (4, 3)
@@ -123,8 +138,8 @@ def test_truncated_csv_keeps_every_row_and_quarantines_the_cut_one(engine, spec,
 def test_each_rule_quarantines_with_its_reason(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rows = [
         "ok1,s1,i000,k4,2026-09-01T10:00:00Z,5000,A,1",
-        "ok2,s1,i003,k4,2026-09-01T10:01:00Z,5000,B,",          # ungraded: accepted, no label
-        ",s1,i000,k4,2026-09-01T10:02:00Z,5000,A,1",            # missing key
+        "ok2,s1,i003,k4,2026-09-01T10:01:00Z,5000,B,",  # ungraded: accepted, no label
+        ",s1,i000,k4,2026-09-01T10:02:00Z,5000,A,1",  # missing key
         "bad_ts,s1,i000,k4,yesterday,5000,A,1",
         "bad_rt,s1,i000,k4,2026-09-01T10:03:00Z,fast,A,1",
         "huge_rt,s1,i000,k4,2026-09-01T10:03:00Z,99999999999999999999,A,1",
@@ -132,7 +147,7 @@ def test_each_rule_quarantines_with_its_reason(engine, spec, small_sim, tmp_path
         "future,s1,i000,k4,2999-01-01T00:00:00Z,5000,A,1",
         "ancient,s1,i000,k4,1999-01-01T00:00:00Z,5000,A,1",
         "rapid,s1,i000,k4,2026-09-01T10:05:00Z,200,A,1",
-        "ok1,s1,i000,k4,2026-09-01T10:06:00Z,5000,A,0",          # duplicate event_id
+        "ok1,s1,i000,k4,2026-09-01T10:06:00Z,5000,A,0",  # duplicate event_id
         "sqli,s2,i000,k4,2026-09-01T10:07:00Z,5000,'); DROP TABLE clean_events;--,1",
         "html,s2,i000,k4,2026-09-01T10:08:00Z,5000,<script>alert(1)</script>,0",
         "unk_item,s2,i999,k4,2026-09-01T10:09:00Z,5000,A,1",
@@ -148,10 +163,20 @@ def test_each_rule_quarantines_with_its_reason(engine, spec, small_sim, tmp_path
     with engine.connect() as conn:
         q = {r.content["event_id"] or "<empty>": r.reason for r in conn.execute(select(quarantine))}
         accepted = dict(conn.execute(select(clean_events.c.event_id, clean_events.c.answer)).all())
-    assert q == {"<empty>": "missing_value", "bad_ts": "bad_type", "bad_rt": "bad_type", "huge_rt": "out_of_range",
-                 "bad_label": "bad_label", "future": "ts_in_future", "ancient": "ts_out_of_range",
-                 "rapid": "rapid_guess", "ok1": "duplicate_event_id", "unk_item": "unknown_item",
-                 "unk_skill": "unknown_skill", "mismatch": "skill_mismatch"}
+    assert q == {
+        "<empty>": "missing_value",
+        "bad_ts": "bad_type",
+        "bad_rt": "bad_type",
+        "huge_rt": "out_of_range",
+        "bad_label": "bad_label",
+        "future": "ts_in_future",
+        "ancient": "ts_out_of_range",
+        "rapid": "rapid_guess",
+        "ok1": "duplicate_event_id",
+        "unk_item": "unknown_item",
+        "unk_skill": "unknown_skill",
+        "mismatch": "skill_mismatch",
+    }
     assert set(accepted) == {"ok1", "ok2", "sqli", "html"}
     assert accepted["sqli"] == "'); DROP TABLE clean_events;--"  # stored as data, bound as a parameter
 
@@ -185,6 +210,7 @@ def test_labeled_versions_accumulate_with_provenance(engine, spec, small_sim, tm
     v2 = datasets.get(engine, second.labeled_version_id or "")
     assert v2 is not None and first.labeled_version_id in v2.parents
     with engine.connect() as conn:  # the old version is untouched
-        n_first = conn.execute(select(func.count()).select_from(labels)
-                               .where(labels.c.version_id == first.labeled_version_id)).scalar_one()
+        n_first = conn.execute(
+            select(func.count()).select_from(labels).where(labels.c.version_id == first.labeled_version_id)
+        ).scalar_one()
     assert n_first == first.rows

@@ -21,7 +21,9 @@ LAYERS = ("core", "data", "model", "governance", "serving", "orchestration", "we
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [str(BIN / argv[0]), *argv[1:]], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_ruff_passes() -> None:
@@ -48,16 +50,26 @@ def test_imports_point_down_the_layers() -> None:
 
 def test_no_module_is_over_400_lines() -> None:
     """Migrations aside: a module that long holds more than one job."""
-    sources = [p for d in ("include", "dags", "plugins") for p in (ROOT / d).rglob("*.py")
-               if "migrations" not in p.parts]
-    long = {str(p.relative_to(ROOT)): n for p in sources if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    sources = [
+        p
+        for d in ("include", "dags", "plugins")
+        for p in (ROOT / d).rglob("*.py")
+        if "migrations" not in p.parts
+    ]
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in sources
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
     assert not long, long
 
 
 def test_every_layer_is_a_package_and_tests_mirror_it() -> None:
     package = ROOT / "include" / "airgate"
     assert all((package / layer / "__init__.py").is_file() for layer in LAYERS)
-    assert all(ast.get_docstring(ast.parse((package / layer / "__init__.py").read_text())) for layer in LAYERS)
+    assert all(
+        ast.get_docstring(ast.parse((package / layer / "__init__.py").read_text())) for layer in LAYERS
+    )
     unit = ROOT / "tests" / "unit"
     assert {p.name for p in unit.iterdir() if p.is_dir() and p.name != "__pycache__"} <= set(LAYERS)
     stray = [p.name for p in (ROOT / "tests").glob("test_*.py")]

@@ -17,9 +17,19 @@ def test_requirements_are_pinned_exactly() -> None:
     reqs = [ln for ln in lines if ln]
     assert reqs and all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][\w.+]*", r) for r in reqs), reqs
     names = {r.split("==")[0].split("[")[0].lower() for r in reqs}
-    assert {"apache-airflow", "apache-airflow-providers-standard", "apache-airflow-providers-cncf-kubernetes",
-            "great-expectations", "evidently", "mlflow", "lightgbm", "torch", "optuna", "sqlalchemy",
-            "psycopg"} <= names
+    assert {
+        "apache-airflow",
+        "apache-airflow-providers-standard",
+        "apache-airflow-providers-cncf-kubernetes",
+        "great-expectations",
+        "evidently",
+        "mlflow",
+        "lightgbm",
+        "torch",
+        "optuna",
+        "sqlalchemy",
+        "psycopg",
+    } <= names
     assert "apache-airflow==3.3.2" in reqs and "torch==2.13.0" in reqs
 
 
@@ -38,12 +48,16 @@ def test_airflow_settings_define_what_the_dags_use() -> None:
     # The stores are deploy-time environment settings, not connections an op user could repoint.
     assert not {c["conn_id"] for c in doc.get("connections") or []} & {"airgate_warehouse", "airgate_mlflow"}
     makefile = (ROOT / "Makefile").read_text()
-    assert all(f"export {s} ?=" in makefile for s in ("AIRGATE_WAREHOUSE_URL", "AIRGATE_MLFLOW_URI",
-                                                      "AIRGATE_MLFLOW_ARTIFACTS"))
+    assert all(
+        f"export {s} ?=" in makefile
+        for s in ("AIRGATE_WAREHOUSE_URL", "AIRGATE_MLFLOW_URI", "AIRGATE_MLFLOW_ARTIFACTS")
+    )
     pools = {p["pool_name"] for p in doc["pools"]}
     # the DAG code: builders.py and the per-DAG modules under dags/, plus kube.py; a pool is named either inline
     # (pool="...") or through a module constant (TRAINING_POOL = "...", POOL = "...")
-    dag_code = "\n".join(p.read_text() for p in sorted((ROOT / "include" / "airgate" / "orchestration").rglob("*.py")))
+    dag_code = "\n".join(
+        p.read_text() for p in sorted((ROOT / "include" / "airgate" / "orchestration").rglob("*.py"))
+    )
     used_pools = set(re.findall(r'(?i)pool"?\s*[=:]\s*"([^"]+)"', dag_code))
     assert used_pools and used_pools <= pools
 
@@ -74,8 +88,11 @@ def _pip_installs(dockerfile: Path) -> list[list[str]]:
 
     runs = [i["value"] for i in DockerfileParser(path=str(dockerfile)).structure if i["instruction"] == "RUN"]
     commands = [shlex.split(part) for run in runs for part in re.split(r"&&|;|\|\|", run)]
-    return [c[c.index("install") + 1:] for c in commands
-            if "install" in c and any(Path(w).name.startswith("pip") for w in c[:c.index("install")])]
+    return [
+        c[c.index("install") + 1 :]
+        for c in commands
+        if "install" in c and any(Path(w).name.startswith("pip") for w in c[: c.index("install")])
+    ]
 
 
 def _option_values(args: list[str], *flags: str) -> list[str]:
@@ -91,11 +108,16 @@ def _option_values(args: list[str], *flags: str) -> list[str]:
 
 def test_dockerfile_installs_exactly_the_pinned_set() -> None:
     installs = _pip_installs(ROOT / "Dockerfile")
-    with_requirements = [a for a in installs
-                         if any(Path(v).name == "requirements.txt" for v in _option_values(a, "-r", "--requirement"))]
+    with_requirements = [
+        a
+        for a in installs
+        if any(Path(v).name == "requirements.txt" for v in _option_values(a, "-r", "--requirement"))
+    ]
     assert with_requirements, "the Dockerfile must pip install requirements.txt"
     for args in with_requirements:
-        assert any(Path(v).name == "constraints.txt" for v in _option_values(args, "-c", "--constraint")), args
+        assert any(Path(v).name == "constraints.txt" for v in _option_values(args, "-c", "--constraint")), (
+            args
+        )
     # Any other install brings nothing from an index: local paths only, without their dependencies.
     for args in installs:
         if args in with_requirements:
@@ -106,14 +128,20 @@ def test_dockerfile_installs_exactly_the_pinned_set() -> None:
     # and requirements.txt itself names exact versions only
     for raw in (ROOT / "requirements.txt").read_text().splitlines():
         line = raw.split("#")[0].strip()
-        assert not line or line.startswith("-r ") or re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[\w,\-]+\])?==[\w.+]+", line), raw
+        assert (
+            not line
+            or line.startswith("-r ")
+            or re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[\w,\-]+\])?==[\w.+]+", line)
+        ), raw
 
 
 def test_requirements_agree_with_constraints() -> None:
     constraints = _pins(ROOT / "constraints.txt")
     for name in ("requirements.txt", "requirements-dev.txt"):
         pins = _pins(ROOT / name)
-        disagree = {p: (v, constraints[p]) for p, v in pins.items() if p in constraints and constraints[p] != v}
+        disagree = {
+            p: (v, constraints[p]) for p, v in pins.items() if p in constraints and constraints[p] != v
+        }
         assert not disagree, f"{name} and constraints.txt pin different versions: {disagree}"
     # the Celery executor's set: celery 5.7.0 (what provider 3.26.0 resolves to alone) fails to import
     reqs = _pins(ROOT / "requirements.txt")
@@ -125,17 +153,54 @@ def test_requirements_agree_with_constraints() -> None:
 # docs/kubernetes.md and docs/helm-values.yaml use; a key outside this list is a typo or a guess.
 # `config` is airflow.cfg, free-form below its sections.
 CHART_VALUE_KEYS = {
-    "airflowVersion", "airflowHome", "images", "images.airflow", "images.airflow.repository",
-    "images.airflow.tag", "images.airflow.pullPolicy", "imagePullSecrets", "executor", "workers",
-    "workers.replicas", "dags", "dags.persistence", "dags.persistence.enabled", "dags.gitSync",
-    "dags.gitSync.enabled", "dags.gitSync.repo", "dags.gitSync.branch", "dags.gitSync.ref", "dags.gitSync.rev",
-    "dags.gitSync.subPath", "dags.gitSync.depth", "dags.gitSync.credentialsSecret", "dags.gitSync.sshKeySecret",
-    "postgresql", "postgresql.enabled", "redis", "redis.enabled", "data", "data.metadataSecretName",
-    "data.brokerUrlSecretName", "fernetKeySecretName", "apiSecretKeySecretName", "jwtSecretName",
-    "extraEnvFrom", "extraEnv", "env", "secret", "config", "migrateDatabaseJob",
+    "airflowVersion",
+    "airflowHome",
+    "images",
+    "images.airflow",
+    "images.airflow.repository",
+    "images.airflow.tag",
+    "images.airflow.pullPolicy",
+    "imagePullSecrets",
+    "executor",
+    "workers",
+    "workers.replicas",
+    "dags",
+    "dags.persistence",
+    "dags.persistence.enabled",
+    "dags.gitSync",
+    "dags.gitSync.enabled",
+    "dags.gitSync.repo",
+    "dags.gitSync.branch",
+    "dags.gitSync.ref",
+    "dags.gitSync.rev",
+    "dags.gitSync.subPath",
+    "dags.gitSync.depth",
+    "dags.gitSync.credentialsSecret",
+    "dags.gitSync.sshKeySecret",
+    "postgresql",
+    "postgresql.enabled",
+    "redis",
+    "redis.enabled",
+    "data",
+    "data.metadataSecretName",
+    "data.brokerUrlSecretName",
+    "fernetKeySecretName",
+    "apiSecretKeySecretName",
+    "jwtSecretName",
+    "extraEnvFrom",
+    "extraEnv",
+    "env",
+    "secret",
+    "config",
+    "migrateDatabaseJob",
     "migrateDatabaseJob.extraInitContainers",
 }
-AIRGATE_SETTINGS = {"AIRGATE_WAREHOUSE_URL", "AIRGATE_MLFLOW_URI", "AIRGATE_MLFLOW_ARTIFACTS", "AIRGATE_STORAGE_URL"}
+AIRGATE_SETTINGS = {
+    "AIRGATE_WAREHOUSE_URL",
+    "AIRGATE_MLFLOW_URI",
+    "AIRGATE_MLFLOW_ARTIFACTS",
+    "AIRGATE_STORAGE_URL",
+}
 
 
 def _key_paths(node: object, prefix: str = "") -> set[str]:
@@ -151,7 +216,7 @@ def _key_paths(node: object, prefix: str = "") -> set[str]:
 def test_helm_values_use_the_charts_names_and_airgates_settings() -> None:
     values = yaml.safe_load((ROOT / "docs" / "helm-values.yaml").read_text())
     doc = (ROOT / "docs" / "kubernetes.md").read_text()
-    section = doc[doc.index("## Running airgate with the official Airflow Helm chart"):]
+    section = doc[doc.index("## Running airgate with the official Airflow Helm chart") :]
     blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", section, re.S)]
     assert values in blocks, "the values shown in docs/kubernetes.md and docs/helm-values.yaml differ"
     for block in blocks:
@@ -164,8 +229,9 @@ def test_helm_values_use_the_charts_names_and_airgates_settings() -> None:
     assert values["dags"]["gitSync"]["enabled"] is False  # baked-in DAGs
     # every component shares the JWT, [api] and Fernet keys, and reaches the api-server's Execution API
     assert all(values[k] for k in ("jwtSecretName", "apiSecretKeySecretName", "fernetKeySecretName"))
-    assert values["config"]["core"]["execution_api_server_url"].endswith("-api-server:{{ .Values.ports.apiServer }}"
-                                                                         "/execution/")
+    assert values["config"]["core"]["execution_api_server_url"].endswith(
+        "-api-server:{{ .Values.ports.apiServer }}/execution/"
+    )
     assert {s["envName"] for s in values["secret"]} == {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"}
 
     # airgate's settings come from one Secret, whose keys are the settings airgate reads

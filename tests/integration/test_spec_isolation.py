@@ -27,8 +27,14 @@ PARSE = (
 
 def _parse(specs: Path) -> dict:  # type: ignore[type-arg]
     env = {**os.environ, "AIRGATE_SPECS_DIR": str(specs)}
-    out = subprocess.run([sys.executable, "-c", PARSE, str(REPO_ROOT / "dags")], env=env, capture_output=True,
-                         text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PARSE, str(REPO_ROOT / "dags")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -57,7 +63,10 @@ def test_a_bad_cron_a_missing_section_and_bad_bytes_cost_only_their_own_models(t
     assert list(errors) == [str(REPO_ROOT / "dags" / "airgate_spec_errors.py")], errors
     report = next(iter(errors.values()))
     assert "3 model specs did not load" in report
-    assert f"{bad_cron}:\n  - field 'scoring.schedule': '0 25 * * *' is not a valid cron expression. Fix:" in report
+    assert (
+        f"{bad_cron}:\n  - field 'scoring.schedule': '0 25 * * *' is not a valid cron expression. Fix:"
+        in report
+    )
     assert f"{no_approval}:" in report and "field 'approval'" in report and "Fix: add the field" in report
     assert f"{latin1}:" in report and "not UTF-8" in report
 
@@ -67,4 +76,6 @@ def test_good_specs_parse_without_import_errors(tmp_path: Path) -> None:
     _second_model(tmp_path, "second_model")
     parsed = _parse(tmp_path)
     assert parsed["import_errors"] == {}
-    assert parsed["dag_ids"] == sorted(f"{m}__{s}" for m in ("knowledge_tracing", "second_model") for s in STAGES)
+    assert parsed["dag_ids"] == sorted(
+        f"{m}__{s}" for m in ("knowledge_tracing", "second_model") for s in STAGES
+    )

@@ -37,14 +37,19 @@ def test_trigger_classpaths_old_and_new_resolve_to_the_same_trigger() -> None:
 
 def test_the_notifier_paths_in_the_shipped_spec_resolve() -> None:
     alerts = find_spec("knowledge_tracing").alerts
-    paths = {t.notifier for targets in (alerts.on_failure, alerts.on_deadline_missed, alerts.on_drift,
-                                        alerts.on_decay) for t in targets}
+    paths = {
+        t.notifier
+        for targets in (alerts.on_failure, alerts.on_deadline_missed, alerts.on_drift, alerts.on_decay)
+        for t in targets
+    }
     assert paths == {"airgate.notifiers.LogNotifier"}
     assert all(import_string(p) is notifiers.LogNotifier for p in paths)
 
 
 def test_the_cli_that_pods_and_the_migration_job_run_starts() -> None:
     assert kube.CLI == ["python", "-m", "airgate.cli"]
-    out = subprocess.run([sys.executable, "-m", "airgate.cli", "--help"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "airgate.cli", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "migrate" in out.stdout and "train-candidate" in out.stdout

@@ -25,19 +25,40 @@ GENESIS = "0" * 64
 CHAIN_LOCK = "airgate.audit_log"
 
 
-def entry_hash(prev_hash: str, at: datetime, actor: str, event_type: str, model: str | None,
-               entity: Mapping[str, Any], details: Mapping[str, Any]) -> str:
+def entry_hash(
+    prev_hash: str,
+    at: datetime,
+    actor: str,
+    event_type: str,
+    model: str | None,
+    entity: Mapping[str, Any],
+    details: Mapping[str, Any],
+) -> str:
     at_utc = as_utc(at)
     assert at_utc is not None
-    body = canonical_json({
-        "prev": prev_hash, "at": at_utc.isoformat(timespec="microseconds"), "actor": actor,
-        "type": event_type, "model": model, "entity": dict(entity), "details": dict(details),
-    })
+    body = canonical_json(
+        {
+            "prev": prev_hash,
+            "at": at_utc.isoformat(timespec="microseconds"),
+            "actor": actor,
+            "type": event_type,
+            "model": model,
+            "entity": dict(entity),
+            "details": dict(details),
+        }
+    )
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def append(conn: Connection, *, actor: str, event_type: str, model: str | None,
-           entity: Mapping[str, Any], details: Mapping[str, Any] | None = None) -> str:
+def append(
+    conn: Connection,
+    *,
+    actor: str,
+    event_type: str,
+    model: str | None,
+    entity: Mapping[str, Any],
+    details: Mapping[str, Any] | None = None,
+) -> str:
     """Append one event inside the caller's transaction and return its hash."""
     lock_for_chain(conn, CHAIN_LOCK)
     details = dict(details or {})
@@ -48,10 +69,18 @@ def append(conn: Connection, *, actor: str, event_type: str, model: str | None,
     entity_j = json.loads(canonical_json(entity))
     details_j = json.loads(canonical_json(details))
     h = entry_hash(prev_hash, at, actor, event_type, model, entity_j, details_j)
-    conn.execute(audit_log.insert().values(
-        at=at, actor=actor, event_type=event_type, model=model, entity=entity_j, details=details_j,
-        prev_hash=prev_hash, hash=h,
-    ))
+    conn.execute(
+        audit_log.insert().values(
+            at=at,
+            actor=actor,
+            event_type=event_type,
+            model=model,
+            entity=entity_j,
+            details=details_j,
+            prev_hash=prev_hash,
+            hash=h,
+        )
+    )
     return h
 
 
@@ -76,16 +105,21 @@ def verify_chain(engine: Engine, batch: int = 5000) -> ChainReport:
     last_seq = 0
     with engine.connect() as conn:
         while True:
-            rows = conn.execute(
-                select(audit_log).where(audit_log.c.seq > last_seq).order_by(audit_log.c.seq).limit(batch)
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    select(audit_log).where(audit_log.c.seq > last_seq).order_by(audit_log.c.seq).limit(batch)
+                )
+                .mappings()
+                .all()
+            )
             if not rows:
                 break
             for r in rows:
                 if r["prev_hash"] != prev_hash:
                     return ChainReport(False, count, r["seq"], "link to the previous entry is broken")
-                expected = entry_hash(prev_hash, r["at"], r["actor"], r["event_type"], r["model"],
-                                      r["entity"], r["details"])
+                expected = entry_hash(
+                    prev_hash, r["at"], r["actor"], r["event_type"], r["model"], r["entity"], r["details"]
+                )
                 if expected != r["hash"]:
                     return ChainReport(False, count, r["seq"], "entry content does not match its hash")
                 prev_hash = r["hash"]
@@ -94,8 +128,9 @@ def verify_chain(engine: Engine, batch: int = 5000) -> ChainReport:
     return ChainReport(True, count)
 
 
-def events(engine: Engine, *, model: str | None = None, event_type: str | None = None,
-           limit: int = 1000) -> list[dict[str, Any]]:
+def events(
+    engine: Engine, *, model: str | None = None, event_type: str | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
     q = select(audit_log).order_by(audit_log.c.seq)
     if model is not None:
         q = q.where(audit_log.c.model == model)
@@ -165,8 +200,12 @@ def iter_filtered(engine: Engine, flt: AuditFilter, batch: int = 5000) -> Iterat
     """Every matching event, oldest first, in batches (an export of the whole log does not load it at once)."""
     last = 0
     while True:
-        q = (select(audit_log).where(*flt.where(), audit_log.c.seq > last).order_by(audit_log.c.seq)
-             .limit(batch))
+        q = (
+            select(audit_log)
+            .where(*flt.where(), audit_log.c.seq > last)
+            .order_by(audit_log.c.seq)
+            .limit(batch)
+        )
         with engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(q).mappings()]
         yield from rows
@@ -180,7 +219,13 @@ EXPORT_COLUMNS = ["seq", "at", "actor", "event_type", "model", "entity", "detail
 
 def _csv_safe(value: Any) -> str:
     """A cell a spreadsheet will not execute: text that starts like a formula is prefixed with a quote."""
-    text = value if isinstance(value, str) else canonical_json(value) if isinstance(value, (dict, list)) else str(value)
+    text = (
+        value
+        if isinstance(value, str)
+        else canonical_json(value)
+        if isinstance(value, (dict, list))
+        else str(value)
+    )
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
@@ -192,8 +237,12 @@ def to_csv_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
     writer = csv.writer(buf)
     writer.writerow(EXPORT_COLUMNS)
     for r in rows:
-        writer.writerow([_csv_safe(as_utc(r["at"]).isoformat() if k == "at" else r[k])  # type: ignore[union-attr]
-                         for k in EXPORT_COLUMNS])
+        writer.writerow(
+            [
+                _csv_safe(as_utc(r["at"]).isoformat() if k == "at" else r[k])  # type: ignore[union-attr]
+                for k in EXPORT_COLUMNS
+            ]
+        )
         yield buf.getvalue()
         buf.seek(0)
         buf.truncate()

@@ -45,17 +45,45 @@ class DatasetVersion:
 
 
 def _to_version(r: Any) -> DatasetVersion:
-    return DatasetVersion(r.version_id, r.model, r.kind, r.content_hash, list(r.parents), r.row_count,
-                          r.batch_id, dict(r.summary))
+    return DatasetVersion(
+        r.version_id,
+        r.model,
+        r.kind,
+        r.content_hash,
+        list(r.parents),
+        r.row_count,
+        r.batch_id,
+        dict(r.summary),
+    )
 
 
-def insert_version(conn: Connection, *, model: str, kind: str, digest: str, parents: list[str], row_count: int,
-                   schema: dict[str, Any], summary: dict[str, Any], batch_id: str | None = None) -> str:
+def insert_version(
+    conn: Connection,
+    *,
+    model: str,
+    kind: str,
+    digest: str,
+    parents: list[str],
+    row_count: int,
+    schema: dict[str, Any],
+    summary: dict[str, Any],
+    batch_id: str | None = None,
+) -> str:
     vid = version_id(kind, digest)
-    conn.execute(dataset_versions.insert().values(
-        version_id=vid, model=model, kind=kind, content_hash=digest, parents=parents, batch_id=batch_id,
-        row_count=row_count, schema=schema, summary=summary, created_at=utcnow(),
-    ))
+    conn.execute(
+        dataset_versions.insert().values(
+            version_id=vid,
+            model=model,
+            kind=kind,
+            content_hash=digest,
+            parents=parents,
+            batch_id=batch_id,
+            row_count=row_count,
+            schema=schema,
+            summary=summary,
+            created_at=utcnow(),
+        )
+    )
     return vid
 
 
@@ -70,9 +98,12 @@ def get(engine: Engine | Connection, vid: str) -> DatasetVersion | None:
 
 
 def latest(engine: Engine, model: str, kind: str) -> DatasetVersion | None:
-    q = (select(dataset_versions)
-         .where(dataset_versions.c.model == model, dataset_versions.c.kind == kind)
-         .order_by(dataset_versions.c.created_at.desc(), dataset_versions.c.version_id.desc()).limit(1))
+    q = (
+        select(dataset_versions)
+        .where(dataset_versions.c.model == model, dataset_versions.c.kind == kind)
+        .order_by(dataset_versions.c.created_at.desc(), dataset_versions.c.version_id.desc())
+        .limit(1)
+    )
     with engine.connect() as conn:
         r = conn.execute(q).first()
     return _to_version(r) if r else None
@@ -95,31 +126,62 @@ def list_versions(engine: Engine, model: str, kind: str | None = None) -> list[D
 
 # ----------------------------------------------------------------------------------------- current, rollback
 
+
 def current(engine: Engine, model: str, kind: str) -> DatasetVersion | None:
     """The version runs use by default: the pointer if one was set, else the newest version."""
     with engine.connect() as conn:
-        vid = conn.execute(select(current_versions.c.version_id).where(
-            current_versions.c.model == model, current_versions.c.kind == kind)).scalar()
+        vid = conn.execute(
+            select(current_versions.c.version_id).where(
+                current_versions.c.model == model, current_versions.c.kind == kind
+            )
+        ).scalar()
     if vid is None:
         return latest(engine, model, kind)
     return get(engine, vid)
 
 
-def move_current(conn: Connection, model: str, kind: str, version_id: str, actor: str, reason: str | None,
-                 event_type: str = "dataset_current_moved") -> str | None:
+def move_current(
+    conn: Connection,
+    model: str,
+    kind: str,
+    version_id: str,
+    actor: str,
+    reason: str | None,
+    event_type: str = "dataset_current_moved",
+) -> str | None:
     """Point "current" at ``version_id`` inside the caller's transaction; audited. Returns the previous target."""
     from airgate.core import audit
 
-    prev = conn.execute(select(current_versions.c.version_id).where(
-        current_versions.c.model == model, current_versions.c.kind == kind)).scalar()
+    prev = conn.execute(
+        select(current_versions.c.version_id).where(
+            current_versions.c.model == model, current_versions.c.kind == kind
+        )
+    ).scalar()
     if prev is None:
-        conn.execute(current_versions.insert().values(model=model, kind=kind, version_id=version_id, moved_by=actor,
-                                                      reason=reason, moved_at=utcnow()))
+        conn.execute(
+            current_versions.insert().values(
+                model=model,
+                kind=kind,
+                version_id=version_id,
+                moved_by=actor,
+                reason=reason,
+                moved_at=utcnow(),
+            )
+        )
     else:
-        conn.execute(update(current_versions).where(current_versions.c.model == model, current_versions.c.kind == kind)
-                     .values(version_id=version_id, moved_by=actor, reason=reason, moved_at=utcnow()))
-    audit.append(conn, actor=actor, event_type=event_type, model=model,
-                 entity={"kind": kind, "version_id": version_id}, details={"from": prev, "reason": reason})
+        conn.execute(
+            update(current_versions)
+            .where(current_versions.c.model == model, current_versions.c.kind == kind)
+            .values(version_id=version_id, moved_by=actor, reason=reason, moved_at=utcnow())
+        )
+    audit.append(
+        conn,
+        actor=actor,
+        event_type=event_type,
+        model=model,
+        entity={"kind": kind, "version_id": version_id},
+        details={"from": prev, "reason": reason},
+    )
     return prev
 
 
@@ -131,10 +193,13 @@ def rollback(engine: Engine, model: str, kind: str, version_id: str, actor: str,
     if target is None or target.model != model or target.kind != kind:
         raise ValueError(f"{version_id} is not a {kind} version of {model}")
     with engine.begin() as conn:
-        return move_current(conn, model, kind, version_id, actor, reason.strip(), event_type="dataset_rollback")
+        return move_current(
+            conn, model, kind, version_id, actor, reason.strip(), event_type="dataset_rollback"
+        )
 
 
 # ----------------------------------------------------------------------------------------- diff, verify
+
 
 @dataclass(frozen=True)
 class DatasetDiff:
@@ -151,14 +216,20 @@ def _keyed_rows(engine: Engine, v: DatasetVersion) -> dict[str, Any]:
 
     with engine.connect() as conn:
         if v.kind == "labeled":
-            q = select(labels.c.event_id, labels.c.label, labels.c.source).where(labels.c.version_id == v.version_id)
+            q = select(labels.c.event_id, labels.c.label, labels.c.source).where(
+                labels.c.version_id == v.version_id
+            )
             return {r[0]: (r[1], r[2]) for r in conn.execute(q)}
         if v.kind == "clean":
             q = select(clean_events.c.event_id, clean_events.c.correct).where(
-                clean_events.c.version_id == v.version_id)
+                clean_events.c.version_id == v.version_id
+            )
             return {r[0]: r[1] for r in conn.execute(q)}
         q = select(raw_rows.c.content).where(raw_rows.c.version_id == v.version_id)
-        return {str(r[0].get("event_id", i)): json.dumps(r[0], sort_keys=True) for i, r in enumerate(conn.execute(q))}
+        return {
+            str(r[0].get("event_id", i)): json.dumps(r[0], sort_keys=True)
+            for i, r in enumerate(conn.execute(q))
+        }
 
 
 def diff(engine: Engine, a: str, b: str) -> DatasetDiff:
@@ -172,8 +243,14 @@ def diff(engine: Engine, a: str, b: str) -> DatasetDiff:
     added = sorted(set(rb) - set(ra))
     removed = sorted(set(ra) - set(rb))
     changed = sorted(k for k in set(ra) & set(rb) if ra[k] != rb[k])
-    return DatasetDiff(a, b, len(added), len(removed), len(changed),
-                       {"added": added[:10], "removed": removed[:10], "changed": changed[:10]})
+    return DatasetDiff(
+        a,
+        b,
+        len(added),
+        len(removed),
+        len(changed),
+        {"added": added[:10], "removed": removed[:10], "changed": changed[:10]},
+    )
 
 
 def verify(engine: Engine, version_id: str) -> bool:
@@ -185,15 +262,29 @@ def verify(engine: Engine, version_id: str) -> bool:
         raise ValueError(f"unknown version {version_id}")
     with engine.connect() as conn:
         if v.kind == "raw":
-            rows = conn.execute(select(raw_rows.c.row_num, raw_rows.c.content)
-                                .where(raw_rows.c.version_id == version_id).order_by(raw_rows.c.row_num)).all()
-            digest = content_hash("raw", v.model, ((n, sorted(c.items())) for n, c in rows),
-                                  extra={"sha256": v.summary["sha256"]})
+            rows = conn.execute(
+                select(raw_rows.c.row_num, raw_rows.c.content)
+                .where(raw_rows.c.version_id == version_id)
+                .order_by(raw_rows.c.row_num)
+            ).all()
+            digest = content_hash(
+                "raw",
+                v.model,
+                ((n, sorted(c.items())) for n, c in rows),
+                extra={"sha256": v.summary["sha256"]},
+            )
         elif v.kind == "labeled":
-            label_rows = conn.execute(select(labels.c.event_id, labels.c.label, labels.c.source, labels.c.labeler)
-                                      .where(labels.c.version_id == version_id)).all()
+            label_rows = conn.execute(
+                select(labels.c.event_id, labels.c.label, labels.c.source, labels.c.labeler).where(
+                    labels.c.version_id == version_id
+                )
+            ).all()
             canonical = sorted((str(e), int(lab), str(src), str(who)) for e, lab, src, who in label_rows)
-            digest = content_hash("labeled", v.model, canonical, extra={"clean_versions": v.summary["clean_versions"]})
+            digest = content_hash(
+                "labeled", v.model, canonical, extra={"clean_versions": v.summary["clean_versions"]}
+            )
         else:
-            raise ValueError("clean versions are verified by re-cleaning their raw version (clean.clean_version)")
+            raise ValueError(
+                "clean versions are verified by re-cleaning their raw version (clean.clean_version)"
+            )
     return digest == v.content_hash

@@ -66,12 +66,16 @@ def _conn(conn_id: str, setting: str):  # type: ignore[no-untyped-def]
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSecretsBackendAccessDenied
 
-    fix = (f"set {setting} in the environment of every Airflow component, or define the Airflow connection "
-           f"{conn_id} (as AIRFLOW_CONN_{conn_id.upper()} or in a secrets backend)")
+    fix = (
+        f"set {setting} in the environment of every Airflow component, or define the Airflow connection "
+        f"{conn_id} (as AIRFLOW_CONN_{conn_id.upper()} or in a secrets backend)"
+    )
     try:
         return Connection.get(conn_id)
     except AirflowSecretsBackendAccessDenied as exc:
-        raise SettingMissing(f"this process may not read the Airflow connection {conn_id} ({exc}): {fix}") from exc
+        raise SettingMissing(
+            f"this process may not read the Airflow connection {conn_id} ({exc}): {fix}"
+        ) from exc
     except AirflowNotFoundException:
         pass
     # Outside a task the SDK may not consult the metadata database; core's lookup does (and is allowed there).
@@ -89,7 +93,9 @@ def warehouse_url() -> str:
     if override:
         return override
     c = _conn(WAREHOUSE_CONN_ID, "AIRGATE_WAREHOUSE_URL")
-    return url_from_connection(c.conn_type, c.host or "", c.login, c.password, c.port, c.schema, c.extra_dejson)
+    return url_from_connection(
+        c.conn_type, c.host or "", c.login, c.password, c.port, c.schema, c.extra_dejson
+    )
 
 
 _ENGINE_LOCK = threading.Lock()
@@ -122,8 +128,9 @@ def warehouse_engine() -> Engine:
 def source_engine(conn_id: str) -> Engine:
     """An engine for a SQL source, from any Airflow connection (read only; never migrated)."""
     c = _conn(conn_id, f"the Airflow connection {conn_id} named by the spec's source.conn_id")
-    return make_engine(url_from_connection(c.conn_type, c.host or "", c.login, c.password, c.port, c.schema,
-                                           c.extra_dejson))
+    return make_engine(
+        url_from_connection(c.conn_type, c.host or "", c.login, c.password, c.port, c.schema, c.extra_dejson)
+    )
 
 
 def mlflow_config() -> MlflowConfig:
@@ -138,15 +145,19 @@ def mlflow_config() -> MlflowConfig:
     if uri:
         artifacts = os.environ.get("AIRGATE_MLFLOW_ARTIFACTS")
         if not artifacts:
-            raise SettingMissing("AIRGATE_MLFLOW_URI is set but AIRGATE_MLFLOW_ARTIFACTS is not: set it to the "
-                                 "artifact root new experiments use (a folder, file:// or s3:// URI)")
+            raise SettingMissing(
+                "AIRGATE_MLFLOW_URI is set but AIRGATE_MLFLOW_ARTIFACTS is not: set it to the "
+                "artifact root new experiments use (a folder, file:// or s3:// URI)"
+            )
         cfg = MlflowConfig(uri, artifacts)
     else:
         extra = _conn(MLFLOW_CONN_ID, "AIRGATE_MLFLOW_URI").extra_dejson
         missing = [k for k in ("tracking_uri", "artifact_root") if not extra.get(k)]
         if missing:
-            raise SettingMissing(f"the Airflow connection {MLFLOW_CONN_ID} has no {' and no '.join(missing)} in "
-                                 "its extra: set both, or set AIRGATE_MLFLOW_URI and AIRGATE_MLFLOW_ARTIFACTS")
+            raise SettingMissing(
+                f"the Airflow connection {MLFLOW_CONN_ID} has no {' and no '.join(missing)} in "
+                "its extra: set both, or set AIRGATE_MLFLOW_URI and AIRGATE_MLFLOW_ARTIFACTS"
+            )
         cfg = MlflowConfig(str(extra["tracking_uri"]), str(extra["artifact_root"]))
     os.environ["MLFLOW_TRACKING_URI"] = cfg.tracking_uri
     os.environ["MLFLOW_REGISTRY_URI"] = cfg.tracking_uri
@@ -175,10 +186,21 @@ def code_version() -> str:
     if os.environ.get("AIRGATE_CODE_VERSION"):
         return os.environ["AIRGATE_CODE_VERSION"]
     try:
-        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=5).stdout.strip())
+        commit = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+        )
         return str(CodeVersion(commit, dirty))
     except (OSError, subprocess.SubprocessError):
         return "unknown"

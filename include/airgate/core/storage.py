@@ -75,8 +75,10 @@ def url() -> str:
     configured = os.environ.get(URL_ENV, "").strip()
     if configured:
         if "://" not in configured:
-            raise StorageError(f"{URL_ENV}={configured!r} is not a URL: write file:///srv/airgate for a shared "
-                               "folder, or s3://bucket/prefix (any scheme Airflow's ObjectStoragePath knows)")
+            raise StorageError(
+                f"{URL_ENV}={configured!r} is not a URL: write file:///srv/airgate for a shared "
+                "folder, or s3://bucket/prefix (any scheme Airflow's ObjectStoragePath knows)"
+            )
         return configured.rstrip("/")
     from airgate.core.settings import airgate_home
 
@@ -131,8 +133,9 @@ def location(path: Location) -> StoragePath:
     if os.path.isabs(text):
         return _path(f"file://{text}")
     if ".." in PurePosixPath(text).parts:
-        raise StorageError(f"{text!r} climbs out of the storage root ({describe()}): name a path under it, or a "
-                           "full URI")
+        raise StorageError(
+            f"{text!r} climbs out of the storage root ({describe()}): name a path under it, or a full URI"
+        )
     return root() / text if text not in ("", ".") else root()
 
 
@@ -253,7 +256,9 @@ def upload_file(local: Path, dest: Location) -> StoragePath:
     if target.protocol in LOCAL_PROTOCOLS:
         _local_replace(target, lambda tmp: shutil.copyfile(local, tmp))
     else:
-        target.fs.put_file(str(local), target.path)  # one put, or a multipart upload that completes at the end
+        target.fs.put_file(
+            str(local), target.path
+        )  # one put, or a multipart upload that completes at the end
     return target
 
 
@@ -262,8 +267,11 @@ FileState: TypeAlias = Mapping[str, tuple[int, int]]
 
 def tree_state(local_dir: Path) -> dict[str, tuple[int, int]]:
     """(size, mtime) of every file under a local folder, by relative POSIX path: what ``upload_tree`` may skip."""
-    return {p.relative_to(local_dir).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(local_dir.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(local_dir).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(local_dir.rglob("*"))
+        if p.is_file()
+    }
 
 
 def upload_tree(local_dir: Path, dest: Location, unchanged: FileState | None = None) -> StoragePath:
@@ -290,6 +298,6 @@ def download_tree(src: Location, local_dir: Path, *, missing_ok: bool = False) -
     prefix = str(base.path).rstrip("/") + "/"
     for p in base.rglob("*"):
         if p.is_file():
-            rel = str(p.path)[len(prefix):] if str(p.path).startswith(prefix) else p.name
+            rel = str(p.path)[len(prefix) :] if str(p.path).startswith(prefix) else p.name
             download_file(p, local_dir / rel)
     return tree_state(local_dir)

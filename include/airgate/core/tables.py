@@ -36,7 +36,8 @@ def _ts(name: str, **kw: Any) -> Column[Any]:
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 file_ledger = Table(
-    "file_ledger", metadata,
+    "file_ledger",
+    metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("model", String(64), nullable=False),
     Column("path", Text, nullable=False),
@@ -52,7 +53,8 @@ file_ledger = Table(
 )
 
 dataset_versions = Table(
-    "dataset_versions", metadata,
+    "dataset_versions",
+    metadata,
     Column("version_id", String(80), primary_key=True),
     Column("model", String(64), nullable=False),
     Column("kind", String(16), nullable=False),  # raw | clean | labeled
@@ -68,7 +70,8 @@ dataset_versions = Table(
 
 # Which version of each kind is "current" for a model. New versions move it forward; a rollback moves it back.
 current_versions = Table(
-    "current_versions", metadata,
+    "current_versions",
+    metadata,
     Column("model", String(64), primary_key=True),
     Column("kind", String(16), primary_key=True),
     Column("version_id", String(80), ForeignKey("dataset_versions.version_id"), nullable=False),
@@ -79,7 +82,8 @@ current_versions = Table(
 
 # Great Expectations results per clean version: pass | warn | fail, with the evidence kept next to the version.
 data_validations = Table(
-    "data_validations", metadata,
+    "data_validations",
+    metadata,
     Column("version_id", String(80), ForeignKey("dataset_versions.version_id"), primary_key=True),
     Column("model", String(64), nullable=False),
     Column("status", String(8), nullable=False),
@@ -93,7 +97,8 @@ data_validations = Table(
 
 # How far each SQL source has been read: advanced in the same transaction as the raw version it produced.
 source_watermarks = Table(
-    "source_watermarks", metadata,
+    "source_watermarks",
+    metadata,
     Column("model", String(64), primary_key=True),
     Column("source", String(256), primary_key=True),
     Column("watermark", Text, nullable=False),
@@ -102,14 +107,16 @@ source_watermarks = Table(
 )
 
 raw_rows = Table(
-    "raw_rows", metadata,
+    "raw_rows",
+    metadata,
     Column("version_id", String(80), ForeignKey("dataset_versions.version_id"), primary_key=True),
     Column("row_num", Integer, primary_key=True),
     Column("content", JSON, nullable=False),  # the row exactly as it arrived, all strings
 )
 
 clean_events = Table(
-    "clean_events", metadata,
+    "clean_events",
+    metadata,
     Column("version_id", String(80), ForeignKey("dataset_versions.version_id"), nullable=False),
     Column("model", String(64), nullable=False),
     Column("event_id", String(128), nullable=False),
@@ -125,7 +132,8 @@ clean_events = Table(
 )
 
 quarantine = Table(
-    "quarantine", metadata,
+    "quarantine",
+    metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("version_id", String(80), nullable=False),  # the clean version whose run rejected it
     Column("raw_version_id", String(80), nullable=False),
@@ -137,7 +145,8 @@ quarantine = Table(
 )
 
 labels = Table(
-    "labels", metadata,
+    "labels",
+    metadata,
     Column("version_id", String(80), ForeignKey("dataset_versions.version_id"), primary_key=True),
     Column("event_id", String(128), primary_key=True),
     Column("label", Integer, nullable=False),
@@ -151,7 +160,8 @@ labels = Table(
 # Labels that arrive outside the interaction data: late grades, human review answers. Append-only; one per
 # (event, source), so a file dropped twice or an answer re-sent cannot count twice.
 label_events = Table(
-    "label_events", metadata,
+    "label_events",
+    metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("model", String(64), nullable=False),
     Column("event_id", String(128), nullable=False),
@@ -166,7 +176,8 @@ label_events = Table(
 
 # The rows people are asked to label: the most uncertain unlabeled rows under the current champion.
 review_queue = Table(
-    "review_queue", metadata,
+    "review_queue",
+    metadata,
     Column("model", String(64), primary_key=True),
     Column("event_id", String(128), primary_key=True),
     Column("p", Float, nullable=False),
@@ -179,7 +190,8 @@ review_queue = Table(
 )
 
 model_candidates = Table(
-    "model_candidates", metadata,
+    "model_candidates",
+    metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("model", String(64), nullable=False),
     Column("training_run_id", String(80), nullable=False, unique=True),
@@ -197,7 +209,8 @@ model_candidates = Table(
 
 # The test split of a training run is read once, by the final evaluation; a second read is refused (migration 0008).
 test_set_reads = Table(
-    "test_set_reads", metadata,
+    "test_set_reads",
+    metadata,
     Column("training_run_id", String(80), primary_key=True),
     Column("model", String(64), nullable=False),
     Column("split_hash", String(64), nullable=False),
@@ -207,7 +220,8 @@ test_set_reads = Table(
 )
 
 monitoring_reports = Table(
-    "monitoring_reports", metadata,
+    "monitoring_reports",
+    metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("model", String(64), nullable=False),
     Column("scoring_run_id", String(80), nullable=False),
@@ -224,7 +238,8 @@ monitoring_reports = Table(
 )
 
 approval_requests = Table(
-    "approval_requests", metadata,
+    "approval_requests",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("model", String(64), nullable=False),
     Column("model_version", String(32), nullable=False),
@@ -242,7 +257,8 @@ approval_requests = Table(
 )
 
 approval_decisions = Table(
-    "approval_decisions", metadata,
+    "approval_decisions",
+    metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("request_id", String(40), ForeignKey("approval_requests.id"), nullable=False),
     Column("actor", String(128), nullable=False),
@@ -254,7 +270,8 @@ approval_decisions = Table(
 )
 
 promotion_ledger = Table(
-    "promotion_ledger", metadata,
+    "promotion_ledger",
+    metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("model", String(64), nullable=False),
     Column("action", String(16), nullable=False),  # promote | rollback | revoke
@@ -268,7 +285,8 @@ promotion_ledger = Table(
 )
 
 scoring_runs = Table(
-    "scoring_runs", metadata,
+    "scoring_runs",
+    metadata,
     Column("run_id", String(80), primary_key=True),
     Column("model", String(64), nullable=False),
     Column("partition_key", String(40), nullable=False),
@@ -284,13 +302,20 @@ scoring_runs = Table(
     Column("shards", Integer),
     Column("rows_expected", Integer),
     Column("reason", Text),
-    Index("uq_scoring_runs_published", "model", "partition_key", unique=True,
-          sqlite_where=text("status = 'succeeded'"), postgresql_where=text("status = 'succeeded'")),
+    Index(
+        "uq_scoring_runs_published",
+        "model",
+        "partition_key",
+        unique=True,
+        sqlite_where=text("status = 'succeeded'"),
+        postgresql_where=text("status = 'succeeded'"),
+    ),
 )
 
 # Written once, straight from the scoring shards; visible as the partition's predictions once its run is published.
 predictions = Table(
-    "predictions", metadata,
+    "predictions",
+    metadata,
     Column("model", String(64), nullable=False),
     Column("partition_key", String(40), nullable=False),
     Column("event_id", String(128), nullable=False),
@@ -308,15 +333,19 @@ predictions = Table(
 
 def published_predictions(model: str, partition_key: str | None = None) -> Any:
     """A select of the visible predictions: each partition's rows of its one succeeded (published) run."""
-    q = select(predictions).join(scoring_runs, scoring_runs.c.run_id == predictions.c.scoring_run_id).where(
-        predictions.c.model == model, scoring_runs.c.status == "succeeded")
+    q = (
+        select(predictions)
+        .join(scoring_runs, scoring_runs.c.run_id == predictions.c.scoring_run_id)
+        .where(predictions.c.model == model, scoring_runs.c.status == "succeeded")
+    )
     if partition_key is not None:
         q = q.where(predictions.c.partition_key == partition_key)
     return q
 
 
 audit_log = Table(
-    "audit_log", metadata,
+    "audit_log",
+    metadata,
     Column("seq", BigId, primary_key=True, autoincrement=True),
     _ts("at", nullable=False),
     Column("actor", String(128), nullable=False),

@@ -17,12 +17,7 @@ from pathlib import Path
 from typing import Any, overload
 from urllib.parse import quote_plus
 
-from sqlalchemy import (
-    Engine,
-    Table,
-    create_engine,
-    event,
-)
+from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.engine import Connection
 
 from airgate.core.tables import (  # noqa: F401 - the tables are used through this module
@@ -69,6 +64,7 @@ def as_utc(dt: datetime | None) -> datetime | None:
 
 # --------------------------------------------------------------------------------------------------- engines
 
+
 def url_from_connection(
     conn_type: str | None,
     host: str | None = None,
@@ -88,7 +84,9 @@ def url_from_connection(
     kind = (conn_type or "").lower()
     if kind == "sqlite":
         if not host:
-            raise ValueError("connection airgate_warehouse (sqlite) needs 'host' set to the database file path")
+            raise ValueError(
+                "connection airgate_warehouse (sqlite) needs 'host' set to the database file path"
+            )
         return f"sqlite:///{host}"
     if kind in {"postgres", "postgresql"}:
         auth = quote_plus(login or "postgres")
@@ -148,6 +146,7 @@ def lock_for_chain(conn: Connection, name: str) -> None:
 
 # --------------------------------------------------------------------------------------------------- bulk paths
 
+
 def _copy_value(v: Any) -> Any:
     if v is None:
         return None
@@ -156,8 +155,12 @@ def _copy_value(v: Any) -> Any:
     return v
 
 
-def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]] | Iterable[Mapping[str, Any]],
-                columns: Sequence[str] | None = None) -> int:
+def bulk_insert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]] | Iterable[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+) -> int:
     """Insert many rows by the fastest path the database has.
 
     PostgreSQL: COPY through psycopg (an order of magnitude above executemany). SQLite:
@@ -168,12 +171,16 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         return 0
     cols = list(columns or rows[0].keys())
     if is_postgres(conn):
-        return bulk_insert_tuples(conn, table, cols, [tuple(_copy_value(r.get(c)) for c in cols) for r in rows])
+        return bulk_insert_tuples(
+            conn, table, cols, [tuple(_copy_value(r.get(c)) for c in cols) for r in rows]
+        )
     conn.execute(table.insert(), [dict(r) for r in rows])
     return len(rows)
 
 
-def bulk_insert_tuples(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> int:
+def bulk_insert_tuples(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> int:
     """Like bulk_insert, for rows already laid out as tuples (the scoring hot path: no dict per row)."""
     if not rows:
         return 0
@@ -189,7 +196,6 @@ def bulk_insert_tuples(conn: Connection, table: Table, columns: Sequence[str], r
     dbapi = conn.connection.driver_connection
     dbapi.executemany(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({placeholders})', rows)  # type: ignore[union-attr]  # noqa: S608
     return len(rows)
-
 
 
 def bulk_read_tuples(conn: Connection, query: Any) -> tuple[list[str], list[tuple[Any, ...]] | bytes]:

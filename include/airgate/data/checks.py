@@ -47,12 +47,31 @@ class ValidationOutcome:
 
 def _frame(engine: Engine, version_id: str) -> pd.DataFrame:
     with engine.connect() as conn:
-        rows = conn.execute(select(clean_events.c.event_id, clean_events.c.student_id, clean_events.c.item_id,
-                                   clean_events.c.skill_id, clean_events.c.ts, clean_events.c.response_time_ms,
-                                   clean_events.c.answer, clean_events.c.correct)
-                            .where(clean_events.c.version_id == version_id)).all()
-    df = pd.DataFrame(rows, columns=["event_id", "student_id", "item_id", "skill_id", "ts", "response_time_ms",
-                                     "answer", "correct"])
+        rows = conn.execute(
+            select(
+                clean_events.c.event_id,
+                clean_events.c.student_id,
+                clean_events.c.item_id,
+                clean_events.c.skill_id,
+                clean_events.c.ts,
+                clean_events.c.response_time_ms,
+                clean_events.c.answer,
+                clean_events.c.correct,
+            ).where(clean_events.c.version_id == version_id)
+        ).all()
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "event_id",
+            "student_id",
+            "item_id",
+            "skill_id",
+            "ts",
+            "response_time_ms",
+            "answer",
+            "correct",
+        ],
+    )
     df["ts"] = pd.to_datetime(df["ts"], utc=True)
     df["correct"] = df["correct"].astype("float64")
     return df
@@ -61,15 +80,23 @@ def _frame(engine: Engine, version_id: str) -> pd.DataFrame:
 def _previous_validated(engine: Engine, spec: ModelSpec, version_id: str) -> str | None:
     """The newest clean version before this one that passed validation: the reference for shift checks."""
     with engine.connect() as conn:
-        ok = set(conn.execute(select(data_validations.c.version_id).where(
-            data_validations.c.model == spec.name, data_validations.c.status != "fail")).scalars())
-    older = [v.version_id for v in datasets.list_versions(engine, spec.name, "clean") if v.version_id != version_id]
+        ok = set(
+            conn.execute(
+                select(data_validations.c.version_id).where(
+                    data_validations.c.model == spec.name, data_validations.c.status != "fail"
+                )
+            ).scalars()
+        )
+    older = [
+        v.version_id for v in datasets.list_versions(engine, spec.name, "clean") if v.version_id != version_id
+    ]
     candidates = [v for v in older if v in ok]
     return candidates[-1] if candidates else None
 
 
-def build_expectations(spec: ModelSpec, df: pd.DataFrame, reference: pd.DataFrame | None,
-                       catalog: pd.DataFrame | None) -> list[Any]:
+def build_expectations(
+    spec: ModelSpec, df: pd.DataFrame, reference: pd.DataFrame | None, catalog: pd.DataFrame | None
+) -> list[Any]:
     import great_expectations.expectations as gxe
     from great_expectations.expectations.metadata_types import FailureSeverity
 
@@ -84,31 +111,65 @@ def build_expectations(spec: ModelSpec, df: pd.DataFrame, reference: pd.DataFram
         ex.append(gxe.ExpectColumnValuesToNotBeNull(column=col, severity=critical))
     ex.append(gxe.ExpectColumnValuesToBeUnique(column=s.key, severity=critical))
     ex.append(gxe.ExpectColumnValuesToBeInSet(column=s.label, value_set=[0.0, 1.0], severity=critical))
-    ex.append(gxe.ExpectColumnValuesToBeBetween(column="response_time_ms", min_value=rules.min_response_time_ms,
-                                                max_value=MAX_RESPONSE_MS, severity=critical))
-    ex.append(gxe.ExpectColumnValuesToBeBetween(column=s.time, min_value=pd.Timestamp(rules.earliest_ts),
-                                                max_value=pd.Timestamp(utcnow()) + pd.Timedelta(
-                                                    seconds=rules.max_future_skew_s), severity=critical))
+    ex.append(
+        gxe.ExpectColumnValuesToBeBetween(
+            column="response_time_ms",
+            min_value=rules.min_response_time_ms,
+            max_value=MAX_RESPONSE_MS,
+            severity=critical,
+        )
+    )
+    ex.append(
+        gxe.ExpectColumnValuesToBeBetween(
+            column=s.time,
+            min_value=pd.Timestamp(rules.earliest_ts),
+            max_value=pd.Timestamp(utcnow()) + pd.Timedelta(seconds=rules.max_future_skew_s),
+            severity=critical,
+        )
+    )
     if catalog is not None:
-        ex.append(gxe.ExpectColumnValuesToBeInSet(column="item_id", value_set=sorted(catalog["item_id"]),
-                                                  severity=critical))
-        ex.append(gxe.ExpectColumnValuesToBeInSet(column="skill_id", value_set=sorted(set(catalog["skill_id"])),
-                                                  severity=critical))
-    ex.append(gxe.ExpectColumnProportionOfNonNullValuesToBeBetween(
-        column=s.label, min_value=1 - spec.validation.max_unlabeled_fraction, max_value=1.0, severity=shift))
+        ex.append(
+            gxe.ExpectColumnValuesToBeInSet(
+                column="item_id", value_set=sorted(catalog["item_id"]), severity=critical
+            )
+        )
+        ex.append(
+            gxe.ExpectColumnValuesToBeInSet(
+                column="skill_id", value_set=sorted(set(catalog["skill_id"])), severity=critical
+            )
+        )
+    ex.append(
+        gxe.ExpectColumnProportionOfNonNullValuesToBeBetween(
+            column=s.label,
+            min_value=1 - spec.validation.max_unlabeled_fraction,
+            max_value=1.0,
+            severity=shift,
+        )
+    )
     if reference is not None and len(reference):
         ref_mean = float(reference[s.label].mean())
         d = spec.validation.label_mean_shift
-        ex.append(gxe.ExpectColumnMeanToBeBetween(column=s.label, min_value=ref_mean - d, max_value=ref_mean + d,
-                                                  severity=shift))
+        ex.append(
+            gxe.ExpectColumnMeanToBeBetween(
+                column=s.label, min_value=ref_mean - d, max_value=ref_mean + d, severity=shift
+            )
+        )
         med = float(reference["response_time_ms"].median())
         r = spec.validation.response_time_median_shift
-        ex.append(gxe.ExpectColumnMedianToBeBetween(column="response_time_ms", min_value=med * (1 - r),
-                                                    max_value=med * (1 + r), severity=shift))
+        ex.append(
+            gxe.ExpectColumnMedianToBeBetween(
+                column="response_time_ms", min_value=med * (1 - r), max_value=med * (1 + r), severity=shift
+            )
+        )
         mix = reference["skill_id"].value_counts(normalize=True).sort_index()
-        ex.append(gxe.ExpectColumnKLDivergenceToBeLessThan(
-            column="skill_id", partition_object={"values": mix.index.tolist(), "weights": mix.tolist()},
-            threshold=spec.validation.skill_kl_divergence, severity=shift))
+        ex.append(
+            gxe.ExpectColumnKLDivergenceToBeLessThan(
+                column="skill_id",
+                partition_object={"values": mix.index.tolist(), "weights": mix.tolist()},
+                threshold=spec.validation.skill_kl_divergence,
+                severity=shift,
+            )
+        )
     return ex
 
 
@@ -120,8 +181,12 @@ def duplicate_columns(df: pd.DataFrame, threshold: float) -> list[str]:
         return []
     corr = num.corr().abs().to_numpy()
     cols = list(num.columns)
-    return [f"{cols[i]}~{cols[j]} (|r|={corr[i, j]:.3f})" for i in range(len(cols)) for j in range(i + 1, len(cols))
-            if corr[i, j] >= threshold]
+    return [
+        f"{cols[i]}~{cols[j]} (|r|={corr[i, j]:.3f})"
+        for i in range(len(cols))
+        for j in range(i + 1, len(cols))
+        if corr[i, j] >= threshold
+    ]
 
 
 def gx_project(model: str) -> storage.StoragePath:
@@ -139,7 +204,9 @@ def _docs_location(model: str, project: Path, site_url: str) -> str:
     return storage.as_string(gx_project(model) / local.relative_to(project.resolve()).as_posix())
 
 
-def validate_version(engine: Engine, spec: ModelSpec, version_id: str, actor: str = "airflow") -> ValidationOutcome:
+def validate_version(
+    engine: Engine, spec: ModelSpec, version_id: str, actor: str = "airflow"
+) -> ValidationOutcome:
     os.environ.setdefault("TQDM_DISABLE", "1")
     import great_expectations as gx
 
@@ -157,36 +224,72 @@ def validate_version(engine: Engine, spec: ModelSpec, version_id: str, actor: st
     outcome = _outcome(spec, version_id, df, result)
     results_path = storage.write_text_atomic(
         results_file(spec.name, version_id),
-        json.dumps({"version_id": version_id, "reference_version": ref_id, "status": outcome.status,
-                    "critical": outcome.critical, "warnings": outcome.warnings, "checks": outcome.checks,
-                    "gx": result.describe_dict() if hasattr(result, "describe_dict") else None},
-                   indent=2, default=str))
+        json.dumps(
+            {
+                "version_id": version_id,
+                "reference_version": ref_id,
+                "status": outcome.status,
+                "critical": outcome.critical,
+                "warnings": outcome.warnings,
+                "checks": outcome.checks,
+                "gx": result.describe_dict() if hasattr(result, "describe_dict") else None,
+            },
+            indent=2,
+            default=str,
+        ),
+    )
     outcome.results_path = storage.as_string(results_path)
     outcome.docs_path = docs_path
     _record(engine, spec, outcome, ref_id, actor)
-    log.info("validated %s: %s (%d critical, %d warnings)", version_id, outcome.status, len(outcome.critical),
-             len(outcome.warnings))
+    log.info(
+        "validated %s: %s (%d critical, %d warnings)",
+        version_id,
+        outcome.status,
+        len(outcome.critical),
+        len(outcome.warnings),
+    )
     return outcome
 
 
-def _run_gx(gx: Any, spec: ModelSpec, version_id: str, df: pd.DataFrame, reference: pd.DataFrame | None,
-            catalog: pd.DataFrame | None, ref_id: str | None, project: Path) -> tuple[Any, str | None]:
+def _run_gx(
+    gx: Any,
+    spec: ModelSpec,
+    version_id: str,
+    df: pd.DataFrame,
+    reference: pd.DataFrame | None,
+    catalog: pd.DataFrame | None,
+    ref_id: str | None,
+    project: Path,
+) -> tuple[Any, str | None]:
     """Run the spec's suite with GX's file context in the local ``project``; (the validation result, the Data
     Docs index as it will be in storage)."""
     ctx = gx.get_context(mode="file", project_root_dir=str(project))
     ds = ctx.data_sources.add_or_update_pandas(name="airgate")
     asset_name = f"{spec.name}_clean"
-    asset = next((a for a in ds.assets if a.name == asset_name), None) or ds.add_dataframe_asset(name=asset_name)
-    bd = next((b for b in asset.batch_definitions if b.name == "whole"), None) or \
-        asset.add_batch_definition_whole_dataframe("whole")
-    suite = ctx.suites.add_or_update(gx.ExpectationSuite(
-        name=f"{spec.name}.{version_id}", expectations=build_expectations(spec, df, reference, catalog),
-        meta={"spec_hash": spec.spec_hash, "reference_version": ref_id}))
-    vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=f"vd.{version_id}", data=bd,
-                                                                          suite=suite))
-    cp = ctx.checkpoints.add_or_update(gx.Checkpoint(
-        name=f"cp.{version_id}", validation_definitions=[vd], result_format="SUMMARY",
-        actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")]))
+    asset = next((a for a in ds.assets if a.name == asset_name), None) or ds.add_dataframe_asset(
+        name=asset_name
+    )
+    bd = next(
+        (b for b in asset.batch_definitions if b.name == "whole"), None
+    ) or asset.add_batch_definition_whole_dataframe("whole")
+    suite = ctx.suites.add_or_update(
+        gx.ExpectationSuite(
+            name=f"{spec.name}.{version_id}",
+            expectations=build_expectations(spec, df, reference, catalog),
+            meta={"spec_hash": spec.spec_hash, "reference_version": ref_id},
+        )
+    )
+    vd = ctx.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=f"vd.{version_id}", data=bd, suite=suite)
+    )
+    cp = ctx.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"cp.{version_id}",
+            validation_definitions=[vd],
+            result_format="SUMMARY",
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+        )
+    )
     run = cp.run(batch_parameters={"dataframe": df})
     result = next(iter(run.run_results.values()))
     docs = list(ctx.get_docs_sites_urls())
@@ -202,43 +305,81 @@ def _outcome(spec: ModelSpec, version_id: str, df: pd.DataFrame, result: Any) ->
             continue
         severity = str(getattr(cfg, "severity", "critical")).split(".")[-1].lower()
         observed = r.result.get("observed_value")
-        check = {"expectation": cfg.type, "column": cfg.kwargs.get("column"), "severity": severity,
-                 "success": bool(r.success), "observed": observed if isinstance(observed, (int, float, str))
-                 else None, "unexpected": r.result.get("unexpected_count")}
+        check = {
+            "expectation": cfg.type,
+            "column": cfg.kwargs.get("column"),
+            "severity": severity,
+            "success": bool(r.success),
+            "observed": observed if isinstance(observed, (int, float, str)) else None,
+            "unexpected": r.result.get("unexpected_count"),
+        }
         outcome.checks.append(check)
         if not r.success:
-            text = f"{cfg.type}({cfg.kwargs.get('column')}): observed {check['observed']}, " \
-                   f"unexpected {check['unexpected']}"
+            text = (
+                f"{cfg.type}({cfg.kwargs.get('column')}): observed {check['observed']}, "
+                f"unexpected {check['unexpected']}"
+            )
             (outcome.critical if severity == "critical" else outcome.warnings).append(text)
     dups = duplicate_columns(df, spec.validation.duplicate_column_correlation)
-    outcome.checks.append({"expectation": "no_duplicate_columns (pandas)", "column": None,
-                           "severity": spec.validation.shift_severity, "success": not dups, "observed": len(dups),
-                           "unexpected": None})
+    outcome.checks.append(
+        {
+            "expectation": "no_duplicate_columns (pandas)",
+            "column": None,
+            "severity": spec.validation.shift_severity,
+            "success": not dups,
+            "observed": len(dups),
+            "unexpected": None,
+        }
+    )
     if dups:
         (outcome.critical if spec.validation.shift_severity == "critical" else outcome.warnings).append(
-            f"near-duplicate columns: {dups}")
+            f"near-duplicate columns: {dups}"
+        )
     outcome.status = "fail" if outcome.critical else "warn" if outcome.warnings else "pass"
     return outcome
 
 
-def _record(engine: Engine, spec: ModelSpec, outcome: ValidationOutcome, ref_id: str | None, actor: str) -> None:
+def _record(
+    engine: Engine, spec: ModelSpec, outcome: ValidationOutcome, ref_id: str | None, actor: str
+) -> None:
     version_id = outcome.version_id
     with engine.begin() as conn:
         conn.execute(data_validations.delete().where(data_validations.c.version_id == version_id))
-        conn.execute(data_validations.insert().values(
-            version_id=version_id, model=spec.name, status=outcome.status, critical=outcome.critical,
-            warnings=outcome.warnings, checks=json.loads(json.dumps(outcome.checks, default=str)),
-            results_path=outcome.results_path, docs_path=outcome.docs_path, evaluated_at=utcnow()))
-        audit.append(conn, actor=actor, event_type="validate", model=spec.name,
-                     entity={"clean_version_id": version_id, "reference_version": ref_id},
-                     details={"status": outcome.status, "critical": outcome.critical[:10],
-                              "warnings": outcome.warnings[:10], "docs": outcome.docs_path})
+        conn.execute(
+            data_validations.insert().values(
+                version_id=version_id,
+                model=spec.name,
+                status=outcome.status,
+                critical=outcome.critical,
+                warnings=outcome.warnings,
+                checks=json.loads(json.dumps(outcome.checks, default=str)),
+                results_path=outcome.results_path,
+                docs_path=outcome.docs_path,
+                evaluated_at=utcnow(),
+            )
+        )
+        audit.append(
+            conn,
+            actor=actor,
+            event_type="validate",
+            model=spec.name,
+            entity={"clean_version_id": version_id, "reference_version": ref_id},
+            details={
+                "status": outcome.status,
+                "critical": outcome.critical[:10],
+                "warnings": outcome.warnings[:10],
+                "docs": outcome.docs_path,
+            },
+        )
 
 
 def pending(engine: Engine, model: str) -> list[str]:
     with engine.connect() as conn:
-        done = set(conn.execute(select(data_validations.c.version_id).where(data_validations.c.model == model))
-                   .scalars())
+        done = set(
+            conn.execute(
+                select(data_validations.c.version_id).where(data_validations.c.model == model)
+            ).scalars()
+        )
     return [v.version_id for v in datasets.list_versions(engine, model, "clean") if v.version_id not in done]
 
 
@@ -248,8 +389,13 @@ def validate_pending(engine: Engine, spec: ModelSpec, actor: str = "airflow") ->
 
 def failed_versions(engine: Engine, model: str) -> set[str]:
     with engine.connect() as conn:
-        return set(conn.execute(select(data_validations.c.version_id).where(
-            data_validations.c.model == model, data_validations.c.status == "fail")).scalars())
+        return set(
+            conn.execute(
+                select(data_validations.c.version_id).where(
+                    data_validations.c.model == model, data_validations.c.status == "fail"
+                )
+            ).scalars()
+        )
 
 
 def blocking_failures(outcomes: list[ValidationOutcome]) -> dict[str, list[str]]:

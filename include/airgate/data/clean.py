@@ -23,7 +23,16 @@ from airgate.data.collect import MALFORMED
 
 log = logging.getLogger(__name__)
 
-EVENT_COLUMNS = ["event_id", "student_id", "item_id", "skill_id", "ts", "response_time_ms", "answer", "correct"]
+EVENT_COLUMNS = [
+    "event_id",
+    "student_id",
+    "item_id",
+    "skill_id",
+    "ts",
+    "response_time_ms",
+    "answer",
+    "correct",
+]
 MAX_RESPONSE_MS = 24 * 3600 * 1000
 
 
@@ -78,8 +87,11 @@ class _Reasons:
 def _shape_rules(df: pd.DataFrame, r: _Reasons) -> None:
     """Rows that do not match the header, and empty required values (stripped in place)."""
     if MALFORMED in df.columns:
-        r.flag(df[MALFORMED].notna() & (df[MALFORMED].astype(str) != ""), "malformed_row",
-               "row does not match the header: " + df[MALFORMED].fillna("").astype(str))
+        r.flag(
+            df[MALFORMED].notna() & (df[MALFORMED].astype(str) != ""),
+            "malformed_row",
+            "row does not match the header: " + df[MALFORMED].fillna("").astype(str),
+        )
     for col in ["event_id", "student_id", "item_id", "skill_id", "ts", "response_time_ms"]:
         vals = df[col].fillna("").astype(str).str.strip()
         r.flag(vals == "", "missing_value", f"{col} is empty")
@@ -105,10 +117,15 @@ def _typed_values(df: pd.DataFrame, r: _Reasons, rules: Any) -> tuple[pd.Series,
 
 
 def _range_rules(ts: pd.Series, rt: pd.Series, r: _Reasons, rules: Any, as_of: pd.Timestamp) -> None:
-    r.flag(ts > as_of + timedelta(seconds=rules.max_future_skew_s), "ts_in_future",
-           "ts is later than the batch's arrival")
+    r.flag(
+        ts > as_of + timedelta(seconds=rules.max_future_skew_s),
+        "ts_in_future",
+        "ts is later than the batch's arrival",
+    )
     r.flag(ts < pd.Timestamp(rules.earliest_ts), "ts_out_of_range", f"ts before {rules.earliest_ts}")
-    r.flag(rt < rules.min_response_time_ms, "rapid_guess", f"response_time_ms under {rules.min_response_time_ms}")
+    r.flag(
+        rt < rules.min_response_time_ms, "rapid_guess", f"response_time_ms under {rules.min_response_time_ms}"
+    )
 
 
 def _catalog_rules(df: pd.DataFrame, r: _Reasons, catalog: pd.DataFrame | None) -> None:
@@ -119,13 +136,18 @@ def _catalog_rules(df: pd.DataFrame, r: _Reasons, catalog: pd.DataFrame | None) 
     known_skill = df["skill_id"].isin(set(skill_of.values()))
     r.flag(~df["item_id"].isin(skill_of.keys()), "unknown_item", "item_id is not in the item catalog")
     r.flag(~known_skill, "unknown_skill", "skill_id is not in the item catalog")
-    r.flag(df["item_id"].map(skill_of) != df["skill_id"], "skill_mismatch",
-           "skill_id differs from the catalog's skill for this item")
+    r.flag(
+        df["item_id"].map(skill_of) != df["skill_id"],
+        "skill_mismatch",
+        "skill_id differs from the catalog's skill for this item",
+    )
 
 
 def _event_rules(df: pd.DataFrame, r: _Reasons, rules: Any, known_event_ids: set[str]) -> None:
     """Duplicate events (earlier versions, then within the batch), then students left with too few clean events."""
-    r.flag(df["event_id"].isin(known_event_ids), "duplicate_event_id", "event_id already in an earlier version")
+    r.flag(
+        df["event_id"].isin(known_event_ids), "duplicate_event_id", "event_id already in an earlier version"
+    )
     dup = df["event_id"].duplicated(keep="first") & r.ok
     r.flag(dup, "duplicate_event_id", "event_id repeated within the batch")
     ok = r.ok
@@ -135,8 +157,13 @@ def _event_rules(df: pd.DataFrame, r: _Reasons, rules: Any, known_event_ids: set
     r.flag(few, "too_few_events", f"student has fewer than {rules.min_events_per_student} clean events")
 
 
-def apply_rules(raw: pd.DataFrame, spec: ModelSpec, as_of: pd.Timestamp, known_event_ids: set[str],
-                catalog: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def apply_rules(
+    raw: pd.DataFrame,
+    spec: ModelSpec,
+    as_of: pd.Timestamp,
+    known_event_ids: set[str],
+    catalog: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split raw string rows into (accepted typed rows, rejected rows with reason and detail).
 
     Each row gets the first rule it breaks, in a fixed order, so the reason is stable.
@@ -150,12 +177,18 @@ def apply_rules(raw: pd.DataFrame, spec: ModelSpec, as_of: pd.Timestamp, known_e
     _catalog_rules(df, r, catalog)
     _event_rules(df, r, rules, known_event_ids)
     ok = r.ok
-    accepted = pd.DataFrame({
-        "event_id": df.loc[ok, "event_id"], "student_id": df.loc[ok, "student_id"],
-        "item_id": df.loc[ok, "item_id"], "skill_id": df.loc[ok, "skill_id"], "ts": ts[ok],
-        "response_time_ms": rt[ok].astype("int64"), "answer": df.loc[ok, "answer"].fillna("").astype(str),
-        "correct": label[ok].astype("Int64"),
-    })
+    accepted = pd.DataFrame(
+        {
+            "event_id": df.loc[ok, "event_id"],
+            "student_id": df.loc[ok, "student_id"],
+            "item_id": df.loc[ok, "item_id"],
+            "skill_id": df.loc[ok, "skill_id"],
+            "ts": ts[ok],
+            "response_time_ms": rt[ok].astype("int64"),
+            "answer": df.loc[ok, "answer"].fillna("").astype(str),
+            "correct": label[ok].astype("Int64"),
+        }
+    )
     rejected = pd.DataFrame({"reason": r.reason[~ok], "detail": r.detail[~ok]})
     return accepted, rejected
 
@@ -166,8 +199,10 @@ def load_catalog(spec: ModelSpec) -> pd.DataFrame | None:
     there is an error: cleaning never runs without the check the spec asks for."""
     if not spec.cleaning.item_catalog:
         return None
-    what = ("the item catalog, spec field cleaning.item_catalog: publish the catalog there, or remove the field to "
-            "skip the check")
+    what = (
+        "the item catalog, spec field cleaning.item_catalog: publish the catalog there, or remove the field to "
+        "skip the check"
+    )
     with storage.open_read(spec.cleaning.item_catalog, what=what) as fh:
         return pd.read_csv(fh, dtype=str)
 
@@ -179,13 +214,21 @@ def pending_raw_versions(engine: Engine, model: str) -> list[str]:
     return [v.version_id for v in raws if v.version_id not in cleaned]
 
 
-def clean_version(engine: Engine, spec: ModelSpec, raw_version_id: str, actor: str = "airflow") -> CleanOutcome:
+def clean_version(
+    engine: Engine, spec: ModelSpec, raw_version_id: str, actor: str = "airflow"
+) -> CleanOutcome:
     with engine.connect() as conn:
-        meta = conn.execute(select(dataset_versions).where(dataset_versions.c.version_id == raw_version_id)).one()
-        raw_list = conn.execute(select(raw_rows.c.row_num, raw_rows.c.content)
-                                .where(raw_rows.c.version_id == raw_version_id)
-                                .order_by(raw_rows.c.row_num)).all()
-        known = set(conn.execute(select(clean_events.c.event_id).where(clean_events.c.model == spec.name)).scalars())
+        meta = conn.execute(
+            select(dataset_versions).where(dataset_versions.c.version_id == raw_version_id)
+        ).one()
+        raw_list = conn.execute(
+            select(raw_rows.c.row_num, raw_rows.c.content)
+            .where(raw_rows.c.version_id == raw_version_id)
+            .order_by(raw_rows.c.row_num)
+        ).all()
+        known = set(
+            conn.execute(select(clean_events.c.event_id).where(clean_events.c.model == spec.name)).scalars()
+        )
     raw = pd.DataFrame([dict(c) for _, c in raw_list], index=[n for n, _ in raw_list])
     for col in EVENT_COLUMNS:
         if col not in raw.columns:
@@ -193,34 +236,76 @@ def clean_version(engine: Engine, spec: ModelSpec, raw_version_id: str, actor: s
     as_of = pd.Timestamp(as_utc(meta.created_at))
     accepted, rejected = apply_rules(raw, spec, as_of, known, load_catalog(spec))
     if len(accepted) + len(rejected) != len(raw):
-        raise InvariantBroken(f"{raw_version_id}: {len(raw)} in != {len(accepted)} accepted + {len(rejected)} quarantined")
+        raise InvariantBroken(
+            f"{raw_version_id}: {len(raw)} in != {len(accepted)} accepted + {len(rejected)} quarantined"
+        )
 
     accepted = accepted.sort_values("event_id")
     rows_for_hash = accepted.astype({"ts": "string", "correct": "object"}).itertuples(index=False, name=None)
-    digest = datasets.content_hash("clean", spec.name, rows_for_hash,
-                                   extra={"raw": raw_version_id, "rules": spec.cleaning.model_dump(),
-                                          "rejected": sorted(zip(rejected.index.tolist(),
-                                                                 rejected["reason"].tolist(), strict=True))})
+    digest = datasets.content_hash(
+        "clean",
+        spec.name,
+        rows_for_hash,
+        extra={
+            "raw": raw_version_id,
+            "rules": spec.cleaning.model_dump(),
+            "rejected": sorted(zip(rejected.index.tolist(), rejected["reason"].tolist(), strict=True)),
+        },
+    )
     reasons = {str(k): int(v) for k, v in rejected["reason"].value_counts().items()}
-    summary: dict[str, Any] = {"rows_in": len(raw), "accepted": len(accepted), "quarantined": len(rejected),
-                               "reasons": reasons, "rows_added": len(accepted)}
+    summary: dict[str, Any] = {
+        "rows_in": len(raw),
+        "accepted": len(accepted),
+        "quarantined": len(rejected),
+        "reasons": reasons,
+        "rows_added": len(accepted),
+    }
     with engine.begin() as conn:
-        vid = datasets.insert_version(conn, model=spec.name, kind="clean", digest=digest, parents=[raw_version_id],
-                                      row_count=len(accepted), schema={"columns": EVENT_COLUMNS},
-                                      summary=summary, batch_id=meta.batch_id)
+        vid = datasets.insert_version(
+            conn,
+            model=spec.name,
+            kind="clean",
+            digest=digest,
+            parents=[raw_version_id],
+            row_count=len(accepted),
+            schema={"columns": EVENT_COLUMNS},
+            summary=summary,
+            batch_id=meta.batch_id,
+        )
         recs = accepted.assign(version_id=vid, model=spec.name)
         rows = recs.astype(object).where(recs.notna(), None).to_dict("records")
         bulk_insert(conn, clean_events, rows)
-        bulk_insert(conn, quarantine, [
-            {"version_id": vid, "raw_version_id": raw_version_id, "row_num": int(i), "reason": r.reason,
-             "detail": str(r.detail), "content": raw.loc[i, :].fillna("").astype(str).to_dict()}
-            for i, r in rejected.iterrows()
-        ])
-        audit.append(conn, actor=actor, event_type="clean", model=spec.name,
-                     entity={"raw_version_id": raw_version_id, "clean_version_id": vid, "batch_id": meta.batch_id},
-                     details=summary)
-    log.info("cleaned %s -> %s: %d accepted, %d quarantined %s", raw_version_id, vid, len(accepted),
-             len(rejected), reasons)
+        bulk_insert(
+            conn,
+            quarantine,
+            [
+                {
+                    "version_id": vid,
+                    "raw_version_id": raw_version_id,
+                    "row_num": int(i),
+                    "reason": r.reason,
+                    "detail": str(r.detail),
+                    "content": raw.loc[i, :].fillna("").astype(str).to_dict(),
+                }
+                for i, r in rejected.iterrows()
+            ],
+        )
+        audit.append(
+            conn,
+            actor=actor,
+            event_type="clean",
+            model=spec.name,
+            entity={"raw_version_id": raw_version_id, "clean_version_id": vid, "batch_id": meta.batch_id},
+            details=summary,
+        )
+    log.info(
+        "cleaned %s -> %s: %d accepted, %d quarantined %s",
+        raw_version_id,
+        vid,
+        len(accepted),
+        len(rejected),
+        reasons,
+    )
     return CleanOutcome(raw_version_id, vid, len(raw), len(accepted), len(rejected), reasons)
 
 

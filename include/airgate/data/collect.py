@@ -100,8 +100,12 @@ def new_files(engine: Engine, model: str, landing_dir: Any, pattern: str) -> lis
     if not files:
         return []
     with engine.connect() as conn:
-        seen = {(r.path, r.sha256) for r in conn.execute(select(file_ledger.c.path, file_ledger.c.sha256)
-                                                           .where(file_ledger.c.model == model))}
+        seen = {
+            (r.path, r.sha256)
+            for r in conn.execute(
+                select(file_ledger.c.path, file_ledger.c.sha256).where(file_ledger.c.model == model)
+            )
+        }
     return [f for f in files if (f.path, f.sha256) not in seen]
 
 
@@ -142,8 +146,12 @@ def _parquet_rows(data: bytes, expected: list[str]) -> list[dict[str, str]]:
         raise BadFile(f"missing columns {missing}; found {table.column_names}")
     out = []
     for r in table.to_pylist():
-        out.append({k: "" if v is None else (v.isoformat() if hasattr(v, "isoformat") else str(v))
-                    for k, v in r.items()})
+        out.append(
+            {
+                k: "" if v is None else (v.isoformat() if hasattr(v, "isoformat") else str(v))
+                for k, v in r.items()
+            }
+        )
     return out
 
 
@@ -159,17 +167,35 @@ def read_rows(path: Any, expected: list[str]) -> list[dict[str, str]]:
     return rows
 
 
-def _ledger(conn: Any, spec: ModelSpec, f: LandingFile, batch_id: str, status: str, error: str | None = None) -> None:
-    conn.execute(file_ledger.insert().values(model=spec.name, path=f.path, size_bytes=f.size_bytes, sha256=f.sha256,
-                                             batch_id=batch_id, status=status, error=error, ingested_at=utcnow()))
+def _ledger(
+    conn: Any, spec: ModelSpec, f: LandingFile, batch_id: str, status: str, error: str | None = None
+) -> None:
+    conn.execute(
+        file_ledger.insert().values(
+            model=spec.name,
+            path=f.path,
+            size_bytes=f.size_bytes,
+            sha256=f.sha256,
+            batch_id=batch_id,
+            status=status,
+            error=error,
+            ingested_at=utcnow(),
+        )
+    )
 
 
-def ingest_file(engine: Engine, spec: ModelSpec, f: LandingFile, actor: str, location: Any = None) -> FileOutcome:
+def ingest_file(
+    engine: Engine, spec: ModelSpec, f: LandingFile, actor: str, location: Any = None
+) -> FileOutcome:
     batch_id = f"batch-{f.sha256[:16]}"
     with engine.connect() as conn:
-        already = conn.execute(select(file_ledger.c.path).where(
-            file_ledger.c.model == spec.name, file_ledger.c.sha256 == f.sha256,
-            file_ledger.c.status == "ingested")).first()
+        already = conn.execute(
+            select(file_ledger.c.path).where(
+                file_ledger.c.model == spec.name,
+                file_ledger.c.sha256 == f.sha256,
+                file_ledger.c.status == "ingested",
+            )
+        ).first()
     if already is not None:
         return _duplicate(engine, spec, f, batch_id, actor, already.path)
     expected = list(spec.data_schema.columns)
@@ -179,27 +205,53 @@ def ingest_file(engine: Engine, spec: ModelSpec, f: LandingFile, actor: str, loc
         try:
             with engine.begin() as conn:
                 _ledger(conn, spec, f, batch_id, "rejected", str(exc))
-                audit.append(conn, actor=actor, event_type="ingest_rejected", model=spec.name,
-                             entity={"batch_id": batch_id, "path": f.path}, details={"error": str(exc)})
+                audit.append(
+                    conn,
+                    actor=actor,
+                    event_type="ingest_rejected",
+                    model=spec.name,
+                    entity={"batch_id": batch_id, "path": f.path},
+                    details={"error": str(exc)},
+                )
         except IntegrityError:
             return FileOutcome(f.path, batch_id, "duplicate")
         log.error("rejected landing file %s: %s", f.path, exc)
         return FileOutcome(f.path, batch_id, "rejected", error=str(exc))
 
-    digest = datasets.content_hash("raw", spec.name, ((i, sorted(r.items())) for i, r in enumerate(rows)),
-                                   extra={"sha256": f.sha256})
+    digest = datasets.content_hash(
+        "raw", spec.name, ((i, sorted(r.items())) for i, r in enumerate(rows)), extra={"sha256": f.sha256}
+    )
     try:
         with engine.begin() as conn:
             vid = datasets.insert_version(
-                conn, model=spec.name, kind="raw", digest=digest, parents=[], row_count=len(rows),
-                schema={"columns": list(rows[0].keys())}, batch_id=batch_id,
-                summary={"path": f.path, "sha256": f.sha256, "size_bytes": f.size_bytes, "rows_added": len(rows),
-                         "malformed_rows": sum(MALFORMED in r for r in rows)})
-            bulk_insert(conn, raw_rows, [{"version_id": vid, "row_num": i, "content": r} for i, r in enumerate(rows)])
+                conn,
+                model=spec.name,
+                kind="raw",
+                digest=digest,
+                parents=[],
+                row_count=len(rows),
+                schema={"columns": list(rows[0].keys())},
+                batch_id=batch_id,
+                summary={
+                    "path": f.path,
+                    "sha256": f.sha256,
+                    "size_bytes": f.size_bytes,
+                    "rows_added": len(rows),
+                    "malformed_rows": sum(MALFORMED in r for r in rows),
+                },
+            )
+            bulk_insert(
+                conn, raw_rows, [{"version_id": vid, "row_num": i, "content": r} for i, r in enumerate(rows)]
+            )
             _ledger(conn, spec, f, batch_id, "ingested")
-            audit.append(conn, actor=actor, event_type="ingest", model=spec.name,
-                         entity={"batch_id": batch_id, "raw_version_id": vid, "path": f.path},
-                         details={"rows": len(rows), "sha256": f.sha256})
+            audit.append(
+                conn,
+                actor=actor,
+                event_type="ingest",
+                model=spec.name,
+                entity={"batch_id": batch_id, "raw_version_id": vid, "path": f.path},
+                details={"rows": len(rows), "sha256": f.sha256},
+            )
     except IntegrityError:
         # Another attempt (a retry, a parallel worker) committed this exact content first.
         return FileOutcome(f.path, batch_id, "duplicate")
@@ -207,13 +259,20 @@ def ingest_file(engine: Engine, spec: ModelSpec, f: LandingFile, actor: str, loc
     return FileOutcome(f.path, batch_id, "ingested", vid, len(rows))
 
 
-def _duplicate(engine: Engine, spec: ModelSpec, f: LandingFile, batch_id: str, actor: str,
-               original: str) -> FileOutcome:
+def _duplicate(
+    engine: Engine, spec: ModelSpec, f: LandingFile, batch_id: str, actor: str, original: str
+) -> FileOutcome:
     try:
         with engine.begin() as conn:
             _ledger(conn, spec, f, batch_id, "duplicate", f"same content as {original}")
-            audit.append(conn, actor=actor, event_type="duplicate_file", model=spec.name,
-                         entity={"batch_id": batch_id, "path": f.path}, details={"same_as": original})
+            audit.append(
+                conn,
+                actor=actor,
+                event_type="duplicate_file",
+                model=spec.name,
+                entity={"batch_id": batch_id, "path": f.path},
+                details={"same_as": original},
+            )
     except IntegrityError:
         pass  # this very (path, content) was recorded by an earlier attempt
     log.warning("skipped %s: same content as %s", f.path, original)
@@ -246,8 +305,11 @@ def unaccounted(engine: Engine, model: str, sensed: list[str], result: IngestRes
     if not todo:
         return []
     with engine.connect() as conn:
-        known = set(conn.execute(select(file_ledger.c.path).where(file_ledger.c.model == model,
-                                                                  file_ledger.c.path.in_(todo))).scalars())
+        known = set(
+            conn.execute(
+                select(file_ledger.c.path).where(file_ledger.c.model == model, file_ledger.c.path.in_(todo))
+            ).scalars()
+        )
     return [p for p in todo if p not in known]
 
 
@@ -262,20 +324,30 @@ class LandingRound:
 
     def summary(self) -> dict[str, Any]:
         """The small JSON the collect DAG hands on (ids and counts)."""
-        return {"raw_version_ids": self.result.raw_version_ids, "rows": self.result.rows,
-                "files": [f.__dict__ for f in self.result.files]}
+        return {
+            "raw_version_ids": self.result.raw_version_ids,
+            "rows": self.result.rows,
+            "files": [f.__dict__ for f in self.result.files],
+        }
 
 
-def ingest_sensed(engine: Engine, spec: ModelSpec, landing_dir: Any, sensed: list[str],
-                  actor: str = "airflow") -> LandingRound:
+def ingest_sensed(
+    engine: Engine, spec: ModelSpec, landing_dir: Any, sensed: list[str], actor: str = "airflow"
+) -> LandingRound:
     """Ingest what is new, and check it against what the sensor saw (``unaccounted``): files the sensor saw but
     this worker cannot read fail the run, since skipping would leave them waiting forever behind a green night."""
     result = ingest(engine, spec, landing_dir, actor=actor)
     missing = unaccounted(engine, spec.name, sensed, result)
     if missing:
-        return LandingRound("unreadable", f"the sensor saw {missing} in {spec.source.path} but this worker cannot "
-                            "read them: the triggerer and every worker must reach the same landing zone (set "
-                            "AIRGATE_STORAGE_URL to a shared store)", result)
+        return LandingRound(
+            "unreadable",
+            f"the sensor saw {missing} in {spec.source.path} but this worker cannot "
+            "read them: the triggerer and every worker must reach the same landing zone (set "
+            "AIRGATE_STORAGE_URL to a shared store)",
+            result,
+        )
     if not result.raw_version_ids:
-        return LandingRound("nothing_new", f"no new batch ingested: {[f.__dict__ for f in result.files]}", result)
+        return LandingRound(
+            "nothing_new", f"no new batch ingested: {[f.__dict__ for f in result.files]}", result
+        )
     return LandingRound("ingested", "", result)

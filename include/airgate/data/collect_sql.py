@@ -59,8 +59,11 @@ def _typed(table: Table, column: str, text: str) -> Any:
 
 def current_watermark(engine: Engine, spec: ModelSpec) -> str | None:
     with engine.connect() as conn:
-        return conn.execute(select(source_watermarks.c.watermark).where(
-            source_watermarks.c.model == spec.name, source_watermarks.c.source == _source_key(spec))).scalar()
+        return conn.execute(
+            select(source_watermarks.c.watermark).where(
+                source_watermarks.c.model == spec.name, source_watermarks.c.source == _source_key(spec)
+            )
+        ).scalar()
 
 
 def _new_rows_query(table: Table, spec: ModelSpec, watermark: str | None) -> Any:
@@ -90,27 +93,60 @@ def ingest_new_rows(engine: Engine, source: Engine, spec: ModelSpec, actor: str 
     rows = [{k: "" if v is None else _as_text(v) for k, v in r.items()} for r in fetched]
     end = _as_text(fetched[-1][wm_col])
     batch_id = f"sql-{datasets.content_hash('batch', spec.name, [(start, end)])[:16]}"
-    digest = datasets.content_hash("raw", spec.name, ((i, sorted(r.items())) for i, r in enumerate(rows)),
-                                   extra={"source": _source_key(spec), "from": start, "to": end})
+    digest = datasets.content_hash(
+        "raw",
+        spec.name,
+        ((i, sorted(r.items())) for i, r in enumerate(rows)),
+        extra={"source": _source_key(spec), "from": start, "to": end},
+    )
     try:
         with engine.begin() as conn:
             vid = datasets.insert_version(
-                conn, model=spec.name, kind="raw", digest=digest, parents=[], row_count=len(rows),
-                schema={"columns": list(rows[0].keys())}, batch_id=batch_id,
-                summary={"source": _source_key(spec), "watermark_from": start, "watermark_to": end,
-                         "rows_added": len(rows)})
-            bulk_insert(conn, raw_rows, [{"version_id": vid, "row_num": i, "content": r} for i, r in enumerate(rows)])
-            updated = conn.execute(source_watermarks.update().where(
-                source_watermarks.c.model == spec.name, source_watermarks.c.source == _source_key(spec),
-                source_watermarks.c.watermark == start).values(watermark=end, raw_version_id=vid,
-                                                               updated_at=utcnow())).rowcount
+                conn,
+                model=spec.name,
+                kind="raw",
+                digest=digest,
+                parents=[],
+                row_count=len(rows),
+                schema={"columns": list(rows[0].keys())},
+                batch_id=batch_id,
+                summary={
+                    "source": _source_key(spec),
+                    "watermark_from": start,
+                    "watermark_to": end,
+                    "rows_added": len(rows),
+                },
+            )
+            bulk_insert(
+                conn, raw_rows, [{"version_id": vid, "row_num": i, "content": r} for i, r in enumerate(rows)]
+            )
+            updated = conn.execute(
+                source_watermarks.update()
+                .where(
+                    source_watermarks.c.model == spec.name,
+                    source_watermarks.c.source == _source_key(spec),
+                    source_watermarks.c.watermark == start,
+                )
+                .values(watermark=end, raw_version_id=vid, updated_at=utcnow())
+            ).rowcount
             if not updated:
-                conn.execute(source_watermarks.insert().values(model=spec.name, source=_source_key(spec),
-                                                               watermark=end, raw_version_id=vid,
-                                                               updated_at=utcnow()))
-            audit.append(conn, actor=actor, event_type="ingest", model=spec.name,
-                         entity={"batch_id": batch_id, "raw_version_id": vid, "source": _source_key(spec)},
-                         details={"rows": len(rows), "watermark_from": start, "watermark_to": end})
+                conn.execute(
+                    source_watermarks.insert().values(
+                        model=spec.name,
+                        source=_source_key(spec),
+                        watermark=end,
+                        raw_version_id=vid,
+                        updated_at=utcnow(),
+                    )
+                )
+            audit.append(
+                conn,
+                actor=actor,
+                event_type="ingest",
+                model=spec.name,
+                entity={"batch_id": batch_id, "raw_version_id": vid, "source": _source_key(spec)},
+                details={"rows": len(rows), "watermark_from": start, "watermark_to": end},
+            )
     except IntegrityError:
         return SqlIngest(None, 0, start, end, "duplicate")
     log.info("ingested %d rows from %s (%s, %s] as %s", len(rows), _source_key(spec), start, end, vid)

@@ -99,14 +99,26 @@ def read_parquet(path: storage.Location, columns: list[str] | None = None, what:
 
 def _load(folder: storage.StoragePath, created: bool, seconds: float) -> FeatureSet:
     m = json.loads(storage.read_text(folder / "manifest.json", what="a feature set's manifest"))
-    return FeatureSet(m["model"], m["version_id"], m["code"], m["partitions"],
-                      [FeatureShard(s["index"], storage.as_string(folder / s["file"]), s["rows"])
-                       for s in m["shards"]], seconds, created)
+    return FeatureSet(
+        m["model"],
+        m["version_id"],
+        m["code"],
+        m["partitions"],
+        [FeatureShard(s["index"], storage.as_string(folder / s["file"]), s["rows"]) for s in m["shards"]],
+        seconds,
+        created,
+    )
 
 
-def materialize(engine: Engine, spec: ModelSpec, version_id: str, runs_dir: storage.Location,
-                partitions: int | None = None, actor: str = "airflow",
-                history: pd.DataFrame | None = None) -> FeatureSet:
+def materialize(
+    engine: Engine,
+    spec: ModelSpec,
+    version_id: str,
+    runs_dir: storage.Location,
+    partitions: int | None = None,
+    actor: str = "airflow",
+    history: pd.DataFrame | None = None,
+) -> FeatureSet:
     """The features of ``version_id``, computed and written once; later calls (retries, the nightly plan, other
     workers) get the same files. ``history`` saves a second read when the caller holds it already."""
     n = partitions or spec.scoring.partitions
@@ -129,22 +141,44 @@ def materialize(engine: Engine, spec: ModelSpec, version_id: str, runs_dir: stor
         name = f"shard-{i:03d}-{attempt}.parquet"
         write_parquet(part, folder / name, spec.scoring.chunk_rows)
         shards.append({"index": i, "file": name, "rows": len(part)})
-    manifest = {"model": spec.name, "version_id": version_id, "code": feature_code(), "partitions": n,
-                "shards": shards, "columns": ID_COLUMNS + FEATURES}
+    manifest = {
+        "model": spec.name,
+        "version_id": version_id,
+        "code": feature_code(),
+        "partitions": n,
+        "shards": shards,
+        "columns": ID_COLUMNS + FEATURES,
+    }
     if storage.exists(manifest_path):  # another worker finished first; theirs is the feature set
         return _load(folder, False, time.perf_counter() - t0)
-    storage.write_text_atomic(manifest_path, json.dumps(manifest, indent=1))  # the commit: the set is there whole
+    storage.write_text_atomic(
+        manifest_path, json.dumps(manifest, indent=1)
+    )  # the commit: the set is there whole
     seconds = time.perf_counter() - t0
-    audit.record(engine, actor=actor, event_type="features_materialized", model=spec.name,
-                 entity={"data_version": version_id},
-                 details={"rows": len(rows), "shards": n, "feature_code": manifest["code"],
-                          "seconds": round(seconds, 3)})
+    audit.record(
+        engine,
+        actor=actor,
+        event_type="features_materialized",
+        model=spec.name,
+        entity={"data_version": version_id},
+        details={
+            "rows": len(rows),
+            "shards": n,
+            "feature_code": manifest["code"],
+            "seconds": round(seconds, 3),
+        },
+    )
     log.info("materialized %d feature rows of %s in %d shards (%.1fs)", len(rows), version_id, n, seconds)
     return _load(folder, True, seconds)
 
 
-def materialize_versions(engine: Engine, spec: ModelSpec, version_ids: list[str], runs_dir: storage.Location,
-                         actor: str = "airflow") -> dict[str, dict[str, Any]]:
+def materialize_versions(
+    engine: Engine,
+    spec: ModelSpec,
+    version_ids: list[str],
+    runs_dir: storage.Location,
+    actor: str = "airflow",
+) -> dict[str, dict[str, Any]]:
     """Each new clean version's features, once (nightly scoring reads these files); per version a small summary."""
     out: dict[str, dict[str, Any]] = {}
     for version_id in version_ids:

@@ -15,9 +15,19 @@ from sqlalchemy.engine import Engine
 from airgate.core.warehouse import bulk_read_tuples, clean_events
 
 FEATURES = [
-    "stu_attempts", "stu_rate", "stu_skill_attempts", "stu_skill_rate", "item_attempts", "item_rate",
-    "skill_rate", "stu_last_correct", "stu_skill_last_correct", "log_gap_s", "stu_recent_rate",
-    "stu_resid", "stu_skill_resid",
+    "stu_attempts",
+    "stu_rate",
+    "stu_skill_attempts",
+    "stu_skill_rate",
+    "item_attempts",
+    "item_rate",
+    "skill_rate",
+    "stu_last_correct",
+    "stu_skill_last_correct",
+    "log_gap_s",
+    "stu_recent_rate",
+    "stu_resid",
+    "stu_skill_resid",
 ]
 PRIOR = 2.0  # pseudo-counts for smoothed rates: a new student or item starts near the global rate
 RECENT = 5  # answers in the "recent accuracy" window
@@ -90,7 +100,10 @@ def _last_answers(df: pd.DataFrame, out: pd.DataFrame, ts: pd.Series) -> None:
     """Last graded answer by the same student (and on the same skill), strictly earlier in time; the gap since
     the student's previous answer."""
     last = df["correct"].astype("float64")
-    for name, keys in (("stu_last_correct", ["student_id"]), ("stu_skill_last_correct", ["student_id", "skill_id"])):
+    for name, keys in (
+        ("stu_last_correct", ["student_id"]),
+        ("stu_skill_last_correct", ["student_id", "skill_id"]),
+    ):
         grp = [df[k] for k in keys]
         prev = last.groupby(grp, sort=False).shift().groupby(grp, sort=False).ffill()
         same_ts = df.groupby(keys + ["ts"], sort=False).ngroup()
@@ -101,7 +114,9 @@ def _last_answers(df: pd.DataFrame, out: pd.DataFrame, ts: pd.Series) -> None:
     out["log_gap_s"] = np.log1p(gap.clip(lower=0)).fillna(-1.0)
 
 
-def _recent_rate(df: pd.DataFrame, graded: pd.Series, correct: pd.Series, global_rate: pd.Series) -> pd.Series:
+def _recent_rate(
+    df: pd.DataFrame, graded: pd.Series, correct: pd.Series, global_rate: pd.Series
+) -> pd.Series:
     """Recent accuracy: the student's last RECENT answers, where learning shows before it moves the long-run
     rate."""
     grp_s = df["student_id"]
@@ -136,16 +151,29 @@ def load_history(engine: Engine, model: str, version_ids: list[str] | None = Non
     """
     import io
 
-    q = select(clean_events.c.event_id, clean_events.c.student_id, clean_events.c.item_id, clean_events.c.skill_id,
-               clean_events.c.ts, clean_events.c.correct, clean_events.c.version_id).where(clean_events.c.model == model)
+    q = select(
+        clean_events.c.event_id,
+        clean_events.c.student_id,
+        clean_events.c.item_id,
+        clean_events.c.skill_id,
+        clean_events.c.ts,
+        clean_events.c.correct,
+        clean_events.c.version_id,
+    ).where(clean_events.c.model == model)
     if version_ids is not None:
         q = q.where(clean_events.c.version_id.in_(version_ids))
     with engine.connect() as conn:
         columns, data = bulk_read_tuples(conn, q)
     text = ["event_id", "student_id", "item_id", "skill_id", "version_id"]
     if isinstance(data, bytes):
-        df = pd.read_csv(io.BytesIO(data), names=columns, header=None, dtype={c: str for c in text},
-                         keep_default_na=False, na_values={"correct": [""]})
+        df = pd.read_csv(
+            io.BytesIO(data),
+            names=columns,
+            header=None,
+            dtype={c: str for c in text},
+            keep_default_na=False,
+            na_values={"correct": [""]},
+        )
     else:
         df = pd.DataFrame(data, columns=columns)
     df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601")

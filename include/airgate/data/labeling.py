@@ -75,35 +75,62 @@ class LabelFileOutcome:
 
 # ----------------------------------------------------------------------------------------- label events
 
-def record_label_events(engine: Engine, spec: ModelSpec, rows: list[dict[str, Any]], source: str, origin: str,
-                        actor: str) -> tuple[int, int]:
+
+def record_label_events(
+    engine: Engine, spec: ModelSpec, rows: list[dict[str, Any]], source: str, origin: str, actor: str
+) -> tuple[int, int]:
     """Append late or human labels; returns (accepted, duplicates). Unknown event ids are refused by the caller."""
     if source not in ("late", "human"):
         raise ValueError(f"label events are late or human, not {source!r}")
     accepted = duplicates = 0
     now = utcnow()
     with engine.begin() as conn:
-        known = set(conn.execute(select(label_events.c.event_id).where(
-            label_events.c.model == spec.name, label_events.c.source == source,
-            label_events.c.event_id.in_([r["event_id"] for r in rows]))).scalars())
+        known = set(
+            conn.execute(
+                select(label_events.c.event_id).where(
+                    label_events.c.model == spec.name,
+                    label_events.c.source == source,
+                    label_events.c.event_id.in_([r["event_id"] for r in rows]),
+                )
+            ).scalars()
+        )
         fresh = []
         for r in rows:
             if r["event_id"] in known:
                 duplicates += 1
                 continue
             known.add(r["event_id"])
-            fresh.append({"model": spec.name, "event_id": r["event_id"], "label": int(r["label"]), "source": source,
-                          "labeler": r.get("labeler") or ("grader" if source == "late" else "reviewer"),
-                          "person": r.get("person"), "origin": origin, "observed_at": now})
+            fresh.append(
+                {
+                    "model": spec.name,
+                    "event_id": r["event_id"],
+                    "label": int(r["label"]),
+                    "source": source,
+                    "labeler": r.get("labeler") or ("grader" if source == "late" else "reviewer"),
+                    "person": r.get("person"),
+                    "origin": origin,
+                    "observed_at": now,
+                }
+            )
         bulk_insert(conn, label_events, fresh)
         accepted = len(fresh)
         if source == "human" and fresh:
-            conn.execute(update(review_queue).where(review_queue.c.model == spec.name,
-                                                    review_queue.c.event_id.in_([f["event_id"] for f in fresh]))
-                         .values(status="answered", answered_at=now))
-        audit.append(conn, actor=actor, event_type="label_events", model=spec.name,
-                     entity={"origin": origin, "source": source},
-                     details={"accepted": accepted, "duplicates": duplicates})
+            conn.execute(
+                update(review_queue)
+                .where(
+                    review_queue.c.model == spec.name,
+                    review_queue.c.event_id.in_([f["event_id"] for f in fresh]),
+                )
+                .values(status="answered", answered_at=now)
+            )
+        audit.append(
+            conn,
+            actor=actor,
+            event_type="label_events",
+            model=spec.name,
+            entity={"origin": origin, "source": source},
+            details={"accepted": accepted, "duplicates": duplicates},
+        )
     return accepted, duplicates
 
 
@@ -119,14 +146,20 @@ def _parse_label_file(data: bytes) -> list[dict[str, Any]]:
         value = (r.get(label_col) or "").strip()
         if value not in ("0", "1"):
             raise ValueError(f"label must be 0 or 1, got {value!r} for event {r.get('event_id')!r}")
-        out.append({"event_id": (r.get("event_id") or "").strip(), "label": int(value),
-                    "labeler": (r.get("labeler") or "").strip() or None,
-                    "person": (r.get("reviewer") or r.get("person") or "").strip() or None})
+        out.append(
+            {
+                "event_id": (r.get("event_id") or "").strip(),
+                "label": int(value),
+                "labeler": (r.get("labeler") or "").strip() or None,
+                "person": (r.get("reviewer") or r.get("person") or "").strip() or None,
+            }
+        )
     return out
 
 
-def ingest_label_files(engine: Engine, spec: ModelSpec, folder: storage.Location, source: str,
-                       actor: str = "airflow") -> list[LabelFileOutcome]:
+def ingest_label_files(
+    engine: Engine, spec: ModelSpec, folder: storage.Location, source: str, actor: str = "airflow"
+) -> list[LabelFileOutcome]:
     """Every CSV in the folder (event_id, label[, reviewer]); a bad file is rejected whole, with its reason.
 
     A folder nobody has dropped a file into yet has nothing to read (on an object store a folder exists only once
@@ -136,8 +169,11 @@ def ingest_label_files(engine: Engine, spec: ModelSpec, folder: storage.Location
     if not folder.is_dir():
         return outcomes
     with engine.connect() as conn:
-        done = set(conn.execute(select(label_events.c.origin).where(label_events.c.model == spec.name)
-                                .distinct()).scalars())
+        done = set(
+            conn.execute(
+                select(label_events.c.origin).where(label_events.c.model == spec.name).distinct()
+            ).scalars()
+        )
     for path in sorted(folder.glob("*.csv"), key=str):
         origin = storage.as_string(path)
         if path.name.startswith(".") or origin in done:
@@ -145,8 +181,14 @@ def ingest_label_files(engine: Engine, spec: ModelSpec, folder: storage.Location
         try:
             rows = _parse_label_file(storage.read_bytes(path, what=f"a {source} label file"))
         except (ValueError, UnicodeDecodeError) as exc:
-            audit.record(engine, actor=actor, event_type="label_file_rejected", model=spec.name,
-                         entity={"path": origin}, details={"error": str(exc)})
+            audit.record(
+                engine,
+                actor=actor,
+                event_type="label_file_rejected",
+                model=spec.name,
+                entity={"path": origin},
+                details={"error": str(exc)},
+            )
             outcomes.append(LabelFileOutcome(origin, 0, 0, 1, str(exc)))
             continue
         # Labels for events that are not clean events (quarantined, or never seen) cannot join: count them.
@@ -154,8 +196,14 @@ def ingest_label_files(engine: Engine, spec: ModelSpec, folder: storage.Location
         error = None
         if unknown:
             error = f"{len(unknown)} event ids are not in any clean version, e.g. {sorted(unknown)[:3]}"
-            audit.record(engine, actor=actor, event_type="label_rows_rejected", model=spec.name,
-                         entity={"path": origin}, details={"rows": len(unknown), "error": error})
+            audit.record(
+                engine,
+                actor=actor,
+                event_type="label_rows_rejected",
+                model=spec.name,
+                entity={"path": origin},
+                details={"rows": len(unknown), "error": error},
+            )
         known = [r for r in rows if r["event_id"] not in unknown]
         accepted, dups = record_label_events(engine, spec, known, source, origin, actor) if known else (0, 0)
         outcomes.append(LabelFileOutcome(origin, accepted, dups, len(unknown), error))
@@ -164,37 +212,53 @@ def ingest_label_files(engine: Engine, spec: ModelSpec, folder: storage.Location
 
 def _unknown_events(engine: Engine, spec: ModelSpec, event_ids: list[str]) -> set[str]:
     with engine.connect() as conn:
-        found = set(conn.execute(select(clean_events.c.event_id).where(
-            clean_events.c.model == spec.name, clean_events.c.event_id.in_(event_ids))).scalars())
+        found = set(
+            conn.execute(
+                select(clean_events.c.event_id).where(
+                    clean_events.c.model == spec.name, clean_events.c.event_id.in_(event_ids)
+                )
+            ).scalars()
+        )
     return set(event_ids) - found
 
 
-def answer_reviews(engine: Engine, spec: ModelSpec, answers: list[dict[str, Any]], person: str,
-                   origin: str) -> tuple[int, int]:
+def answer_reviews(
+    engine: Engine, spec: ModelSpec, answers: list[dict[str, Any]], person: str, origin: str
+) -> tuple[int, int]:
     """Human answers to the review queue (the API path). Refuses event ids that are not clean events."""
     unknown = _unknown_events(engine, spec, [a["event_id"] for a in answers])
     if unknown:
         raise ValueError(f"unknown event ids: {sorted(unknown)[:5]}")
-    rows = [{"event_id": a["event_id"], "label": int(a["label"]), "labeler": "review-api", "person": person}
-            for a in answers]
+    rows = [
+        {"event_id": a["event_id"], "label": int(a["label"]), "labeler": "review-api", "person": person}
+        for a in answers
+    ]
     return record_label_events(engine, spec, rows, "human", origin, person)
 
 
 def open_queue(engine: Engine, model: str, limit: int = 500) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        q = (select(review_queue).where(review_queue.c.model == model, review_queue.c.status == "open")
-             .order_by(review_queue.c.uncertainty.desc(), review_queue.c.event_id).limit(limit))
+        q = (
+            select(review_queue)
+            .where(review_queue.c.model == model, review_queue.c.status == "open")
+            .order_by(review_queue.c.uncertainty.desc(), review_queue.c.event_id)
+            .limit(limit)
+        )
         return [dict(r) for r in conn.execute(q).mappings()]
 
 
 # ----------------------------------------------------------------------------------------- versions
 
+
 def _resolve(gt: pd.DataFrame, ev: pd.DataFrame) -> pd.DataFrame:
     """One label per event: the most trusted source wins."""
     frames = [gt.assign(source="ground_truth", labeler="app", person=None, confidence=1.0)]
     if len(ev):
-        frames.append(ev.assign(confidence=1.0)[["event_id", "label", "source", "labeler", "person",
-                                                 "confidence", "labeled_at"]])
+        frames.append(
+            ev.assign(confidence=1.0)[
+                ["event_id", "label", "source", "labeler", "person", "confidence", "labeled_at"]
+            ]
+        )
     allx = pd.concat(frames, ignore_index=True)
     allx["trust"] = allx["source"].map(TRUST)
     return allx.sort_values(["event_id", "trust"], ascending=[True, False]).drop_duplicates("event_id")
@@ -202,8 +266,11 @@ def _resolve(gt: pd.DataFrame, ev: pd.DataFrame) -> pd.DataFrame:
 
 def _label_events_upto(engine: Engine, model: str) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(select(func.coalesce(func.max(label_events.c.id), 0))
-                                .where(label_events.c.model == model)).scalar_one())
+        return int(
+            conn.execute(
+                select(func.coalesce(func.max(label_events.c.id), 0)).where(label_events.c.model == model)
+            ).scalar_one()
+        )
 
 
 def _new_clean_versions(engine: Engine, spec: ModelSpec, included: list[str]) -> list[str]:
@@ -211,31 +278,56 @@ def _new_clean_versions(engine: Engine, spec: ModelSpec, included: list[str]) ->
     from airgate.data.checks import failed_versions
 
     failed = failed_versions(engine, spec.name)
-    all_clean = [v.version_id for v in datasets.list_versions(engine, spec.name, "clean") if v.version_id not in failed]
+    all_clean = [
+        v.version_id for v in datasets.list_versions(engine, spec.name, "clean") if v.version_id not in failed
+    ]
     return [v for v in all_clean if v not in set(included)]
 
 
-def _inputs(engine: Engine, spec: ModelSpec, versions: list[str], upto: int,
-            prev_version_id: str | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _inputs(
+    engine: Engine, spec: ModelSpec, versions: list[str], upto: int, prev_version_id: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(clean events of ``versions``, label events up to ``upto``, the previous labeled version's labels)."""
     with engine.connect() as conn:
-        events = pd.DataFrame(conn.execute(
-            select(clean_events.c.event_id, clean_events.c.correct, clean_events.c.ts)
-            .where(clean_events.c.version_id.in_(versions))).all(), columns=["event_id", "correct", "ts"])
-        ev = pd.DataFrame(conn.execute(
-            select(label_events.c.event_id, label_events.c.label, label_events.c.source, label_events.c.labeler,
-                   label_events.c.person, label_events.c.observed_at.label("labeled_at"))
-            .where(label_events.c.model == spec.name, label_events.c.id <= upto)).all(),
-            columns=["event_id", "label", "source", "labeler", "person", "labeled_at"])
-        old = pd.DataFrame(conn.execute(select(labels.c.event_id, labels.c.label, labels.c.source)
-                                        .where(labels.c.version_id == prev_version_id)).all(),
-                           columns=["event_id", "label", "source"]) if prev_version_id else pd.DataFrame(
-            columns=["event_id", "label", "source"])
+        events = pd.DataFrame(
+            conn.execute(
+                select(clean_events.c.event_id, clean_events.c.correct, clean_events.c.ts).where(
+                    clean_events.c.version_id.in_(versions)
+                )
+            ).all(),
+            columns=["event_id", "correct", "ts"],
+        )
+        ev = pd.DataFrame(
+            conn.execute(
+                select(
+                    label_events.c.event_id,
+                    label_events.c.label,
+                    label_events.c.source,
+                    label_events.c.labeler,
+                    label_events.c.person,
+                    label_events.c.observed_at.label("labeled_at"),
+                ).where(label_events.c.model == spec.name, label_events.c.id <= upto)
+            ).all(),
+            columns=["event_id", "label", "source", "labeler", "person", "labeled_at"],
+        )
+        old = (
+            pd.DataFrame(
+                conn.execute(
+                    select(labels.c.event_id, labels.c.label, labels.c.source).where(
+                        labels.c.version_id == prev_version_id
+                    )
+                ).all(),
+                columns=["event_id", "label", "source"],
+            )
+            if prev_version_id
+            else pd.DataFrame(columns=["event_id", "label", "source"])
+        )
     return events, ev, old
 
 
-def _resolved_labels(engine: Engine, spec: ModelSpec, events: pd.DataFrame, ev: pd.DataFrame,
-                     predictor: Predictor | None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def _resolved_labels(
+    engine: Engine, spec: ModelSpec, events: pd.DataFrame, ev: pd.DataFrame, predictor: Predictor | None
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """One label per event (the most trusted source), auto labels for confident unlabeled rows, and the rows
     to queue for review."""
     gt = events.loc[events["correct"].notna() & spec.label_policy.use_ground_truth, ["event_id", "correct"]]
@@ -254,42 +346,81 @@ def _resolved_labels(engine: Engine, spec: ModelSpec, events: pd.DataFrame, ev: 
 
 def _changes(old: pd.DataFrame, resolved: pd.DataFrame) -> tuple[int, int, int]:
     """(rows added, rows removed, rows relabeled) against the previous labeled version."""
-    merged = old.merge(resolved[["event_id", "label"]], on="event_id", how="outer", suffixes=("_old", "_new"),
-                       indicator=True)
+    merged = old.merge(
+        resolved[["event_id", "label"]], on="event_id", how="outer", suffixes=("_old", "_new"), indicator=True
+    )
     both = merged[merged["_merge"] == "both"]
-    return (int((merged["_merge"] == "right_only").sum()), int((merged["_merge"] == "left_only").sum()),
-            int((both["label_old"].astype(int) != both["label_new"].astype(int)).sum()))
+    return (
+        int((merged["_merge"] == "right_only").sum()),
+        int((merged["_merge"] == "left_only").sum()),
+        int((both["label_old"].astype(int) != both["label_new"].astype(int)).sum()),
+    )
 
 
-def _write_version(engine: Engine, spec: ModelSpec, digest: str, parents: list[str], resolved: pd.DataFrame,
-                   queue_rows: list[dict[str, Any]], summary: dict[str, Any], actor: str) -> str:
+def _write_version(
+    engine: Engine,
+    spec: ModelSpec,
+    digest: str,
+    parents: list[str],
+    resolved: pd.DataFrame,
+    queue_rows: list[dict[str, Any]],
+    summary: dict[str, Any],
+    actor: str,
+) -> str:
     """The labeled version, its labels, its review queue and its audit event in one transaction; the version's
     id either way (the same content as an existing version, e.g. a retry after commit, is that version)."""
     now = utcnow()
     try:
         with engine.begin() as conn:
-            vid = datasets.insert_version(conn, model=spec.name, kind="labeled", digest=digest, parents=parents,
-                                          row_count=len(resolved), schema={"columns": ["event_id", "label"]},
-                                          summary=summary)
-            rows = [{"version_id": vid, "event_id": r.event_id, "label": int(r.label), "source": r.source,
-                     "labeler": r.labeler, "confidence": float(r.confidence),
-                     "labeled_at": None if pd.isna(r.labeled_at) else pd.Timestamp(r.labeled_at).to_pydatetime(),
-                     "person": r.person if isinstance(r.person, str) else None}
-                    for r in resolved.itertuples(index=False)]
+            vid = datasets.insert_version(
+                conn,
+                model=spec.name,
+                kind="labeled",
+                digest=digest,
+                parents=parents,
+                row_count=len(resolved),
+                schema={"columns": ["event_id", "label"]},
+                summary=summary,
+            )
+            rows = [
+                {
+                    "version_id": vid,
+                    "event_id": r.event_id,
+                    "label": int(r.label),
+                    "source": r.source,
+                    "labeler": r.labeler,
+                    "confidence": float(r.confidence),
+                    "labeled_at": None
+                    if pd.isna(r.labeled_at)
+                    else pd.Timestamp(r.labeled_at).to_pydatetime(),
+                    "person": r.person if isinstance(r.person, str) else None,
+                }
+                for r in resolved.itertuples(index=False)
+            ]
             bulk_insert(conn, labels, rows)
             if queue_rows:
-                bulk_insert(conn, review_queue, [dict(q, labeled_version_id=vid, status="open", queued_at=now)
-                                                 for q in queue_rows])
-            audit.append(conn, actor=actor, event_type="label", model=spec.name,
-                         entity={"labeled_version_id": vid, "parents": parents}, details=summary)
+                bulk_insert(
+                    conn,
+                    review_queue,
+                    [dict(q, labeled_version_id=vid, status="open", queued_at=now) for q in queue_rows],
+                )
+            audit.append(
+                conn,
+                actor=actor,
+                event_type="label",
+                model=spec.name,
+                entity={"labeled_version_id": vid, "parents": parents},
+                details=summary,
+            )
             datasets.move_current(conn, spec.name, "labeled", vid, actor, "new labeled version")
     except IntegrityError:
         vid = datasets.version_id("labeled", digest)
     return vid
 
 
-def label_pending(engine: Engine, spec: ModelSpec, actor: str = "airflow",
-                  predictor: Predictor | None = None) -> LabelResult:
+def label_pending(
+    engine: Engine, spec: ModelSpec, actor: str = "airflow", predictor: Predictor | None = None
+) -> LabelResult:
     """The next labeled version, when there are new clean versions or new label events; else the current one
     (``created`` False)."""
     prev = datasets.latest(engine, spec.name, "labeled")
@@ -298,39 +429,69 @@ def label_pending(engine: Engine, spec: ModelSpec, actor: str = "airflow",
     upto = _label_events_upto(engine, spec.name)
     prev_upto = int(prev.summary.get("label_events_upto", 0)) if prev else 0
     if not new and upto == prev_upto:
-        return LabelResult(spec.name, prev.version_id if prev else None, False, prev.row_count if prev else 0, 0,
-                           dict(prev.summary.get("by_source", {})) if prev else {}, included)
+        return LabelResult(
+            spec.name,
+            prev.version_id if prev else None,
+            False,
+            prev.row_count if prev else 0,
+            0,
+            dict(prev.summary.get("by_source", {})) if prev else {},
+            included,
+        )
 
     versions = included + new
     events, ev, old = _inputs(engine, spec, versions, upto, prev.version_id if prev else None)
     resolved, queue_rows = _resolved_labels(engine, spec, events, ev, predictor)
-    digest = datasets.content_hash("labeled", spec.name, labeled_rows_for_hash(resolved),
-                                   extra={"clean_versions": versions})
+    digest = datasets.content_hash(
+        "labeled", spec.name, labeled_rows_for_hash(resolved), extra={"clean_versions": versions}
+    )
     added, removed, relabeled = _changes(old, resolved)
     by_source = {str(k): int(v) for k, v in resolved["source"].value_counts().sort_index().items()}
     auto_share = by_source.get("auto", 0) / max(len(resolved), 1)
     summary: dict[str, Any] = {
-        "clean_versions": versions, "label_events_upto": upto, "by_source": by_source, "rows_added": added,
-        "rows_removed": removed, "relabeled": relabeled, "auto_share": round(auto_share, 4),
-        "unlabeled": int(len(events) - len(resolved)), "queued": len(queue_rows),
+        "clean_versions": versions,
+        "label_events_upto": upto,
+        "by_source": by_source,
+        "rows_added": added,
+        "rows_removed": removed,
+        "relabeled": relabeled,
+        "auto_share": round(auto_share, 4),
+        "unlabeled": int(len(events) - len(resolved)),
+        "queued": len(queue_rows),
         "auto_labeler": predictor.model_version if predictor else None,
         "auto_label_min_confidence": spec.label_policy.auto_label_min_confidence,
     }
     parents = ([prev.version_id] if prev else []) + new
     vid = _write_version(engine, spec, digest, parents, resolved, queue_rows, summary, actor)
-    log.info("labeled version %s: %d rows %s, %d queued for review", vid, len(resolved), by_source, len(queue_rows))
-    return LabelResult(spec.name, vid, True, len(resolved), added, by_source, versions, relabeled,
-                       len(queue_rows), auto_share, summary)
+    log.info(
+        "labeled version %s: %d rows %s, %d queued for review", vid, len(resolved), by_source, len(queue_rows)
+    )
+    return LabelResult(
+        spec.name,
+        vid,
+        True,
+        len(resolved),
+        added,
+        by_source,
+        versions,
+        relabeled,
+        len(queue_rows),
+        auto_share,
+        summary,
+    )
 
 
 def labeled_rows_for_hash(rows: pd.DataFrame) -> list[tuple[str, int, str, str]]:
     """The canonical content of a labeled version: (event_id, label, source, labeler), sorted in Python."""
-    return sorted((str(r.event_id), int(r.label), str(r.source), str(r.labeler))
-                  for r in rows[["event_id", "label", "source", "labeler"]].itertuples(index=False))
+    return sorted(
+        (str(r.event_id), int(r.label), str(r.source), str(r.labeler))
+        for r in rows[["event_id", "label", "source", "labeler"]].itertuples(index=False)
+    )
 
 
-def _auto_and_queue(engine: Engine, spec: ModelSpec, predictor: Predictor,
-                    unlabeled: set[str]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def _auto_and_queue(
+    engine: Engine, spec: ModelSpec, predictor: Predictor, unlabeled: set[str]
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Auto-label the confident unlabeled rows; queue the most uncertain of the rest, within the budget."""
     from airgate.data.features import build_features, load_history
 
@@ -340,19 +501,48 @@ def _auto_and_queue(engine: Engine, spec: ModelSpec, predictor: Predictor,
     p = np.asarray(predictor.predict(hist, target), dtype="float64")
     conf = np.maximum(p, 1 - p)
     take = conf >= spec.label_policy.auto_label_min_confidence
-    auto = pd.DataFrame({"event_id": target["event_id"].to_numpy()[take], "label": (p[take] >= 0.5).astype(int),
-                         "source": "auto", "labeler": f"{spec.name}@v{predictor.model_version}", "person": None,
-                         "confidence": conf[take], "labeled_at": pd.Timestamp(utcnow())})
-    rest = pd.DataFrame({"event_id": target["event_id"].to_numpy()[~take], "p": p[~take],
-                         "uncertainty": 1.0 - np.abs(p[~take] - 0.5) * 2})
+    auto = pd.DataFrame(
+        {
+            "event_id": target["event_id"].to_numpy()[take],
+            "label": (p[take] >= 0.5).astype(int),
+            "source": "auto",
+            "labeler": f"{spec.name}@v{predictor.model_version}",
+            "person": None,
+            "confidence": conf[take],
+            "labeled_at": pd.Timestamp(utcnow()),
+        }
+    )
+    rest = pd.DataFrame(
+        {
+            "event_id": target["event_id"].to_numpy()[~take],
+            "p": p[~take],
+            "uncertainty": 1.0 - np.abs(p[~take] - 0.5) * 2,
+        }
+    )
     with engine.connect() as conn:
-        queued: dict[str, str] = {r.event_id: r.status for r in conn.execute(
-            select(review_queue.c.event_id, review_queue.c.status).where(review_queue.c.model == spec.name))}
-    rest = rest[~rest["event_id"].isin(queued)].sort_values(["uncertainty", "event_id"], ascending=[False, True])
+        queued: dict[str, str] = {
+            r.event_id: r.status
+            for r in conn.execute(
+                select(review_queue.c.event_id, review_queue.c.status).where(
+                    review_queue.c.model == spec.name
+                )
+            )
+        }
+    rest = rest[~rest["event_id"].isin(queued)].sort_values(
+        ["uncertainty", "event_id"], ascending=[False, True]
+    )
     # The budget is the size of the open queue: people are never handed more than that at once.
     budget = max(spec.label_policy.review_budget - sum(s == "open" for s in queued.values()), 0)
-    queue = [{"model": spec.name, "event_id": r.event_id, "p": float(r.p), "uncertainty": float(r.uncertainty),
-              "model_version": predictor.model_version} for r in rest.head(budget).itertuples(index=False)]
+    queue = [
+        {
+            "model": spec.name,
+            "event_id": r.event_id,
+            "p": float(r.p),
+            "uncertainty": float(r.uncertainty),
+            "model_version": predictor.model_version,
+        }
+        for r in rest.head(budget).itertuples(index=False)
+    ]
     return auto, queue
 
 
@@ -366,17 +556,30 @@ class LabelRound:
     def summary(self) -> dict[str, Any]:
         """The small JSON the label DAG hands on."""
         r = self.result
-        return {"labeled_version_id": r.labeled_version_id, "rows": r.rows, "by_source": r.by_source,
-                "queued": r.queued, "relabeled": r.relabeled, "label_files": self.label_files}
+        return {
+            "labeled_version_id": r.labeled_version_id,
+            "rows": r.rows,
+            "by_source": r.by_source,
+            "queued": r.queued,
+            "relabeled": r.relabeled,
+            "label_files": self.label_files,
+        }
 
 
-def label_round(engine: Engine, spec: ModelSpec, label_dirs: dict[str, storage.Location],
-                predictor: Predictor | None, actor: str = "airflow") -> LabelRound:
+def label_round(
+    engine: Engine,
+    spec: ModelSpec,
+    label_dirs: dict[str, storage.Location],
+    predictor: Predictor | None,
+    actor: str = "airflow",
+) -> LabelRound:
     """Late grades and review answers first (``label_dirs``: source -> folder of label files, each read once),
     then the next labeled version, auto-labeled by ``predictor`` (the champion, when there is one;
     ``airgate.serving.autolabel``): in one task, since the version
     needs the files and a hop between two tasks costs a task start under a scheduler."""
-    files = {source: [o.__dict__ for o in ingest_label_files(engine, spec, folder, source, actor=actor)]
-             for source, folder in label_dirs.items()}
+    files = {
+        source: [o.__dict__ for o in ingest_label_files(engine, spec, folder, source, actor=actor)]
+        for source, folder in label_dirs.items()
+    }
     result = label_pending(engine, spec, actor=actor, predictor=predictor)
     return LabelRound(result, files)

@@ -23,14 +23,16 @@ class AirflowApi:
         return f"{self.model}__{stage}"
 
     def dag_runs(self, stage: str) -> list[dict[str, Any]]:
-        r = self.admin.get(f"/api/v2/dags/{self.dag_id(stage)}/dagRuns", params={"order_by": "run_after",
-                                                                                  "limit": 100})
+        r = self.admin.get(
+            f"/api/v2/dags/{self.dag_id(stage)}/dagRuns", params={"order_by": "run_after", "limit": 100}
+        )
         r.raise_for_status()
         return list(r.json()["dag_runs"])
 
     def task_instances(self, stage: str, run_id: str) -> list[dict[str, Any]]:
-        r = self.admin.get(f"/api/v2/dags/{self.dag_id(stage)}/dagRuns/{run_id}/taskInstances",
-                           params={"limit": 200})
+        r = self.admin.get(
+            f"/api/v2/dags/{self.dag_id(stage)}/dagRuns/{run_id}/taskInstances", params={"limit": 200}
+        )
         r.raise_for_status()
         return list(r.json()["task_instances"])
 
@@ -48,10 +50,14 @@ class AirflowApi:
 
     def parsed(self, stages: Sequence[str]) -> bool:
         r = self.admin.get("/api/v2/dags", params={"limit": 100})
-        return r.status_code == 200 and {d["dag_id"] for d in r.json()["dags"]} >= {self.dag_id(s) for s in stages}
+        return r.status_code == 200 and {d["dag_id"] for d in r.json()["dags"]} >= {
+            self.dag_id(s) for s in stages
+        }
 
     def trigger(self, stage: str) -> str:
-        r = self.admin.post(f"/api/v2/dags/{self.dag_id(stage)}/dagRuns", json={"logical_date": None, "conf": {}})
+        r = self.admin.post(
+            f"/api/v2/dags/{self.dag_id(stage)}/dagRuns", json={"logical_date": None, "conf": {}}
+        )
         r.raise_for_status()
         return str(r.json()["dag_run_id"])
 
@@ -66,7 +72,9 @@ class AirflowApi:
         if run["state"] != "success":
             from airgate.dev.devstack import StackError
 
-            raise StackError(f"{stage} {run_id} {run['state']}: {self.states(stage, run_id)}\n{self.stack.tails()}")
+            raise StackError(
+                f"{stage} {run_id} {run['state']}: {self.states(stage, run_id)}\n{self.stack.tails()}"
+            )
         return dict(run)
 
     def failed_runs(self, stages: Sequence[str]) -> dict[str, list[str]]:
@@ -79,9 +87,10 @@ class AirflowApi:
         return [q for q in r.json() if q["model"] == self.model]
 
     def approve(self, request: dict[str, Any], comment: str = "reviewed") -> dict[str, Any]:
-        r = self.approver.post(f"/airgate/api/approvals/{request['id']}/decisions",
-                               json={"decision": "approve", "comment": comment,
-                                     "evidence_hash": request["evidence_hash"]})
+        r = self.approver.post(
+            f"/airgate/api/approvals/{request['id']}/decisions",
+            json={"decision": "approve", "comment": comment, "evidence_hash": request["evidence_hash"]},
+        )
         r.raise_for_status()
         return dict(r.json())
 
@@ -100,7 +109,7 @@ class AirflowApi:
         took: dict[str, float] = {}
         for ti in self.task_instances(stage, run_id):
             if ti["start_date"] and ti["end_date"] and ti["state"] in ("success", "skipped"):
-                secs = (datetime.fromisoformat(ti["end_date"]) - datetime.fromisoformat(ti["start_date"]))
+                secs = datetime.fromisoformat(ti["end_date"]) - datetime.fromisoformat(ti["start_date"])
                 took[ti["task_id"]] = max(took.get(ti["task_id"], 0.0), secs.total_seconds())
         finish: dict[str, float] = {}
 

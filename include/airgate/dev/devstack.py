@@ -28,8 +28,16 @@ from typing import IO, Any
 
 from airgate.dev.airflow_api import AirflowApi
 
-__all__ = ["AirflowApi", "Stack", "StackConfig", "StackError", "ensure_database", "free_port", "running",
-           "stop_process_groups"]
+__all__ = [
+    "AirflowApi",
+    "Stack",
+    "StackConfig",
+    "StackError",
+    "ensure_database",
+    "free_port",
+    "running",
+    "stop_process_groups",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 USERS = "admin:admin,trainer:op,approver:op,approver2:op,viewer:viewer"
@@ -118,31 +126,35 @@ class Stack:
         cfg = self.cfg
         home = cfg.airflow_home
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
-        env.update({
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(cfg.dags_folder),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(cfg.plugins_folder),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": cfg.executor,
-            "AIRFLOW__CORE__PARALLELISM": str(cfg.parallelism),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-            "AIRFLOW__API_AUTH__JWT_SECRET": env.get("AIRGATE_STACK_JWT_SECRET") or secrets.token_hex(16),
-            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
-            "AIRFLOW__API__BASE_URL": self.base,
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cfg.metadata_url or f"sqlite:///{home / 'airflow.db'}",
-            "GIT_PYTHON_REFRESH": "quiet",
-            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-            "PYTHONUNBUFFERED": "1",
-            **RESPONSIVE,
-        })
+        env.update(
+            {
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(cfg.dags_folder),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(cfg.plugins_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": cfg.executor,
+                "AIRFLOW__CORE__PARALLELISM": str(cfg.parallelism),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+                "AIRFLOW__API_AUTH__JWT_SECRET": env.get("AIRGATE_STACK_JWT_SECRET") or secrets.token_hex(16),
+                "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+                "AIRFLOW__API__BASE_URL": self.base,
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cfg.metadata_url or f"sqlite:///{home / 'airflow.db'}",
+                "GIT_PYTHON_REFRESH": "quiet",
+                "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+                "PYTHONUNBUFFERED": "1",
+                **RESPONSIVE,
+            }
+        )
         if cfg.executor == "CeleryExecutor":
             if not (cfg.broker_url and cfg.result_backend):
-                raise StackError("CeleryExecutor needs broker_url (Redis) and result_backend (the metadata DB)")
+                raise StackError(
+                    "CeleryExecutor needs broker_url (Redis) and result_backend (the metadata DB)"
+                )
             env["AIRFLOW__CELERY__BROKER_URL"] = cfg.broker_url
             env["AIRFLOW__CELERY__RESULT_BACKEND"] = cfg.result_backend
             env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(cfg.parallelism)
@@ -151,8 +163,14 @@ class Stack:
 
     # ------------------------------------------------------------------------------------------ processes
     def _run(self, args: Sequence[str], what: str, timeout: float = 600) -> None:
-        out = subprocess.run([sys.executable, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
-                             cwd=REPO_ROOT)
+        out = subprocess.run(
+            [sys.executable, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO_ROOT,
+        )
         if out.returncode != 0:
             raise StackError(f"{what} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
 
@@ -160,8 +178,14 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         log_path = self.logs / f"{name}.log"
         log = log_path.open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "airflow", *args], env={**self.env, **(extra_env or {})},
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *args],
+            env={**self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=REPO_ROOT,
+        )
         comp = Component(name, proc, log_path, log)
         self.components.append(comp)
         return comp
@@ -171,8 +195,10 @@ class Stack:
         self.cfg.airflow_home.mkdir(parents=True, exist_ok=True)
         self._run(["-m", "airflow", "db", "migrate"], "airflow db migrate")
         self._run(["-m", "airgate.cli", "migrate"], "airgate migrate")
-        self._run([str(REPO_ROOT / "scripts" / "load_settings.py"), str(REPO_ROOT / "airflow_settings.yaml")],
-                  "loading airflow_settings.yaml")
+        self._run(
+            [str(REPO_ROOT / "scripts" / "load_settings.py"), str(REPO_ROOT / "airflow_settings.yaml")],
+            "loading airflow_settings.yaml",
+        )
         self._run([str(REPO_ROOT / "scripts" / "users.py")], "creating the users' passwords")
 
     def start(self, timeout: float = 240) -> Stack:
@@ -183,8 +209,18 @@ class Stack:
         self._spawn("triggerer", ["triggerer"])
         if self.cfg.executor == "CeleryExecutor":
             for i, overrides in enumerate(self.cfg.workers):
-                self._spawn(f"worker-{i}", ["celery", "worker", "--concurrency", str(self.cfg.parallelism),
-                                            "--celery-hostname", f"airgate-worker-{i}@%h"], overrides)
+                self._spawn(
+                    f"worker-{i}",
+                    [
+                        "celery",
+                        "worker",
+                        "--concurrency",
+                        str(self.cfg.parallelism),
+                        "--celery-hostname",
+                        f"airgate-worker-{i}@%h",
+                    ],
+                    overrides,
+                )
         self.wait_for(self._healthy, timeout, "the api-server to answer")
         return self
 
@@ -199,8 +235,12 @@ class Stack:
     def check_alive(self) -> None:
         dead = [c for c in self.components if c.proc.poll() is not None]
         if dead:
-            raise StackError("stopped: " + ", ".join(f"{c.name} (exit {c.proc.returncode})" for c in dead)
-                             + "\n" + self.tails())
+            raise StackError(
+                "stopped: "
+                + ", ".join(f"{c.name} (exit {c.proc.returncode})" for c in dead)
+                + "\n"
+                + self.tails()
+            )
 
     def tails(self, chars: int = 2500) -> str:
         return "\n".join(f"--- {c.name} ({c.log_path})\n{c.tail(chars)}" for c in self.components)
@@ -224,21 +264,26 @@ class Stack:
 
     # ------------------------------------------------------------------------------------------ the REST API
     def passwords(self) -> dict[str, str]:
-        return dict(json.loads(Path(self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text()))
+        return dict(
+            json.loads(Path(self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text())
+        )
 
     def token(self, user: str) -> str:
         """A JWT from Airflow's own login endpoint: the user is signed in, as in the UI."""
         import httpx
 
-        r = httpx.post(f"{self.base}/auth/token", json={"username": user, "password": self.passwords()[user]},
-                       timeout=30)
+        r = httpx.post(
+            f"{self.base}/auth/token", json={"username": user, "password": self.passwords()[user]}, timeout=30
+        )
         r.raise_for_status()
         return str(r.json()["access_token"])
 
     def client(self, user: str = "admin") -> Any:
         import httpx
 
-        return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {self.token(user)}"}, timeout=60)
+        return httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {self.token(user)}"}, timeout=60
+        )
 
 
 @contextmanager
@@ -261,7 +306,10 @@ def ensure_database(url: str) -> None:
     admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": u.database}).first() is None:
+            if (
+                conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": u.database}).first()
+                is None
+            ):
                 conn.execute(text(f'CREATE DATABASE "{u.database}"'))
     finally:
         admin.dispose()
@@ -278,15 +326,23 @@ def _serve(argv: Sequence[str] | None = None) -> int:
     settings = {k: v for k, v in os.environ.items() if k.startswith("AIRGATE_")}
     metadata = os.environ.get("AIRGATE_AIRFLOW_DB_URL")
     if args.executor == "CeleryExecutor" and not metadata:
-        raise SystemExit("CeleryExecutor needs a PostgreSQL metadata DB: set AIRGATE_AIRFLOW_DB_URL "
-                         "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/airflow)")
+        raise SystemExit(
+            "CeleryExecutor needs a PostgreSQL metadata DB: set AIRGATE_AIRFLOW_DB_URL "
+            "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/airflow)"
+        )
     for url in (metadata, settings.get("AIRGATE_WAREHOUSE_URL"), settings.get("AIRGATE_MLFLOW_URI")):
         if url:
             ensure_database(url)
-    cfg = StackConfig(home, settings, executor=args.executor, metadata_url=metadata,
-                      broker_url=os.environ.get("AIRGATE_CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
-                      result_backend=f"db+{metadata}" if metadata else None,
-                      workers=[{} for _ in range(args.workers)], port=args.port)
+    cfg = StackConfig(
+        home,
+        settings,
+        executor=args.executor,
+        metadata_url=metadata,
+        broker_url=os.environ.get("AIRGATE_CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+        result_backend=f"db+{metadata}" if metadata else None,
+        workers=[{} for _ in range(args.workers)],
+        port=args.port,
+    )
     stack = Stack(cfg)
     stack.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(home / "passwords.json")
 

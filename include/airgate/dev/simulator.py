@@ -87,7 +87,9 @@ class Simulator:
         for s in range(c.students_per_batch):
             sid = f"s{batch_no:03d}_{s:04d}"
             grade = int(rng.choice(c.grade_levels))
-            mean = (grade - np.mean(c.grade_levels)) * c.grade_effect + (c.cohort_shift if cohort == "B" else 0.0)
+            mean = (grade - np.mean(c.grade_levels)) * c.grade_effect + (
+                c.cohort_shift if cohort == "B" else 0.0
+            )
             # A general ability plus skill-specific deviations: students good at one skill tend to be good at others.
             ability = rng.normal(mean, c.general_sd) + rng.normal(0.0, c.skill_sd, size=c.n_skills)
             order = rng.permutation(c.n_items)
@@ -109,19 +111,36 @@ class Simulator:
                 answer = key if correct else str(rng.choice([o for o in OPTIONS if o != key]))
                 graded = bool(rng.random() >= c.ungraded_rate)
                 eid = f"e{batch_no:03d}_{s:04d}_{k:03d}"
-                ev.append((eid, sid, f"i{item:03d}", f"k{skill}", t.isoformat(timespec="milliseconds"), rt,
-                           answer, correct if graded else None))
+                ev.append(
+                    (
+                        eid,
+                        sid,
+                        f"i{item:03d}",
+                        f"k{skill}",
+                        t.isoformat(timespec="milliseconds"),
+                        rt,
+                        answer,
+                        correct if graded else None,
+                    )
+                )
                 truth.append((eid, p, correct, cohort, grade, rapid))
                 if not rapid:
                     ability[skill] += c.learn_rate + c.learn_bonus_correct * correct
                 t += timedelta(milliseconds=rt + int(rng.integers(2_000, 30_000)))
         events = pd.DataFrame(ev, columns=COLUMNS)
         events["correct"] = events["correct"].astype("Int64")
-        truth_df = pd.DataFrame(truth, columns=["event_id", "true_p", "true_correct", "cohort", "grade", "rapid_guess"])
+        truth_df = pd.DataFrame(
+            truth, columns=["event_id", "true_p", "true_correct", "cohort", "grade", "rapid_guess"]
+        )
         return Batch(batch_no, events, truth_df)
 
-    def write_batch(self, batch_no: int, landing_dir: storage.Location, oracle_dir: Path | str,
-                    roster_path: storage.Location | None = None) -> Any:
+    def write_batch(
+        self,
+        batch_no: int,
+        landing_dir: storage.Location,
+        oracle_dir: Path | str,
+        roster_path: storage.Location | None = None,
+    ) -> Any:
         """Write batch ``n`` as the app would: atomically (``storage.write_bytes_atomic``) into the landing zone,
         and register its students in the roster when one is given. The oracle is the simulator's own, local."""
         b = self.batch(batch_no)
@@ -147,10 +166,14 @@ def write_late_grades(batch: Batch, folder: storage.Location, fraction: float = 
     """The late grader: true grades for (a seeded ``fraction`` of) the batch's rows that awaited grading."""
     pending = batch.events.loc[batch.events["correct"].isna(), ["event_id"]]
     if fraction < 1.0:
-        pending = pending.sample(frac=fraction, random_state=np.random.default_rng([seed, batch.number]).integers(2**31))
+        pending = pending.sample(
+            frac=fraction, random_state=np.random.default_rng([seed, batch.number]).integers(2**31)
+        )
     grades = pending.merge(batch.truth[["event_id", "true_correct"]], on="event_id")
     target = _dest(folder) / f"late_{batch.number:04d}.csv"
-    storage.write_bytes_atomic(target, grades.rename(columns={"true_correct": "label"}).to_csv(index=False).encode())
+    storage.write_bytes_atomic(
+        target, grades.rename(columns={"true_correct": "label"}).to_csv(index=False).encode()
+    )
     return target
 
 
@@ -163,9 +186,17 @@ def answer_reviews(truth: pd.DataFrame, event_ids: list[str], reviewer: str = "s
 def write_catalog(sim: Simulator, path: storage.Location) -> Any:
     """The app's item catalog (item_id, skill_id): what cleaning checks items and skills against."""
     target = _dest(path)
-    storage.write_bytes_atomic(target, pd.DataFrame({"item_id": [f"i{i:03d}" for i in range(sim.config.n_items)],
-                                                     "skill_id": [f"k{k}" for k in sim.item_skill]})
-                               .to_csv(index=False).encode())
+    storage.write_bytes_atomic(
+        target,
+        pd.DataFrame(
+            {
+                "item_id": [f"i{i:03d}" for i in range(sim.config.n_items)],
+                "skill_id": [f"k{k}" for k in sim.item_skill],
+            }
+        )
+        .to_csv(index=False)
+        .encode(),
+    )
     return target
 
 
@@ -174,9 +205,12 @@ def update_roster(batch: Batch, path: storage.Location) -> Any:
 
     Slice metrics (the bias gate) join it at evaluation; it is rewritten atomically, so a reader never sees half."""
     target = _dest(path)
-    new = (batch.events[["event_id", "student_id"]].merge(batch.truth[["event_id", "grade", "cohort"]], on="event_id")
-           .drop_duplicates("student_id").rename(columns={"grade": "grade_level"})
-           [["student_id", "grade_level", "cohort"]])
+    new = (
+        batch.events[["event_id", "student_id"]]
+        .merge(batch.truth[["event_id", "grade", "cohort"]], on="event_id")
+        .drop_duplicates("student_id")
+        .rename(columns={"grade": "grade_level"})[["student_id", "grade_level", "cohort"]]
+    )
     if storage.exists(target):
         with storage.open_read(target, what="the roster") as fh:
             old = pd.read_csv(fh, dtype={"student_id": str})
@@ -192,8 +226,9 @@ def load_truth(oracle_dir: Path | str) -> pd.DataFrame:
     return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
 
 
-def history_limit(sim: Simulator, events: pd.DataFrame, roster: pd.DataFrame, particles: int = 2000,
-                  seed: int = 0) -> pd.Series:
+def history_limit(
+    sim: Simulator, events: pd.DataFrame, roster: pd.DataFrame, particles: int = 2000, seed: int = 0
+) -> pd.Series:
     """P(correct) from a particle filter that knows every parameter of the simulator except each student's
     abilities, which it infers from the student's earlier answers, exactly as a perfect model could.
 
@@ -211,10 +246,15 @@ def history_limit(sim: Simulator, events: pd.DataFrame, roster: pd.DataFrame, pa
     item = ev["item_id"].str[1:].astype(int).to_numpy()
     n_s, steps = len(students), int(ev["_k"].max()) + 1
     ros = roster.set_index("student_id").reindex(students)
-    mean = ((ros["grade_level"].astype(float) - np.mean(c.grade_levels)) * c.grade_effect
-            + np.where(ros["cohort"].astype(str) == "B", c.cohort_shift, 0.0)).to_numpy()
-    ability = (mean[:, None, None] + rng.normal(0, c.general_sd, (n_s, particles, 1))
-               + rng.normal(0, c.skill_sd, (n_s, particles, c.n_skills)))
+    mean = (
+        (ros["grade_level"].astype(float) - np.mean(c.grade_levels)) * c.grade_effect
+        + np.where(ros["cohort"].astype(str) == "B", c.cohort_shift, 0.0)
+    ).to_numpy()
+    ability = (
+        mean[:, None, None]
+        + rng.normal(0, c.general_sd, (n_s, particles, 1))
+        + rng.normal(0, c.skill_sd, (n_s, particles, c.n_skills))
+    )
     logw = np.zeros((n_s, particles))
     out = np.empty(len(ev))
     for k in range(steps):
@@ -237,7 +277,7 @@ def history_limit(sim: Simulator, events: pd.DataFrame, roster: pd.DataFrame, pa
         # Resample students whose weights collapsed, so the particles stay where the posterior is.
         w_all = np.exp(logw[s_idx] - logw[s_idx].max(axis=1, keepdims=True))
         w_all /= w_all.sum(axis=1, keepdims=True)
-        ess = 1.0 / (w_all ** 2).sum(axis=1)
+        ess = 1.0 / (w_all**2).sum(axis=1)
         for j in np.flatnonzero(ess < particles / 2):
             st = s_idx[j]
             pick = rng.choice(particles, particles, p=w_all[j])

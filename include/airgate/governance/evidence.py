@@ -30,9 +30,11 @@ def _ancestors(engine: Engine, version_id: str) -> dict[str, list[str]]:
     with engine.connect() as conn:
         while todo:
             batch, todo = todo[:500], todo[500:]
-            rows = conn.execute(select(dataset_versions.c.version_id, dataset_versions.c.kind,
-                                       dataset_versions.c.parents)
-                                .where(dataset_versions.c.version_id.in_(batch))).all()
+            rows = conn.execute(
+                select(
+                    dataset_versions.c.version_id, dataset_versions.c.kind, dataset_versions.c.parents
+                ).where(dataset_versions.c.version_id.in_(batch))
+            ).all()
             for vid, kind, parents in rows:
                 if vid in seen:
                     continue
@@ -44,15 +46,24 @@ def _ancestors(engine: Engine, version_id: str) -> dict[str, list[str]]:
 
 def label_shares(engine: Engine, labeled_version: str) -> dict[str, Any]:
     with engine.connect() as conn:
-        counts = {src: int(n) for src, n in conn.execute(
-            select(labels.c.source, func.count()).where(labels.c.version_id == labeled_version)
-            .group_by(labels.c.source)).all()}
+        counts = {
+            src: int(n)
+            for src, n in conn.execute(
+                select(labels.c.source, func.count())
+                .where(labels.c.version_id == labeled_version)
+                .group_by(labels.c.source)
+            ).all()
+        }
     total = sum(counts.values())
     by_source = {k: counts.get(k, 0) for k in ("ground_truth", "late", "human", "auto")}
     by_source.update({k: v for k, v in counts.items() if k not in by_source})
-    return {"version_id": labeled_version, "total": total, "by_source": by_source,
-            "human_share": by_source["human"] / total if total else 0.0,
-            "auto_share": by_source["auto"] / total if total else 0.0}
+    return {
+        "version_id": labeled_version,
+        "total": total,
+        "by_source": by_source,
+        "human_share": by_source["human"] / total if total else 0.0,
+        "auto_share": by_source["auto"] / total if total else 0.0,
+    }
 
 
 def validation_summary(engine: Engine, clean_versions: list[str]) -> dict[str, Any] | None:
@@ -60,19 +71,33 @@ def validation_summary(engine: Engine, clean_versions: list[str]) -> dict[str, A
     if not clean_versions:
         return None
     with engine.connect() as conn:
-        rows = conn.execute(select(data_validations).where(data_validations.c.version_id.in_(clean_versions))
-                            .order_by(data_validations.c.evaluated_at.desc())).mappings().all()
+        rows = (
+            conn.execute(
+                select(data_validations)
+                .where(data_validations.c.version_id.in_(clean_versions))
+                .order_by(data_validations.c.evaluated_at.desc())
+            )
+            .mappings()
+            .all()
+        )
     if not rows:
         return None
     newest = rows[0]
     by_status: dict[str, int] = {}
     for r in rows:
         by_status[r["status"]] = by_status.get(r["status"], 0) + 1
-    return {"version_id": newest["version_id"], "status": newest["status"], "critical": newest["critical"],
-            "warnings": newest["warnings"], "evaluated_at": as_utc(newest["evaluated_at"]),
-            "versions_checked": len(rows), "by_status": by_status,
-            "data_docs_url": f"/airgate/api/data-docs/{quote(newest['model'], safe='')}/index.html"
-            if newest["docs_path"] else None}
+    return {
+        "version_id": newest["version_id"],
+        "status": newest["status"],
+        "critical": newest["critical"],
+        "warnings": newest["warnings"],
+        "evaluated_at": as_utc(newest["evaluated_at"]),
+        "versions_checked": len(rows),
+        "by_status": by_status,
+        "data_docs_url": f"/airgate/api/data-docs/{quote(newest['model'], safe='')}/index.html"
+        if newest["docs_path"]
+        else None,
+    }
 
 
 def context(engine: Engine, request: dict[str, Any], runs_dir: storage.Location) -> dict[str, Any]:
@@ -83,23 +108,30 @@ def context(engine: Engine, request: dict[str, Any], runs_dir: storage.Location)
     return {
         "labels": label_shares(engine, ev["data_version"]),
         "validation": validation_summary(engine, versions.get("clean", [])),
-        "versions": {"labeled": ev["data_version"], "clean": versions.get("clean", []),
-                     "raw": versions.get("raw", [])},
-        "links": {"gate_report": f"{base}/gate_report.html" if "gate_report.html" in files else None,
-                  "pareto_plot": f"{base}/pareto.png" if "pareto.png" in files else None,
-                  "drift_report": f"{base}/drift.html" if "drift.html" in files else None,
-                  "lineage": "/airgate/lineage?" + urlencode(
-                      {"node": f"model_version:{request['model']}/{request['model_version']}"}),
-                  "mlflow_run": ev.get("mlflow_run_id")},
+        "versions": {
+            "labeled": ev["data_version"],
+            "clean": versions.get("clean", []),
+            "raw": versions.get("raw", []),
+        },
+        "links": {
+            "gate_report": f"{base}/gate_report.html" if "gate_report.html" in files else None,
+            "pareto_plot": f"{base}/pareto.png" if "pareto.png" in files else None,
+            "drift_report": f"{base}/drift.html" if "drift.html" in files else None,
+            "lineage": "/airgate/lineage?"
+            + urlencode({"node": f"model_version:{request['model']}/{request['model_version']}"}),
+            "mlflow_run": ev.get("mlflow_run_id"),
+        },
     }
 
 
 def artifact_paths(evidence: dict[str, Any], runs_dir: storage.Location) -> dict[str, storage.StoragePath]:
     """The report files a request's evidence names, that exist in storage. Keys are ARTIFACT_TYPES."""
     run = storage.location(runs_dir) / str(evidence.get("training_run_id"))
-    named = {"pareto.png": (evidence.get("pareto") or {}).get("plot"),
-             "drift.html": (evidence.get("drift") or {}).get("html_path"),
-             "gate_report.html": run / "gate_report.html"}
+    named = {
+        "pareto.png": (evidence.get("pareto") or {}).get("plot"),
+        "drift.html": (evidence.get("drift") or {}).get("html_path"),
+        "gate_report.html": run / "gate_report.html",
+    }
     out = {}
     for name, path in named.items():
         if not path:
@@ -121,9 +153,12 @@ def data_docs_file(engine: Engine, model: str, relative: str) -> storage.Storage
     """A file inside the model's Great Expectations Data Docs site, or None (never a file outside the site: a
     relative path that is absolute, climbs with ``..`` or hides a backslash is refused before storage is asked)."""
     with engine.connect() as conn:
-        url = conn.execute(select(data_validations.c.docs_path).where(
-            data_validations.c.model == model, data_validations.c.docs_path.is_not(None))
-            .order_by(data_validations.c.evaluated_at.desc()).limit(1)).scalar()
+        url = conn.execute(
+            select(data_validations.c.docs_path)
+            .where(data_validations.c.model == model, data_validations.c.docs_path.is_not(None))
+            .order_by(data_validations.c.evaluated_at.desc())
+            .limit(1)
+        ).scalar()
     if not url:
         return None
     parts = PurePosixPath(relative).parts

@@ -55,8 +55,13 @@ class Node:
     attrs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ref": self.ref, "kind": self.kind, "label": self.label,
-                "at": as_utc(self.at).isoformat() if self.at else None, "attrs": self.attrs}
+        return {
+            "ref": self.ref,
+            "kind": self.kind,
+            "label": self.label,
+            "at": as_utc(self.at).isoformat() if self.at else None,
+            "attrs": self.attrs,
+        }
 
 
 @dataclass
@@ -71,9 +76,12 @@ class Graph:
             self.edges.append((source, target, relation))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"focus": self.focus, "nodes": [n.to_dict() for n in self.nodes.values()],
-                "edges": [{"source": s, "target": t, "relation": r} for s, t, r in self.edges],
-                "truncated": self.truncated}
+        return {
+            "focus": self.focus,
+            "nodes": [n.to_dict() for n in self.nodes.values()],
+            "edges": [{"source": s, "target": t, "relation": r} for s, t, r in self.edges],
+            "truncated": self.truncated,
+        }
 
 
 def ref(kind: str, *parts: object) -> str:
@@ -83,14 +91,22 @@ def ref(kind: str, *parts: object) -> str:
 def parse_ref(value: str) -> tuple[str, list[str]]:
     kind, sep, key = (value or "").partition(":")
     if not sep or kind not in KINDS or not key:
-        raise LineageError(f"not a lineage ref: {value!r}; expected <kind>:<key> with kind one of "
-                           f"{', '.join(KINDS)}", status=422)
-    parts = key.split("/", 2) if kind == "prediction" else key.split("/", 1) if kind == "model_version" else [key]
+        raise LineageError(
+            f"not a lineage ref: {value!r}; expected <kind>:<key> with kind one of {', '.join(KINDS)}",
+            status=422,
+        )
+    parts = (
+        key.split("/", 2) if kind == "prediction" else key.split("/", 1) if kind == "model_version" else [key]
+    )
     want = {"prediction": 3, "model_version": 2}.get(kind, 1)
     if len(parts) != want or not all(parts):
-        raise LineageError(f"{kind} refs look like {kind}:" +
-                           {"prediction": "<model>/<partition_key>/<event_id>",
-                            "model_version": "<model>/<version>"}.get(kind, "<id>"), status=422)
+        raise LineageError(
+            f"{kind} refs look like {kind}:"
+            + {"prediction": "<model>/<partition_key>/<event_id>", "model_version": "<model>/<version>"}.get(
+                kind, "<id>"
+            ),
+            status=422,
+        )
     return kind, parts
 
 
@@ -101,8 +117,9 @@ class _Walker:
         self.conn = conn
 
     # -- one function per kind: (node, [(upstream ref, relation)], [(downstream ref, relation)], downstream total)
-    def resolve(self, kind: str, parts: list[str], with_downstream: bool) -> tuple[
-            Node, list[tuple[str, str]], list[tuple[str, str]], int]:
+    def resolve(
+        self, kind: str, parts: list[str], with_downstream: bool
+    ) -> tuple[Node, list[tuple[str, str]], list[tuple[str, str]], int]:
         fn = getattr(self, f"_{kind}")
         return fn(parts, with_downstream)  # type: ignore[no-any-return]
 
@@ -118,18 +135,39 @@ class _Walker:
         except ValueError as exc:
             raise LineageError(f"file ids are numbers, got {parts[0]!r}", status=422) from exc
         r = self._one(select(file_ledger).where(file_ledger.c.id == fid), f"file {fid}")
-        node = Node(ref("file", r.id), "file", r.path.rsplit("/", 1)[-1], r.ingested_at,
-                    {"path": r.path, "sha256": r.sha256, "size_bytes": r.size_bytes, "status": r.status,
-                     "model": r.model, "error": r.error})
+        node = Node(
+            ref("file", r.id),
+            "file",
+            r.path.rsplit("/", 1)[-1],
+            r.ingested_at,
+            {
+                "path": r.path,
+                "sha256": r.sha256,
+                "size_bytes": r.size_bytes,
+                "status": r.status,
+                "model": r.model,
+                "error": r.error,
+            },
+        )
         downs = [(ref("batch", r.batch_id), "ingested in")] if down else []
         return node, [], downs, len(downs)
 
     def _batch(self, parts: list[str], down: bool) -> Any:
         bid = parts[0]
-        files = self.conn.execute(select(file_ledger.c.id, file_ledger.c.status).where(
-            file_ledger.c.batch_id == bid).order_by(file_ledger.c.id)).all()
-        raws = self.conn.execute(select(dataset_versions.c.version_id).where(
-            dataset_versions.c.batch_id == bid, dataset_versions.c.kind == "raw")).scalars().all()
+        files = self.conn.execute(
+            select(file_ledger.c.id, file_ledger.c.status)
+            .where(file_ledger.c.batch_id == bid)
+            .order_by(file_ledger.c.id)
+        ).all()
+        raws = (
+            self.conn.execute(
+                select(dataset_versions.c.version_id).where(
+                    dataset_versions.c.batch_id == bid, dataset_versions.c.kind == "raw"
+                )
+            )
+            .scalars()
+            .all()
+        )
         if not files and not raws:
             raise LineageError(f"batch {bid} does not exist")
         node = Node(ref("batch", bid), "batch", bid, None, {"files": len(files)})
@@ -139,92 +177,203 @@ class _Walker:
 
     def _dataset(self, parts: list[str], down: bool) -> Any:
         vid = parts[0]
-        r = self._one(select(dataset_versions).where(dataset_versions.c.version_id == vid), f"dataset version {vid}")
-        node = Node(ref("dataset", vid), "dataset", vid, r.created_at,
-                    {"kind": r.kind, "rows": r.row_count, "content_hash": r.content_hash, "model": r.model,
-                     "batch_id": r.batch_id})
+        r = self._one(
+            select(dataset_versions).where(dataset_versions.c.version_id == vid), f"dataset version {vid}"
+        )
+        node = Node(
+            ref("dataset", vid),
+            "dataset",
+            vid,
+            r.created_at,
+            {
+                "kind": r.kind,
+                "rows": r.row_count,
+                "content_hash": r.content_hash,
+                "model": r.model,
+                "batch_id": r.batch_id,
+            },
+        )
         ups = [(ref("dataset", p), "derived into") for p in r.parents]
         if r.batch_id and r.kind == "raw":
             ups.append((ref("batch", r.batch_id), "became"))
         downs: list[tuple[str, str]] = []
         total = 0
         if down:
-            kids = [v for v, parents in self.conn.execute(
-                select(dataset_versions.c.version_id, dataset_versions.c.parents)
-                .where(dataset_versions.c.model == r.model)).all() if vid in list(parents)]
-            runs = self.conn.execute(select(model_candidates.c.training_run_id).where(
-                model_candidates.c.data_version == vid).order_by(model_candidates.c.id)).scalars().all()
-            scored = self.conn.execute(select(scoring_runs.c.run_id).where(
-                scoring_runs.c.feature_data_version == vid).order_by(scoring_runs.c.started_at)).scalars().all()
-            downs = ([(ref("dataset", k), "derived into") for k in kids] +
-                     [(ref("training_run", t), "trained") for t in runs] +
-                     [(ref("scoring_run", s), "scored in") for s in scored])
+            kids = [
+                v
+                for v, parents in self.conn.execute(
+                    select(dataset_versions.c.version_id, dataset_versions.c.parents).where(
+                        dataset_versions.c.model == r.model
+                    )
+                ).all()
+                if vid in list(parents)
+            ]
+            runs = (
+                self.conn.execute(
+                    select(model_candidates.c.training_run_id)
+                    .where(model_candidates.c.data_version == vid)
+                    .order_by(model_candidates.c.id)
+                )
+                .scalars()
+                .all()
+            )
+            scored = (
+                self.conn.execute(
+                    select(scoring_runs.c.run_id)
+                    .where(scoring_runs.c.feature_data_version == vid)
+                    .order_by(scoring_runs.c.started_at)
+                )
+                .scalars()
+                .all()
+            )
+            downs = (
+                [(ref("dataset", k), "derived into") for k in kids]
+                + [(ref("training_run", t), "trained") for t in runs]
+                + [(ref("scoring_run", s), "scored in") for s in scored]
+            )
             total = len(downs)
         return node, ups, downs[:DOWNSTREAM_LIMIT], total
 
     def _training_run(self, parts: list[str], down: bool) -> Any:
         tid = parts[0]
-        r = self._one(select(model_candidates).where(model_candidates.c.training_run_id == tid),
-                      f"training run {tid}")
+        r = self._one(
+            select(model_candidates).where(model_candidates.c.training_run_id == tid), f"training run {tid}"
+        )
         m = r.metrics or {}
         chosen = m.get("chosen")
-        node = Node(ref("training_run", tid), "training_run", tid, r.created_at,
-                    {"trained_by": r.trained_by, "status": r.status, "mlflow_run_id": r.mlflow_run_id,
-                     "code_version": r.code_version, "chosen": chosen, "evidence_hash": r.evidence_hash,
-                     "test_auc": ((m.get("candidates") or {}).get(chosen) or {}).get("test_auc")})
+        node = Node(
+            ref("training_run", tid),
+            "training_run",
+            tid,
+            r.created_at,
+            {
+                "trained_by": r.trained_by,
+                "status": r.status,
+                "mlflow_run_id": r.mlflow_run_id,
+                "code_version": r.code_version,
+                "chosen": chosen,
+                "evidence_hash": r.evidence_hash,
+                "test_auc": ((m.get("candidates") or {}).get(chosen) or {}).get("test_auc"),
+            },
+        )
         ups = [(ref("dataset", r.data_version), "trained")]
-        downs = [(ref("model_version", r.model, r.model_version), "registered as")] if down and r.model_version \
+        downs = (
+            [(ref("model_version", r.model, r.model_version), "registered as")]
+            if down and r.model_version
             else []
+        )
         return node, ups, downs, len(downs)
 
     def _model_version(self, parts: list[str], down: bool) -> Any:
         model, version = parts
-        cand = self.conn.execute(select(model_candidates).where(
-            model_candidates.c.model == model, model_candidates.c.model_version == version)).first()
-        req = self.conn.execute(select(approval_requests.c.id, approval_requests.c.status).where(
-            approval_requests.c.model == model, approval_requests.c.model_version == version)).first()
+        cand = self.conn.execute(
+            select(model_candidates).where(
+                model_candidates.c.model == model, model_candidates.c.model_version == version
+            )
+        ).first()
+        req = self.conn.execute(
+            select(approval_requests.c.id, approval_requests.c.status).where(
+                approval_requests.c.model == model, approval_requests.c.model_version == version
+            )
+        ).first()
         if cand is None and req is None:
             raise LineageError(f"{model} v{version} is not a registered airgate model version")
         champ = promotion.current_champion(self.conn, model)
-        node = Node(ref("model_version", model, version), "model_version", f"{model} v{version}", None,
-                    {"model": model, "version": version, "champion": bool(champ and champ.version == version),
-                     "approval_status": req.status if req else None,
-                     "kind": ((cand.metrics or {}).get("kind") if cand else None)})
+        node = Node(
+            ref("model_version", model, version),
+            "model_version",
+            f"{model} v{version}",
+            None,
+            {
+                "model": model,
+                "version": version,
+                "champion": bool(champ and champ.version == version),
+                "approval_status": req.status if req else None,
+                "kind": ((cand.metrics or {}).get("kind") if cand else None),
+            },
+        )
         ups = [(ref("training_run", cand.training_run_id), "registered as")] if cand else []
         downs: list[tuple[str, str]] = []
         total = 0
         if down:
             if req is not None:
                 downs.append((ref("approval", req.id), "reviewed in"))
-            runs = self.conn.execute(select(scoring_runs.c.run_id).where(
-                scoring_runs.c.model == model, scoring_runs.c.model_version == version)
-                .order_by(scoring_runs.c.started_at.desc())).scalars().all()
+            runs = (
+                self.conn.execute(
+                    select(scoring_runs.c.run_id)
+                    .where(scoring_runs.c.model == model, scoring_runs.c.model_version == version)
+                    .order_by(scoring_runs.c.started_at.desc())
+                )
+                .scalars()
+                .all()
+            )
             downs += [(ref("scoring_run", s), "scored") for s in runs]
             total = len(downs)
         return node, ups, downs[:DOWNSTREAM_LIMIT], total
 
     def _approval(self, parts: list[str], down: bool) -> Any:
         rid = parts[0]
-        r = self._one(select(approval_requests).where(approval_requests.c.id == rid), f"approval request {rid}")
-        decisions = [{"actor": d.actor, "decision": d.decision, "comment": d.comment,
-                      "at": as_utc(d.decided_at).isoformat() if d.decided_at else None}
-                     for d in self.conn.execute(select(approval_decisions).where(
-                         approval_decisions.c.request_id == rid).order_by(approval_decisions.c.id))]
-        ledger = [{"id": e.id, "action": e.action, "from_version": e.from_version, "to_version": e.to_version,
-                   "actor": e.actor, "reason": e.reason, "at": as_utc(e.at).isoformat() if e.at else None}
-                  for e in self.conn.execute(select(promotion_ledger).where(
-                      promotion_ledger.c.approval_id == rid).order_by(promotion_ledger.c.id))]
-        node = Node(ref("approval", rid), "approval", rid, r.decided_at or r.created_at,
-                    {"status": r.status, "requested_by": r.requested_by, "owner": r.owner, "quorum": r.quorum,
-                     "evidence_hash": r.evidence_hash,
-                     "approvers": [d["actor"] for d in decisions if d["decision"] == "approve"],
-                     "decisions": decisions, "ledger": ledger})
+        r = self._one(
+            select(approval_requests).where(approval_requests.c.id == rid), f"approval request {rid}"
+        )
+        decisions = [
+            {
+                "actor": d.actor,
+                "decision": d.decision,
+                "comment": d.comment,
+                "at": as_utc(d.decided_at).isoformat() if d.decided_at else None,
+            }
+            for d in self.conn.execute(
+                select(approval_decisions)
+                .where(approval_decisions.c.request_id == rid)
+                .order_by(approval_decisions.c.id)
+            )
+        ]
+        ledger = [
+            {
+                "id": e.id,
+                "action": e.action,
+                "from_version": e.from_version,
+                "to_version": e.to_version,
+                "actor": e.actor,
+                "reason": e.reason,
+                "at": as_utc(e.at).isoformat() if e.at else None,
+            }
+            for e in self.conn.execute(
+                select(promotion_ledger)
+                .where(promotion_ledger.c.approval_id == rid)
+                .order_by(promotion_ledger.c.id)
+            )
+        ]
+        node = Node(
+            ref("approval", rid),
+            "approval",
+            rid,
+            r.decided_at or r.created_at,
+            {
+                "status": r.status,
+                "requested_by": r.requested_by,
+                "owner": r.owner,
+                "quorum": r.quorum,
+                "evidence_hash": r.evidence_hash,
+                "approvers": [d["actor"] for d in decisions if d["decision"] == "approve"],
+                "decisions": decisions,
+                "ledger": ledger,
+            },
+        )
         ups = [(ref("model_version", r.model, r.model_version), "reviewed in")]
         downs: list[tuple[str, str]] = []
         total = 0
         if down:
-            runs = self.conn.execute(select(scoring_runs.c.run_id).where(scoring_runs.c.approval_id == rid)
-                                     .order_by(scoring_runs.c.started_at.desc())).scalars().all()
+            runs = (
+                self.conn.execute(
+                    select(scoring_runs.c.run_id)
+                    .where(scoring_runs.c.approval_id == rid)
+                    .order_by(scoring_runs.c.started_at.desc())
+                )
+                .scalars()
+                .all()
+            )
             downs = [(ref("scoring_run", s), "authorised") for s in runs]
             total = len(downs)
         return node, ups, downs[:DOWNSTREAM_LIMIT], total
@@ -233,38 +382,82 @@ class _Walker:
         run_id = parts[0]
         r = self._one(select(scoring_runs).where(scoring_runs.c.run_id == run_id), f"scoring run {run_id}")
         # How the version came to be champion when this run started: a promotion, or a rollback.
-        entry = self.conn.execute(select(promotion_ledger).where(
-            promotion_ledger.c.model == r.model, promotion_ledger.c.at <= r.started_at)
-            .order_by(promotion_ledger.c.id.desc()).limit(1)).first()
-        node = Node(ref("scoring_run", run_id), "scoring_run", run_id, r.started_at,
-                    {"model": r.model, "partition_key": r.partition_key, "model_version": r.model_version,
-                     "approval_id": r.approval_id, "rows_scored": r.rows_scored, "status": r.status,
-                     "finished_at": as_utc(r.finished_at).isoformat() if r.finished_at else None,
-                     "champion_by": None if entry is None else {
-                         "ledger_id": entry.id, "action": entry.action, "actor": entry.actor, "reason": entry.reason,
-                         "from_version": entry.from_version, "to_version": entry.to_version}})
-        ups = [(ref("model_version", r.model, r.model_version), "scored"),
-               (ref("approval", r.approval_id), "authorised"),
-               (ref("dataset", r.feature_data_version), "scored in")]
+        entry = self.conn.execute(
+            select(promotion_ledger)
+            .where(promotion_ledger.c.model == r.model, promotion_ledger.c.at <= r.started_at)
+            .order_by(promotion_ledger.c.id.desc())
+            .limit(1)
+        ).first()
+        node = Node(
+            ref("scoring_run", run_id),
+            "scoring_run",
+            run_id,
+            r.started_at,
+            {
+                "model": r.model,
+                "partition_key": r.partition_key,
+                "model_version": r.model_version,
+                "approval_id": r.approval_id,
+                "rows_scored": r.rows_scored,
+                "status": r.status,
+                "finished_at": as_utc(r.finished_at).isoformat() if r.finished_at else None,
+                "champion_by": None
+                if entry is None
+                else {
+                    "ledger_id": entry.id,
+                    "action": entry.action,
+                    "actor": entry.actor,
+                    "reason": entry.reason,
+                    "from_version": entry.from_version,
+                    "to_version": entry.to_version,
+                },
+            },
+        )
+        ups = [
+            (ref("model_version", r.model, r.model_version), "scored"),
+            (ref("approval", r.approval_id), "authorised"),
+            (ref("dataset", r.feature_data_version), "scored in"),
+        ]
         downs: list[tuple[str, str]] = []
         total = 0
         if down:
-            total = int(self.conn.execute(select(func.count()).select_from(predictions).where(
-                predictions.c.scoring_run_id == run_id)).scalar_one())
-            rows = self.conn.execute(select(predictions.c.partition_key, predictions.c.event_id).where(
-                predictions.c.scoring_run_id == run_id).order_by(predictions.c.event_id)
-                .limit(DOWNSTREAM_LIMIT)).all()
+            total = int(
+                self.conn.execute(
+                    select(func.count())
+                    .select_from(predictions)
+                    .where(predictions.c.scoring_run_id == run_id)
+                ).scalar_one()
+            )
+            rows = self.conn.execute(
+                select(predictions.c.partition_key, predictions.c.event_id)
+                .where(predictions.c.scoring_run_id == run_id)
+                .order_by(predictions.c.event_id)
+                .limit(DOWNSTREAM_LIMIT)
+            ).all()
             downs = [(ref("prediction", r.model, p.partition_key, p.event_id), "predicted") for p in rows]
         return node, ups, downs, total
 
     def _prediction(self, parts: list[str], down: bool) -> Any:
         model, partition, event = parts
-        r = self._one(published_predictions(model, partition).where(predictions.c.event_id == event),
-                      f"prediction {model}/{partition}/{event}")
-        node = Node(ref("prediction", model, partition, event), "prediction", f"{event} @ {partition}", None,
-                    {"score": r.score, "student_id": r.student_id, "item_id": r.item_id,
-                     "model_version": r.model_version, "approval_id": r.approval_id,
-                     "scoring_run_id": r.scoring_run_id, "feature_data_version": r.feature_data_version})
+        r = self._one(
+            published_predictions(model, partition).where(predictions.c.event_id == event),
+            f"prediction {model}/{partition}/{event}",
+        )
+        node = Node(
+            ref("prediction", model, partition, event),
+            "prediction",
+            f"{event} @ {partition}",
+            None,
+            {
+                "score": r.score,
+                "student_id": r.student_id,
+                "item_id": r.item_id,
+                "model_version": r.model_version,
+                "approval_id": r.approval_id,
+                "scoring_run_id": r.scoring_run_id,
+                "feature_data_version": r.feature_data_version,
+            },
+        )
         return node, [(ref("scoring_run", r.scoring_run_id), "predicted")], [], 0
 
 
@@ -311,16 +504,39 @@ def as_of(engine: Engine, model: str, at: datetime, partition_key: str | None = 
         champ = promotion.champion_as_of(conn, model, at)
         run = None
         if partition_key:
-            r = conn.execute(select(scoring_runs).where(
-                scoring_runs.c.model == model, scoring_runs.c.partition_key == partition_key,
-                scoring_runs.c.status == "succeeded", scoring_runs.c.finished_at <= at)
-                .order_by(scoring_runs.c.finished_at.desc()).limit(1)).first()
+            r = conn.execute(
+                select(scoring_runs)
+                .where(
+                    scoring_runs.c.model == model,
+                    scoring_runs.c.partition_key == partition_key,
+                    scoring_runs.c.status == "succeeded",
+                    scoring_runs.c.finished_at <= at,
+                )
+                .order_by(scoring_runs.c.finished_at.desc())
+                .limit(1)
+            ).first()
             if r is not None:
-                approvers = conn.execute(select(approval_decisions.c.actor).where(
-                    approval_decisions.c.request_id == r.approval_id, approval_decisions.c.decision == "approve")
-                    .order_by(approval_decisions.c.id)).scalars().all()
-                run = {"run_id": r.run_id, "model_version": r.model_version, "approval_id": r.approval_id,
-                       "approvers": list(approvers), "feature_data_version": r.feature_data_version,
-                       "started_at": as_utc(r.started_at), "finished_at": as_utc(r.finished_at),
-                       "rows_scored": r.rows_scored, "lineage": ref("scoring_run", r.run_id)}
+                approvers = (
+                    conn.execute(
+                        select(approval_decisions.c.actor)
+                        .where(
+                            approval_decisions.c.request_id == r.approval_id,
+                            approval_decisions.c.decision == "approve",
+                        )
+                        .order_by(approval_decisions.c.id)
+                    )
+                    .scalars()
+                    .all()
+                )
+                run = {
+                    "run_id": r.run_id,
+                    "model_version": r.model_version,
+                    "approval_id": r.approval_id,
+                    "approvers": list(approvers),
+                    "feature_data_version": r.feature_data_version,
+                    "started_at": as_utc(r.started_at),
+                    "finished_at": as_utc(r.finished_at),
+                    "rows_scored": r.rows_scored,
+                    "lineage": ref("scoring_run", r.run_id),
+                }
     return {"model": model, "at": at, "partition_key": partition_key, "champion": champ, "scoring_run": run}

@@ -20,23 +20,31 @@ from airgate.model.contracts import TrainingRecord
 REGISTRABLE = ("gates_passed", "registered")
 
 
-def register_and_request(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, training_run_id: str,
-                         actor: str = "airflow") -> dict[str, str]:
+def register_and_request(
+    engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, training_run_id: str, actor: str = "airflow"
+) -> dict[str, str]:
     """Register the gated candidate in MLflow and open its approval request. Idempotent per training run.
 
     Returns the small JSON the DAG task hands on: the model version and the approval request id.
     """
     with engine.connect() as conn:
-        cand = conn.execute(select(model_candidates)
-                            .where(model_candidates.c.training_run_id == training_run_id)).one()._mapping
+        cand = (
+            conn.execute(
+                select(model_candidates).where(model_candidates.c.training_run_id == training_run_id)
+            )
+            .one()
+            ._mapping
+        )
     if cand["status"] not in REGISTRABLE:
-        raise promotion.GovernanceError("not_approvable", 409,
-                                         f"training run {training_run_id} did not pass its gates ({cand['status']})")
+        raise promotion.GovernanceError(
+            "not_approvable", 409, f"training run {training_run_id} did not pass its gates ({cand['status']})"
+        )
     version = cand["model_version"]
     if version is None:
         version = _register(engine, spec, cfg, cand, actor)
-    request_id = promotion.open_request(engine, spec, version, training_run_id, cand["gate_report"],
-                                         cand["evidence_hash"], cand["trained_by"])
+    request_id = promotion.open_request(
+        engine, spec, version, training_run_id, cand["gate_report"], cand["evidence_hash"], cand["trained_by"]
+    )
     return {"model_version": str(version), "approval_request_id": request_id}
 
 
@@ -44,16 +52,34 @@ def _register(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, cand:
     """A new MLflow version tagged with the run's lineage, recorded on the candidate's row and in the audit log."""
     record = TrainingRecord.from_dict(cand["metrics"])
     training_run_id = cand["training_run_id"]
-    version = registry.register(cfg, spec.name, record.model_uri, {
-        "airgate.training_run_id": training_run_id, "airgate.data_version": cand["data_version"],
-        "airgate.evidence_hash": cand["evidence_hash"], "airgate.spec_hash": spec.spec_hash,
-        "airgate.trained_by": cand["trained_by"], "airgate.code_version": record.code_version,
-        "airgate.label_version": cand["data_version"], "airgate.kind": str(record.kind or "lightgbm"),
-        "airgate.mlflow_run_id": str(cand["mlflow_run_id"])})
+    version = registry.register(
+        cfg,
+        spec.name,
+        record.model_uri,
+        {
+            "airgate.training_run_id": training_run_id,
+            "airgate.data_version": cand["data_version"],
+            "airgate.evidence_hash": cand["evidence_hash"],
+            "airgate.spec_hash": spec.spec_hash,
+            "airgate.trained_by": cand["trained_by"],
+            "airgate.code_version": record.code_version,
+            "airgate.label_version": cand["data_version"],
+            "airgate.kind": str(record.kind or "lightgbm"),
+            "airgate.mlflow_run_id": str(cand["mlflow_run_id"]),
+        },
+    )
     with engine.begin() as conn:
-        conn.execute(update(model_candidates).where(model_candidates.c.training_run_id == training_run_id)
-                     .values(model_version=version, status="registered"))
-        audit.append(conn, actor=actor, event_type="register", model=spec.name,
-                     entity={"training_run_id": training_run_id, "model_version": version},
-                     details={"model_uri": record.model_uri})
+        conn.execute(
+            update(model_candidates)
+            .where(model_candidates.c.training_run_id == training_run_id)
+            .values(model_version=version, status="registered")
+        )
+        audit.append(
+            conn,
+            actor=actor,
+            event_type="register",
+            model=spec.name,
+            entity={"training_run_id": training_run_id, "model_version": version},
+            details={"model_uri": record.model_uri},
+        )
     return str(version)

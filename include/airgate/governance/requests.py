@@ -14,13 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from airgate.core import audit
 from airgate.core.spec import Approvers, ModelSpec
-from airgate.core.warehouse import (
-    approval_decisions,
-    approval_requests,
-    as_utc,
-    promotion_ledger,
-    utcnow,
-)
+from airgate.core.warehouse import approval_decisions, approval_requests, as_utc, promotion_ledger, utcnow
 
 
 class GovernanceError(Exception):
@@ -63,8 +57,12 @@ def with_extra_approvers(spec: ModelSpec, users: list[str], roles: list[str]) ->
     if not users and not roles:
         return spec
     rules = spec.approval.approvers
-    merged = rules.model_copy(update={"users": sorted(set(rules.users) | set(users)),
-                                      "roles": sorted(set(rules.roles) | {r.lower() for r in roles})})
+    merged = rules.model_copy(
+        update={
+            "users": sorted(set(rules.users) | set(users)),
+            "roles": sorted(set(rules.roles) | {r.lower() for r in roles}),
+        }
+    )
     return spec.model_copy(update={"approval": spec.approval.model_copy(update={"approvers": merged})})
 
 
@@ -72,38 +70,82 @@ def _ledger_lock(model: str) -> str:
     return f"airgate.ledger.{model}"
 
 
-def open_request(engine: Engine, spec: ModelSpec, model_version: str, training_run_id: str,
-                 evidence: dict[str, Any], evidence_hash: str, requested_by: str) -> str:
+def open_request(
+    engine: Engine,
+    spec: ModelSpec,
+    model_version: str,
+    training_run_id: str,
+    evidence: dict[str, Any],
+    evidence_hash: str,
+    requested_by: str,
+) -> str:
     """Open (or return the already open) approval request for one model version."""
     now = utcnow()
     rid = f"apr-{uuid.uuid4().hex[:12]}"
     try:
         with engine.begin() as conn:
-            conn.execute(approval_requests.insert().values(
-                id=rid, model=spec.name, model_version=str(model_version), training_run_id=training_run_id,
-                evidence_hash=evidence_hash, evidence=evidence, requested_by=requested_by, owner=spec.owner,
-                quorum=spec.approval.quorum, status="pending", created_at=now,
-                expires_at=now + timedelta(hours=spec.approval.expires_after_hours)))
-            audit.append(conn, actor=requested_by, event_type="approval_requested", model=spec.name,
-                         entity={"approval_request_id": rid, "model_version": str(model_version),
-                                 "training_run_id": training_run_id, "evidence_hash": evidence_hash},
-                         details={"quorum": spec.approval.quorum, "expires_at": (now + timedelta(
-                             hours=spec.approval.expires_after_hours)).isoformat()})
+            conn.execute(
+                approval_requests.insert().values(
+                    id=rid,
+                    model=spec.name,
+                    model_version=str(model_version),
+                    training_run_id=training_run_id,
+                    evidence_hash=evidence_hash,
+                    evidence=evidence,
+                    requested_by=requested_by,
+                    owner=spec.owner,
+                    quorum=spec.approval.quorum,
+                    status="pending",
+                    created_at=now,
+                    expires_at=now + timedelta(hours=spec.approval.expires_after_hours),
+                )
+            )
+            audit.append(
+                conn,
+                actor=requested_by,
+                event_type="approval_requested",
+                model=spec.name,
+                entity={
+                    "approval_request_id": rid,
+                    "model_version": str(model_version),
+                    "training_run_id": training_run_id,
+                    "evidence_hash": evidence_hash,
+                },
+                details={
+                    "quorum": spec.approval.quorum,
+                    "expires_at": (now + timedelta(hours=spec.approval.expires_after_hours)).isoformat(),
+                },
+            )
         return rid
     except IntegrityError:
         with engine.connect() as conn:
-            return str(conn.execute(select(approval_requests.c.id).where(
-                approval_requests.c.model == spec.name,
-                approval_requests.c.model_version == str(model_version))).scalar_one())
+            return str(
+                conn.execute(
+                    select(approval_requests.c.id).where(
+                        approval_requests.c.model == spec.name,
+                        approval_requests.c.model_version == str(model_version),
+                    )
+                ).scalar_one()
+            )
 
 
-def list_requests(engine: Engine, model: str | None = None, status: str | None = None,
-                  limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
-    q = select(approval_requests.c.id, approval_requests.c.model, approval_requests.c.model_version,
-               approval_requests.c.training_run_id, approval_requests.c.evidence_hash,
-               approval_requests.c.requested_by, approval_requests.c.quorum, approval_requests.c.status,
-               approval_requests.c.created_at, approval_requests.c.expires_at, approval_requests.c.decided_at,
-               approval_requests.c.evidence)
+def list_requests(
+    engine: Engine, model: str | None = None, status: str | None = None, limit: int = 200, offset: int = 0
+) -> list[dict[str, Any]]:
+    q = select(
+        approval_requests.c.id,
+        approval_requests.c.model,
+        approval_requests.c.model_version,
+        approval_requests.c.training_run_id,
+        approval_requests.c.evidence_hash,
+        approval_requests.c.requested_by,
+        approval_requests.c.quorum,
+        approval_requests.c.status,
+        approval_requests.c.created_at,
+        approval_requests.c.expires_at,
+        approval_requests.c.decided_at,
+        approval_requests.c.evidence,
+    )
     if model:
         q = q.where(approval_requests.c.model == model)
     if status:
@@ -114,10 +156,19 @@ def list_requests(engine: Engine, model: str | None = None, status: str | None =
     with engine.connect() as conn:
         rows = conn.execute(q).mappings().all()
         ids = [r["id"] for r in rows]
-        approvals: dict[str, int] = dict(conn.execute(
-            select(approval_decisions.c.request_id, func.count()).where(
-                approval_decisions.c.request_id.in_(ids), approval_decisions.c.decision == "approve")
-            .group_by(approval_decisions.c.request_id)).all()) if ids else {}
+        approvals: dict[str, int] = (
+            dict(
+                conn.execute(
+                    select(approval_decisions.c.request_id, func.count())
+                    .where(
+                        approval_decisions.c.request_id.in_(ids), approval_decisions.c.decision == "approve"
+                    )
+                    .group_by(approval_decisions.c.request_id)
+                ).all()
+            )
+            if ids
+            else {}
+        )
         for r in rows:
             d = dict(r)
             ev = d.pop("evidence") or {}
@@ -142,9 +193,14 @@ def get_request(engine: Engine, request_id: str) -> dict[str, Any]:
             raise GovernanceError("not_found", 404, f"approval request {request_id} does not exist")
         d = dict(r._mapping)
         d["status"] = _shown_status(d["status"], d["expires_at"], utcnow())
-        d["decisions"] = [dict(x) for x in conn.execute(
-            select(approval_decisions).where(approval_decisions.c.request_id == request_id)
-            .order_by(approval_decisions.c.id)).mappings()]
+        d["decisions"] = [
+            dict(x)
+            for x in conn.execute(
+                select(approval_decisions)
+                .where(approval_decisions.c.request_id == request_id)
+                .order_by(approval_decisions.c.id)
+            ).mappings()
+        ]
     return d
 
 

@@ -36,8 +36,16 @@ def lgbm_params(spec_params: dict[str, Any]) -> dict[str, Any]:
     rounds = int(p.pop("n_estimators", 300))
     # Early stopping watches log-loss, not AUC: AUC is rank-only and peaks after a handful of trees, leaving
     # probabilities squeezed around the base rate (fine ranking, useless for calibration and auto-labels).
-    base = {"objective": "binary", "metric": ["binary_logloss", "auc"], "first_metric_only": True, "verbosity": -1,
-            "seed": SEED, "deterministic": True, "force_row_wise": True, "num_threads": 2}
+    base = {
+        "objective": "binary",
+        "metric": ["binary_logloss", "auc"],
+        "first_metric_only": True,
+        "verbosity": -1,
+        "seed": SEED,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": 2,
+    }
     base.update(p)
     base["num_boost_round"] = rounds
     return base
@@ -53,7 +61,9 @@ class Fitter:
         self.cand = cand
         self.train = load_split(cfg, "train")
         self.valid = load_split(cfg, "valid")
-        self.history = history_of(engine, cfg) if cand.kind == "dkt" else self.valid[["event_id", "student_id"]]
+        self.history = (
+            history_of(engine, cfg) if cand.kind == "dkt" else self.valid[["event_id", "student_id"]]
+        )
 
     def fit(self, params: dict[str, Any]) -> Fit:
         if self.cand.kind == "baseline":
@@ -74,9 +84,13 @@ class Fitter:
         rounds = p.pop("num_boost_round")
         dtrain = lgb.Dataset(self.train[FEATURES], self.train["label"], free_raw_data=False)
         dvalid = lgb.Dataset(self.valid[FEATURES], self.valid["label"], reference=dtrain)
-        booster = lgb.train(p, dtrain, num_boost_round=rounds, valid_sets=[dvalid],
-                            callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True,
-                                                          verbose=False)])
+        booster = lgb.train(
+            p,
+            dtrain,
+            num_boost_round=rounds,
+            valid_sets=[dvalid],
+            callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False)],
+        )
         # Keep only the trees early stopping chose, so the logged model is exactly the evaluated one.
         booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
         return predictors.LightGBMPredictor(booster), {"best_iteration": booster.current_iteration()}
@@ -87,8 +101,13 @@ class Fitter:
         from airgate.model import dkt, dkt_training
 
         targets = pd.concat([self.train[["event_id", "label"]], self.valid[["event_id", "label"]]])
-        model = dkt_training.fit(self.history, targets, set(self.train["student_id"]),
-                                 set(self.valid["student_id"]), dkt.DKTParams.from_dict(params))
+        model = dkt_training.fit(
+            self.history,
+            targets,
+            set(self.train["student_id"]),
+            set(self.valid["student_id"]),
+            dkt.DKTParams.from_dict(params),
+        )
         return predictors.DKTPredictor(model), {"best_epoch": model.best_epoch}
 
     def measure(self, pred: predictors.Predictor, valid_p: np.ndarray) -> dict[str, float]:
@@ -106,24 +125,34 @@ def result_path(cfg: TrainConfig, name: str) -> str:
 
 def load_result(cfg: TrainConfig, name: str) -> CandidateResult:
     """A finished candidate's result, as ``train_candidate`` wrote it (for the task that selects and tests)."""
-    return CandidateResult.from_json(storage.read_text(result_path(cfg, name),
-                                                       what=f"the result of candidate {name}"))
+    return CandidateResult.from_json(
+        storage.read_text(result_path(cfg, name), what=f"the result of candidate {name}")
+    )
 
 
 def find_candidate(cfg: TrainConfig, name: str) -> Candidate:
     cand = next((c for c in cfg.spec.candidates if c.name == name), None)
     if cand is None:
-        raise ValueError(f"{name!r} is not a candidate of {cfg.spec.name}: {[c.name for c in cfg.spec.candidates]}")
+        raise ValueError(
+            f"{name!r} is not a candidate of {cfg.spec.name}: {[c.name for c in cfg.spec.candidates]}"
+        )
     return cand
 
 
 def run_tags(cfg: TrainConfig, cand: Candidate, manifest: SplitManifest) -> dict[str, str]:
     """The MLflow tags every run of this candidate (the parent and each trial) carries: its lineage."""
-    return {"airgate.model": cfg.spec.name, "airgate.data_version": cfg.labeled_version_id,
-            "airgate.label_version": cfg.labeled_version_id, "airgate.training_run_id": cfg.training_run_id,
-            "airgate.spec_hash": cfg.spec.spec_hash, "airgate.code_version": cfg.code_version,
-            "airgate.trained_by": cfg.trained_by, "airgate.split_hash": manifest.split_hash,
-            "airgate.candidate": cand.name, predictors.KIND_TAG: cand.kind}
+    return {
+        "airgate.model": cfg.spec.name,
+        "airgate.data_version": cfg.labeled_version_id,
+        "airgate.label_version": cfg.labeled_version_id,
+        "airgate.training_run_id": cfg.training_run_id,
+        "airgate.spec_hash": cfg.spec.spec_hash,
+        "airgate.code_version": cfg.code_version,
+        "airgate.trained_by": cfg.trained_by,
+        "airgate.split_hash": manifest.split_hash,
+        "airgate.candidate": cand.name,
+        predictors.KIND_TAG: cand.kind,
+    }
 
 
 class TrialLog:
@@ -148,8 +177,12 @@ class TrialLog:
         import mlflow
 
         self.valid_preds[number] = self._last["valid_p"]
-        with mlflow.start_run(experiment_id=self.experiment_id, run_name=f"trial-{number}", nested=True,
-                              tags={**self.tags, "airgate.trial": str(number)}):
+        with mlflow.start_run(
+            experiment_id=self.experiment_id,
+            run_name=f"trial-{number}",
+            nested=True,
+            tags={**self.tags, "airgate.trial": str(number)},
+        ):
             mlflow.log_params({**params, **self._last["info"]})
             mlflow.log_metrics({f"valid_{k}": v for k, v in m.items()})
 
@@ -173,8 +206,9 @@ def refit_chosen(trials: TrialLog, best: tuning.Point) -> tuple[Fit, float]:
 
 
 @contextmanager
-def _candidate_run(engine: Engine, cfg: TrainConfig, cand: Candidate,
-                   manifest: SplitManifest) -> Iterator[tuple[Any, TrialLog]]:
+def _candidate_run(
+    engine: Engine, cfg: TrainConfig, cand: Candidate, manifest: SplitManifest
+) -> Iterator[tuple[Any, TrialLog]]:
     """The candidate's parent MLflow run, with the fitter and the trial callbacks that log under it."""
     import mlflow
 
@@ -182,7 +216,9 @@ def _candidate_run(engine: Engine, cfg: TrainConfig, cand: Candidate,
     exp_id = registry.experiment_id(cfg.mlflow, cfg.spec.name)
     registry.client(cfg.mlflow)
     tags = run_tags(cfg, cand, manifest)
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"{cfg.training_run_id}:{cand.name}", tags=tags) as run:
+    with mlflow.start_run(
+        experiment_id=exp_id, run_name=f"{cfg.training_run_id}:{cand.name}", tags=tags
+    ) as run:
         mlflow.log_params({f"rows_{k}": v for k, v in manifest.rows.items()})
         yield run, TrialLog(fitter, exp_id, tags)
 
@@ -195,20 +231,33 @@ def train_candidate(engine: Engine, cfg: TrainConfig, name: str) -> CandidateRes
     manifest = prepare(engine, cfg)
     t0 = time.perf_counter()
     with _candidate_run(engine, cfg, cand, manifest) as (run, trials):
-        points = tuning.run_study(cfg.spec, cand, engine.url.render_as_string(hide_password=False),
-                                  f"{cfg.training_run_id}:{name}", trials.evaluate, on_trial=trials.on_trial)
+        points = tuning.run_study(
+            cfg.spec,
+            cand,
+            engine.url.render_as_string(hide_password=False),
+            f"{cfg.training_run_id}:{name}",
+            trials.evaluate,
+            on_trial=trials.on_trial,
+        )
         # With no feasible trial the candidate still reports its best point, marked infeasible: finalize skips it.
         best = tuning.select(points, cfg.spec, among=None if any(p.feasible for p in points) else "all")
         result = _log_final(trials, best, points, run.info.run_id, t0)
     _audit_tuning(engine, cfg, result, points)
     storage.write_text_atomic(result_path(cfg, name), result.to_json())
-    log.info("candidate %s of %s: valid auc %.4f after %d trials (%.1fs)", name, cfg.training_run_id,
-             result.valid["auc"], len(points), result.train_seconds)
+    log.info(
+        "candidate %s of %s: valid auc %.4f after %d trials (%.1fs)",
+        name,
+        cfg.training_run_id,
+        result.valid["auc"],
+        len(points),
+        result.train_seconds,
+    )
     return result
 
 
-def _log_final(trials: TrialLog, best: tuning.Point, points: list[tuning.Point], mlflow_run_id: str,
-               t0: float) -> CandidateResult:
+def _log_final(
+    trials: TrialLog, best: tuning.Point, points: list[tuning.Point], mlflow_run_id: str, t0: float
+) -> CandidateResult:
     """Refit the chosen configuration, log it (parameters, metrics, the model) to the candidate's run."""
     import mlflow
 
@@ -220,17 +269,43 @@ def _log_final(trials: TrialLog, best: tuning.Point, points: list[tuning.Point],
     model_uri = _log_model(pred, trials.fitter.train, trials.fitter.history)
     seconds = time.perf_counter() - t0
     mlflow.log_metric("train_seconds", seconds)
-    return CandidateResult(trials.fitter.cand.name, trials.fitter.cand.kind, mlflow_run_id, model_uri, best.params,
-                           best.trial, len(points), best.feasible, final, repro, seconds, tuple(points))
+    return CandidateResult(
+        trials.fitter.cand.name,
+        trials.fitter.cand.kind,
+        mlflow_run_id,
+        model_uri,
+        best.params,
+        best.trial,
+        len(points),
+        best.feasible,
+        final,
+        repro,
+        seconds,
+        tuple(points),
+    )
 
 
-def _audit_tuning(engine: Engine, cfg: TrainConfig, result: CandidateResult, points: list[tuning.Point]) -> None:
-    audit.record(engine, actor=cfg.trained_by, event_type="tune", model=cfg.spec.name,
-                 entity={"training_run_id": cfg.training_run_id, "candidate": result.candidate,
-                         "mlflow_run_id": result.mlflow_run_id},
-                 details={"n_trials": len(points), "front": sum(p.on_front for p in points),
-                          "chosen_trial": result.chosen_trial, "valid_auc": result.valid["auc"],
-                          "feasible": result.feasible})
+def _audit_tuning(
+    engine: Engine, cfg: TrainConfig, result: CandidateResult, points: list[tuning.Point]
+) -> None:
+    audit.record(
+        engine,
+        actor=cfg.trained_by,
+        event_type="tune",
+        model=cfg.spec.name,
+        entity={
+            "training_run_id": cfg.training_run_id,
+            "candidate": result.candidate,
+            "mlflow_run_id": result.mlflow_run_id,
+        },
+        details={
+            "n_trials": len(points),
+            "front": sum(p.on_front for p in points),
+            "chosen_trial": result.chosen_trial,
+            "valid_auc": result.valid["auc"],
+            "feasible": result.feasible,
+        },
+    )
 
 
 def _log_model(pred: predictors.Predictor, train: pd.DataFrame, history: pd.DataFrame) -> str:
@@ -244,8 +319,12 @@ def _log_model(pred: predictors.Predictor, train: pd.DataFrame, history: pd.Data
 
         example = train[FEATURES].head(5)
         info = mlflow.lightgbm.log_model(
-            pred.booster, name="model", signature=infer_signature(example, pred.booster.predict(example)),
-            input_example=example, pip_requirements=[f"lightgbm=={lgb.__version__}", f"pandas=={pd.__version__}"])
+            pred.booster,
+            name="model",
+            signature=infer_signature(example, pred.booster.predict(example)),
+            input_example=example,
+            pip_requirements=[f"lightgbm=={lgb.__version__}", f"pandas=={pd.__version__}"],
+        )
         return str(info.model_uri)
     if isinstance(pred, predictors.DKTPredictor):
         from airgate.model import dkt
@@ -264,6 +343,13 @@ def train_candidate_from_env(model: str, training_run_id: str, candidate: str) -
 
     spec = find_spec(model)
     manifest = read_manifest(storage.location(runs_dir()) / training_run_id / "split")
-    cfg = TrainConfig(spec, manifest.labeled_version_id, training_run_id, manifest.trained_by, mlflow_config(),
-                      runs_dir(), manifest.code_version or code_version())
+    cfg = TrainConfig(
+        spec,
+        manifest.labeled_version_id,
+        training_run_id,
+        manifest.trained_by,
+        mlflow_config(),
+        runs_dir(),
+        manifest.code_version or code_version(),
+    )
     return train_candidate(warehouse_engine(), cfg, candidate).xcom()

@@ -57,14 +57,28 @@ class SplitManifest:
     def from_json(cls, text: str) -> SplitManifest:
         d = json.loads(text)
         # Manifests written before the code version was recorded lack it: "" lets the reader fall back.
-        return cls(d["model"], d["training_run_id"], d["labeled_version_id"], d["trained_by"],
-                   d.get("code_version") or "", d["spec_hash"], dict(d["rows"]), dict(d["students"]),
-                   dict(d["sha256"]), d["split_hash"])
+        return cls(
+            d["model"],
+            d["training_run_id"],
+            d["labeled_version_id"],
+            d["trained_by"],
+            d.get("code_version") or "",
+            d["spec_hash"],
+            dict(d["rows"]),
+            dict(d["students"]),
+            dict(d["sha256"]),
+            d["split_hash"],
+        )
 
     def xcom(self) -> dict[str, Any]:
         """What the split task hands its downstream tasks: ids and counts, never the rows."""
-        return {"training_run_id": self.training_run_id, "labeled_version_id": self.labeled_version_id,
-                "trained_by": self.trained_by, "rows": dict(self.rows), "split_hash": self.split_hash}
+        return {
+            "training_run_id": self.training_run_id,
+            "labeled_version_id": self.labeled_version_id,
+            "trained_by": self.trained_by,
+            "rows": dict(self.rows),
+            "split_hash": self.split_hash,
+        }
 
 
 @dataclass(frozen=True)
@@ -85,20 +99,39 @@ class CandidateResult:
     points: tuple[Point, ...] = ()  # every trial, as measured
 
     def to_json(self) -> str:
-        body = {"candidate": self.candidate, "kind": self.kind, "mlflow_run_id": self.mlflow_run_id,
-                "model_uri": self.model_uri, "params": self.params, "chosen_trial": self.chosen_trial,
-                "n_trials": self.n_trials, "feasible": self.feasible, "valid": self.valid,
-                "repro_max_abs_diff": self.repro_max_abs_diff, "train_seconds": self.train_seconds,
-                "points": [p.to_dict() for p in self.points]}
+        body = {
+            "candidate": self.candidate,
+            "kind": self.kind,
+            "mlflow_run_id": self.mlflow_run_id,
+            "model_uri": self.model_uri,
+            "params": self.params,
+            "chosen_trial": self.chosen_trial,
+            "n_trials": self.n_trials,
+            "feasible": self.feasible,
+            "valid": self.valid,
+            "repro_max_abs_diff": self.repro_max_abs_diff,
+            "train_seconds": self.train_seconds,
+            "points": [p.to_dict() for p in self.points],
+        }
         return json.dumps(body, default=float)
 
     @classmethod
     def from_json(cls, text: str) -> CandidateResult:
         d = json.loads(text)
-        return cls(d["candidate"], d["kind"], d["mlflow_run_id"], d["model_uri"], dict(d["params"]),
-                   int(d["chosen_trial"]), int(d["n_trials"]), bool(d["feasible"]), dict(d["valid"]),
-                   float(d["repro_max_abs_diff"]), float(d["train_seconds"]),
-                   tuple(Point.from_dict(p) for p in d["points"]))
+        return cls(
+            d["candidate"],
+            d["kind"],
+            d["mlflow_run_id"],
+            d["model_uri"],
+            dict(d["params"]),
+            int(d["chosen_trial"]),
+            int(d["n_trials"]),
+            bool(d["feasible"]),
+            dict(d["valid"]),
+            float(d["repro_max_abs_diff"]),
+            float(d["train_seconds"]),
+            tuple(Point.from_dict(p) for p in d["points"]),
+        )
 
     def representative(self) -> Point:
         """The candidate's chosen configuration as one point, for the selection across candidates."""
@@ -131,9 +164,19 @@ class TrainingRecord:
 
     @classmethod
     def from_dict(cls, m: dict[str, Any]) -> TrainingRecord:
-        return cls(m["candidates"], m["chosen"], m.get("kind"), m["model_uri"], m["test_predictions"], m["rows"],
-                   m.get("code_version", "unknown"), m.get("pareto", {}), m.get("champion") or {},
-                   m.get("split_hash"), m.get("spec_hash"))
+        return cls(
+            m["candidates"],
+            m["chosen"],
+            m.get("kind"),
+            m["model_uri"],
+            m["test_predictions"],
+            m["rows"],
+            m.get("code_version", "unknown"),
+            m.get("pareto", {}),
+            m.get("champion") or {},
+            m.get("split_hash"),
+            m.get("spec_hash"),
+        )
 
 
 @dataclass
@@ -157,10 +200,26 @@ class TrainResult:
     def from_row(cls, row: dict[str, Any]) -> TrainResult:
         """A finished run as its ``model_candidates`` row recorded it."""
         m = TrainingRecord.from_dict(row["metrics"])
-        return cls(row["training_run_id"], row["model"], row["data_version"], row["trained_by"], m.chosen,
-                   row["mlflow_run_id"], m.model_uri, m.candidates, m.test_predictions, m.rows, m.pareto)
+        return cls(
+            row["training_run_id"],
+            row["model"],
+            row["data_version"],
+            row["trained_by"],
+            m.chosen,
+            row["mlflow_run_id"],
+            m.model_uri,
+            m.candidates,
+            m.test_predictions,
+            m.rows,
+            m.pareto,
+        )
 
     def xcom(self) -> dict[str, Any]:
         """The select-and-test task's return value."""
-        return {"training_run_id": self.training_run_id, "data_version": self.data_version, "chosen": self.chosen,
-                "test_auc": self.metrics[self.chosen]["test_auc"], "pareto_size": self.pareto.get("size")}
+        return {
+            "training_run_id": self.training_run_id,
+            "data_version": self.data_version,
+            "chosen": self.chosen,
+            "test_auc": self.metrics[self.chosen]["test_auc"],
+            "pareto_size": self.pareto.get("size"),
+        }

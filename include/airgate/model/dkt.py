@@ -49,6 +49,7 @@ FORMAT_VERSION = 1
 
 # ------------------------------------------------------------------------------------------------------- model
 
+
 class DKTNet(nn.Module):
     def __init__(self, n_items: int, n_skills: int, p: DKTParams) -> None:
         super().__init__()
@@ -66,8 +67,14 @@ class DKTNet(nn.Module):
             nn.init.normal_(emb.weight, std=0.1)
         nn.init.zeros_(self.item_bias.weight)
 
-    def forward(self, item: torch.Tensor, skill: torch.Tensor, answer: torch.Tensor, first: torch.Tensor,
-                h_start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        item: torch.Tensor,
+        skill: torch.Tensor,
+        answer: torch.Tensor,
+        first: torch.Tensor,
+        h_start: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits for every cell, and the state after the last cell (carried into the next training chunk).
 
         ``first`` indexes the state list [before cell 0, after cell 0, ...]: a row reads the state from before the
@@ -129,8 +136,14 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 class DKTModel:
     """A trained DKT network with its vocabularies; predicts from a raw history frame."""
 
-    def __init__(self, net: DKTNet, vocab: Vocab, params: DKTParams, best_epoch: int = 0,
-                 history: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        net: DKTNet,
+        vocab: Vocab,
+        params: DKTParams,
+        best_epoch: int = 0,
+        history: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.net = net
         self.vocab = vocab
         self.params = params
@@ -157,9 +170,15 @@ class DKTModel:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         torch.save(self.net.state_dict(), d / WEIGHTS_FILE)
-        meta = {"format": FORMAT_VERSION, "params": dataclasses.asdict(self.params), "items": self.vocab.items,
-                "skills": self.vocab.skills, "best_epoch": self.best_epoch, "history": self.history_,
-                "torch": torch.__version__}
+        meta = {
+            "format": FORMAT_VERSION,
+            "params": dataclasses.asdict(self.params),
+            "items": self.vocab.items,
+            "skills": self.vocab.skills,
+            "best_epoch": self.best_epoch,
+            "history": self.history_,
+            "torch": torch.__version__,
+        }
         (d / META_FILE).write_text(json.dumps(meta, indent=1))
 
     @classmethod
@@ -178,6 +197,7 @@ class DKTModel:
 
 # ------------------------------------------------------------------------------------------------------ MLflow
 
+
 def _normalise_input(model_input: pd.DataFrame) -> pd.DataFrame:
     """MLflow's schema enforcement may hand back plain dtypes (float correct, naive or string ts)."""
     df = pd.DataFrame(model_input).copy()
@@ -192,7 +212,9 @@ class DKTPyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         self.model = DKTModel.load(context.artifacts["dkt"])
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         return self.model.predict(_normalise_input(model_input))
 
 
@@ -210,10 +232,18 @@ def log_model(model: DKTModel, name: str, input_example: pd.DataFrame) -> Any:
         code = Path(tmp) / "dkt_pyfunc.py"
         code.write_text(PYFUNC_CODE)
         return mlflow.pyfunc.log_model(
-            name=name, python_model=str(code), artifacts={"dkt": str(Path(tmp) / "dkt")},
-            input_example=_example(input_example), signature=_signature(),
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"pandas=={pd.__version__}",
-                              f"numpy=={np.__version__}", f"mlflow=={mlflow.__version__}"])
+            name=name,
+            python_model=str(code),
+            artifacts={"dkt": str(Path(tmp) / "dkt")},
+            input_example=_example(input_example),
+            signature=_signature(),
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"pandas=={pd.__version__}",
+                f"numpy=={np.__version__}",
+                f"mlflow=={mlflow.__version__}",
+            ],
+        )
 
 
 def _signature() -> Any:
@@ -223,9 +253,16 @@ def _signature() -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 
-    inputs = Schema([ColSpec("string", "event_id"), ColSpec("string", "student_id"), ColSpec("string", "item_id"),
-                     ColSpec("string", "skill_id"), ColSpec(AnyType(), "ts"),
-                     ColSpec(AnyType(), "correct")])
+    inputs = Schema(
+        [
+            ColSpec("string", "event_id"),
+            ColSpec("string", "student_id"),
+            ColSpec("string", "item_id"),
+            ColSpec("string", "skill_id"),
+            ColSpec(AnyType(), "ts"),
+            ColSpec(AnyType(), "correct"),
+        ]
+    )
     return ModelSignature(inputs=inputs, outputs=Schema([TensorSpec(np.dtype("float64"), (-1,))]))
 
 

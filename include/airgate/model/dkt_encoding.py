@@ -29,7 +29,9 @@ class DKTParams:
     weight_decay: float = 0.0
     epochs: int = 15
     batch_size: int = 64
-    max_len: int = 400  # training splits longer histories into chunks (state carried over); predict reads all of it
+    max_len: int = (
+        400  # training splits longer histories into chunks (state carried over); predict reads all of it
+    )
     patience: int = 3  # early stopping on validation log-loss
     seed: int = 42
     threads: int = 2
@@ -62,7 +64,6 @@ class DKTParams:
         if not 0.0 <= params.dropout < 1.0:
             raise ValueError("DKT dropout must be in [0, 1)")
         return params
-
 
 
 @dataclass(frozen=True)
@@ -114,12 +115,20 @@ def encode(history: pd.DataFrame, vocab: Vocab) -> Encoded:
     new_tie[1:] |= ts_sorted[1:] != ts_sorted[:-1]
     first = np.maximum.accumulate(np.where(new_tie, np.arange(n), 0)) - np.repeat(starts, lengths)
     correct = pd.array(history["correct"], dtype="Int64")
-    answer = np.where(pd.isna(correct), UNGRADED, correct.to_numpy(dtype="float64", na_value=0.0) > 0).astype(np.int64)
+    answer = np.where(pd.isna(correct), UNGRADED, correct.to_numpy(dtype="float64", na_value=0.0) > 0).astype(
+        np.int64
+    )
     return Encoded(
-        order=order, event_ids=history["event_id"].astype(str).to_numpy()[order],
+        order=order,
+        event_ids=history["event_id"].astype(str).to_numpy()[order],
         student_ids=np.asarray(stu_uniques, dtype=object),
-        item=vocab.codes(history["item_id"], "item")[order], skill=vocab.codes(history["skill_id"], "skill")[order],
-        answer=answer[order], first=first.astype(np.int64), starts=starts, lengths=lengths)
+        item=vocab.codes(history["item_id"], "item")[order],
+        skill=vocab.codes(history["skill_id"], "skill")[order],
+        answer=answer[order],
+        first=first.astype(np.int64),
+        starts=starts,
+        lengths=lengths,
+    )
 
 
 @dataclass(frozen=True)

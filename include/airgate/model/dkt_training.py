@@ -41,8 +41,9 @@ class _Data:
         return self.vy is not None and bool((~np.isnan(self.vy)).any())
 
 
-def _training_data(history: pd.DataFrame, targets: pd.DataFrame, train_students: set[str],
-                   valid_students: set[str]) -> _Data:
+def _training_data(
+    history: pd.DataFrame, targets: pd.DataFrame, train_students: set[str], valid_students: set[str]
+) -> _Data:
     """Vocabularies from the training students only (the rest is out of vocabulary), then both sets encoded."""
     import numpy as np
 
@@ -51,8 +52,10 @@ def _training_data(history: pd.DataFrame, targets: pd.DataFrame, train_students:
     valid_hist = history[sid.isin(valid_students)]
     if len(train_hist) == 0:
         raise ValueError("DKT fit: no history rows for the training students")
-    vocab = Vocab(sorted(train_hist["item_id"].astype(str).unique()),
-                  sorted(train_hist["skill_id"].astype(str).unique()))
+    vocab = Vocab(
+        sorted(train_hist["item_id"].astype(str).unique()),
+        sorted(train_hist["skill_id"].astype(str).unique()),
+    )
     enc = encode(train_hist, vocab)
     y = _targets(enc, targets, train_students)
     if np.isnan(y).all():
@@ -67,7 +70,9 @@ def _targets(enc: Encoded, targets: pd.DataFrame, students: set[str]) -> np.ndar
     import numpy as np
     import pandas as pd
 
-    label = pd.Series(targets["label"].to_numpy(dtype="float64"), index=targets["event_id"].astype(str).to_numpy())
+    label = pd.Series(
+        targets["label"].to_numpy(dtype="float64"), index=targets["event_id"].astype(str).to_numpy()
+    )
     label = label[~label.index.duplicated(keep="last")]
     y = label.reindex(enc.event_ids).to_numpy(dtype="float64")
     in_set = pd.Index(enc.student_ids).isin(list(students))
@@ -111,8 +116,13 @@ def _snapshot(net: DKTNet) -> dict[str, Any]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
-def fit(history: pd.DataFrame, targets: pd.DataFrame, train_students: set[str], valid_students: set[str],
-        params: DKTParams) -> DKTModel:
+def fit(
+    history: pd.DataFrame,
+    targets: pd.DataFrame,
+    train_students: set[str],
+    valid_students: set[str],
+    params: DKTParams,
+) -> DKTModel:
     """Train on train_students' targeted rows; early-stop on valid_students' log-loss.
 
     The labels come from ``targets`` (late grades included), while the inputs are ``history.correct`` as it was
@@ -121,7 +131,9 @@ def fit(history: pd.DataFrame, targets: pd.DataFrame, train_students: set[str], 
     import numpy as np
     import torch
 
-    data = _training_data(history, targets, {str(s) for s in train_students}, {str(s) for s in valid_students})
+    data = _training_data(
+        history, targets, {str(s) for s in train_students}, {str(s) for s in valid_students}
+    )
     rng = np.random.default_rng(params.seed)
     with torch_settings(params.threads, params.seed):
         net = DKTNet(len(data.vocab.items), len(data.vocab.skills), params)
@@ -133,11 +145,19 @@ def fit(history: pd.DataFrame, targets: pd.DataFrame, train_students: set[str], 
         for epoch in range(1, params.epochs + 1):
             t0 = time.perf_counter()
             train_loss = _train_epoch(net, opt, data, pool, params, rng)
-            valid_loss = _valid_loss(net, data.venc, data.vy) \
-                if data.has_valid and data.venc is not None and data.vy is not None else train_loss
-            log.append({"epoch": epoch, "train_loss": train_loss,
-                        "valid_loss": valid_loss if data.has_valid else None,
-                        "seconds": round(time.perf_counter() - t0, 3)})
+            valid_loss = (
+                _valid_loss(net, data.venc, data.vy)
+                if data.has_valid and data.venc is not None and data.vy is not None
+                else train_loss
+            )
+            log.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "valid_loss": valid_loss if data.has_valid else None,
+                    "seconds": round(time.perf_counter() - t0, 3),
+                }
+            )
             if stopping.should_stop(epoch, valid_loss, net):
                 break
         net.load_state_dict(stopping.best_state)
@@ -145,20 +165,35 @@ def fit(history: pd.DataFrame, targets: pd.DataFrame, train_students: set[str], 
     return DKTModel(net, data.vocab, params, best_epoch=stopping.best_epoch, history=log)
 
 
-def _train_epoch(net: DKTNet, opt: torch.optim.Optimizer, data: _Data, pool: np.ndarray, params: DKTParams,
-                 rng: np.random.Generator) -> float:
+def _train_epoch(
+    net: DKTNet,
+    opt: torch.optim.Optimizer,
+    data: _Data,
+    pool: np.ndarray,
+    params: DKTParams,
+    rng: np.random.Generator,
+) -> float:
     """One pass over the targeted training students in a seeded order; returns the mean training log-loss."""
     net.train()
     loss_sum, n_sum = 0.0, 0
     perm = pool[rng.permutation(len(pool))]
     for s in range(0, len(perm), params.batch_size):
-        batch_loss, batch_n = _train_batch(net, opt, data.enc, data.y, perm[s:s + params.batch_size], params, rng)
+        batch_loss, batch_n = _train_batch(
+            net, opt, data.enc, data.y, perm[s : s + params.batch_size], params, rng
+        )
         loss_sum, n_sum = loss_sum + batch_loss, n_sum + batch_n
     return loss_sum / max(n_sum, 1)
 
 
-def _train_batch(net: DKTNet, opt: torch.optim.Optimizer, enc: Encoded, y: np.ndarray, students: np.ndarray,
-                 params: DKTParams, rng: np.random.Generator) -> tuple[float, int]:
+def _train_batch(
+    net: DKTNet,
+    opt: torch.optim.Optimizer,
+    enc: Encoded,
+    y: np.ndarray,
+    students: np.ndarray,
+    params: DKTParams,
+    rng: np.random.Generator,
+) -> tuple[float, int]:
     """One optimiser step over a batch of students; returns (summed log-loss, targeted rows)."""
     import numpy as np
     import torch

@@ -83,9 +83,18 @@ class DriftResult:
         }
 
 
-def drift_report(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], out_dir: storage.Location,
-                 max_drift_share: float = 0.5, max_rows: int = 20_000, seed: int = 0,
-                 title: str = "Data drift", *, categorical: Sequence[str] = ()) -> DriftResult:
+def drift_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: list[str],
+    out_dir: storage.Location,
+    max_drift_share: float = 0.5,
+    max_rows: int = 20_000,
+    seed: int = 0,
+    title: str = "Data drift",
+    *,
+    categorical: Sequence[str] = (),
+) -> DriftResult:
     """Writes drift.html (Evidently's report) and drift.json (our summary + Evidently's metric results) under out_dir,
     a ``storage.location`` (the approval page and the monitoring views read them from storage, on another host).
 
@@ -100,9 +109,15 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, columns: list[s
     from evidently import __version__ as evidently_version
 
     started = time.perf_counter()
-    cat = [c for c in cols if c in set(categorical) or not _is_numeric(reference[c]) or not _is_numeric(current[c])]
-    ref, cur = (_prepare(frame, cols, cat, max_rows, np.random.default_rng([seed, side]))
-                for side, frame in enumerate((reference, current)))
+    cat = [
+        c
+        for c in cols
+        if c in set(categorical) or not _is_numeric(reference[c]) or not _is_numeric(current[c])
+    ]
+    ref, cur = (
+        _prepare(frame, cols, cat, max_rows, np.random.default_rng([seed, side]))
+        for side, frame in enumerate((reference, current))
+    )
     # Evidently cannot test a column with no values on one side; one with none on either side has not changed.
     ref_missing, cur_missing = ref.isna().mean(), cur.isna().mean()
     empty = [c for c in cols if ref_missing[c] == 1.0 or cur_missing[c] == 1.0]
@@ -126,14 +141,28 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, columns: list[s
     html_path, json_path = out / "drift.html", out / "drift.json"
     _write(html_path, _titled(page, title))
     # The clock stops before the JSON is written, so that the file can carry the same figure as the result.
-    result = DriftResult(drift_share=share, dataset_drift=share >= max_drift_share, columns=checked,
-                         reference_rows=len(ref), current_rows=len(cur), html_path=storage.as_string(html_path),
-                         json_path=storage.as_string(json_path), seconds=round(time.perf_counter() - started, 3))
+    result = DriftResult(
+        drift_share=share,
+        dataset_drift=share >= max_drift_share,
+        columns=checked,
+        reference_rows=len(ref),
+        current_rows=len(cur),
+        html_path=storage.as_string(html_path),
+        json_path=storage.as_string(json_path),
+        seconds=round(time.perf_counter() - started, 3),
+    )
     doc = {
-        "title": title, "summary": result.summary(), "max_drift_share": max_drift_share, "max_rows": max_rows,
-        "seed": seed, "rows_given": {"reference": len(reference), "current": len(current)},
-        "columns": [asdict(c) for c in checked], "categorical": cat,
-        "missing_share": {c: {"reference": float(ref_missing[c]), "current": float(cur_missing[c])} for c in cols},
+        "title": title,
+        "summary": result.summary(),
+        "max_drift_share": max_drift_share,
+        "max_rows": max_rows,
+        "seed": seed,
+        "rows_given": {"reference": len(reference), "current": len(current)},
+        "columns": [asdict(c) for c in checked],
+        "categorical": cat,
+        "missing_share": {
+            c: {"reference": float(ref_missing[c]), "current": float(cur_missing[c])} for c in cols
+        },
         "evidently": evidently_out,
     }
     _write(json_path, json.dumps(_json_safe(doc), indent=1, allow_nan=False))
@@ -149,27 +178,42 @@ def _all_missing(empty: list[str], ref_missing: pd.Series, cur_missing: pd.Serie
     return results
 
 
-def _run_evidently(ref: pd.DataFrame, cur: pd.DataFrame, tested: list[str], categorical: list[str],
-                   max_drift_share: float, title: str) -> tuple[str, dict[str, Any]]:
+def _run_evidently(
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    tested: list[str],
+    categorical: list[str],
+    max_drift_share: float,
+    title: str,
+) -> tuple[str, dict[str, Any]]:
     """Evidently's data drift preset on the tested columns: its HTML page and its JSON results."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    definition = DataDefinition(numerical_columns=[c for c in tested if c not in categorical],
-                                categorical_columns=[c for c in tested if c in categorical])
-    report = Report([DataDriftPreset(columns=tested, drift_share=max_drift_share)], include_tests=True,
-                    metadata={"title": title})
+    definition = DataDefinition(
+        numerical_columns=[c for c in tested if c not in categorical],
+        categorical_columns=[c for c in tested if c in categorical],
+    )
+    report = Report(
+        [DataDriftPreset(columns=tested, drift_share=max_drift_share)],
+        include_tests=True,
+        metadata={"title": title},
+    )
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         # Constant and near-empty columns make numpy warn (0/0 in correlations); the scores are still sound.
         warnings.simplefilter("ignore", RuntimeWarning)
-        snapshot = report.run(Dataset.from_pandas(cur[tested], data_definition=definition),
-                              Dataset.from_pandas(ref[tested], data_definition=definition), name=title)
+        snapshot = report.run(
+            Dataset.from_pandas(cur[tested], data_definition=definition),
+            Dataset.from_pandas(ref[tested], data_definition=definition),
+            name=title,
+        )
         page = snapshot.get_html_str(as_iframe=False)
     return page, _json_safe(json.loads(snapshot.json()))
 
 
-def _check_inputs(reference: pd.DataFrame, current: pd.DataFrame, cols: list[str], max_drift_share: float,
-                  max_rows: int) -> None:
+def _check_inputs(
+    reference: pd.DataFrame, current: pd.DataFrame, cols: list[str], max_drift_share: float, max_rows: int
+) -> None:
     """Fail with a message that names the problem, before Evidently fails with one that does not."""
     if not cols:
         raise ValueError("no columns to check for drift")
@@ -183,7 +227,9 @@ def _check_inputs(reference: pd.DataFrame, current: pd.DataFrame, cols: list[str
             raise ValueError(f"columns missing from the {name} frame: {absent}")
         dates = [c for c in cols if pd.api.types.is_datetime64_any_dtype(frame[c])]
         if dates:
-            raise ValueError(f"datetime columns cannot be tested for drift (derive a number from them): {dates}")
+            raise ValueError(
+                f"datetime columns cannot be tested for drift (derive a number from them): {dates}"
+            )
     if not 0.0 <= max_drift_share <= 1.0:
         raise ValueError(f"max_drift_share must be between 0 and 1, not {max_drift_share}")
     if max_rows < 1:
@@ -194,8 +240,9 @@ def _is_numeric(s: pd.Series) -> bool:
     return bool(pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s))
 
 
-def _prepare(frame: pd.DataFrame, cols: list[str], cat: list[str], max_rows: int,
-             rng: np.random.Generator) -> pd.DataFrame:
+def _prepare(
+    frame: pd.DataFrame, cols: list[str], cat: list[str], max_rows: int, rng: np.random.Generator
+) -> pd.DataFrame:
     """The columns asked for, at most max_rows of them (seeded), with numbers as float64 and no infinities.
 
     Nullable dtypes become NaN, which Evidently drops; infinities would break its histograms, so they count as
@@ -210,14 +257,19 @@ def _prepare(frame: pd.DataFrame, cols: list[str], cat: list[str], max_rows: int
             s = df[c].astype("object")
             out[c] = s.where(s.notna(), None)
         else:
-            out[c] = pd.to_numeric(df[c], errors="coerce").astype("float64").replace([np.inf, -np.inf], np.nan)
+            out[c] = (
+                pd.to_numeric(df[c], errors="coerce").astype("float64").replace([np.inf, -np.inf], np.nan)
+            )
     return out
 
 
 def _column_results(evidently_out: dict[str, Any]) -> dict[str, ColumnDrift]:
     """Join Evidently's ValueDrift metrics (method, threshold, score) with their tests (its drift verdict)."""
-    metrics = {m["id"]: m for m in evidently_out.get("metrics", [])
-               if m.get("config", {}).get("type") == _VALUE_DRIFT}
+    metrics = {
+        m["id"]: m
+        for m in evidently_out.get("metrics", [])
+        if m.get("config", {}).get("type") == _VALUE_DRIFT
+    }
     out: dict[str, ColumnDrift] = {}
     for t in evidently_out.get("tests", []):
         m = metrics.get(t.get("metric_config", {}).get("metric_id"))
@@ -226,7 +278,8 @@ def _column_results(evidently_out: dict[str, Any]) -> dict[str, ColumnDrift]:
         cfg = m["config"]
         score = m.get("value")
         out[cfg["column"]] = ColumnDrift(
-            column=cfg["column"], method=str(cfg.get("method")),
+            column=cfg["column"],
+            method=str(cfg.get("method")),
             score=float("nan") if score is None else float(score),
             threshold=float(cfg.get("threshold") or 0.0),
             drifted=t.get("status") == "FAIL",
@@ -252,8 +305,10 @@ def _titled(page: str, title: str) -> str:
 
 def _empty_page(title: str, empty: list[str]) -> str:
     """The page written when no column could be given to Evidently (all of them entirely missing)."""
-    return (f"<!DOCTYPE html><html><head></head><body><h1>{html.escape(title)}</h1>"
-            f"<p>No column had values in both frames: {html.escape(', '.join(empty))}.</p></body></html>")
+    return (
+        f"<!DOCTYPE html><html><head></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>No column had values in both frames: {html.escape(', '.join(empty))}.</p></body></html>"
+    )
 
 
 def _write(path: storage.StoragePath, text: str) -> None:

@@ -20,15 +20,24 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+
 def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     import numpy as np
     from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
     p = np.clip(p, 1e-6, 1 - 1e-6)
     bins = np.minimum((p * 10).astype(int), 9)
-    ece = sum(abs(p[bins == b].mean() - y[bins == b].mean()) * (bins == b).mean() for b in range(10) if (bins == b).any())
-    return {"auc": float(roc_auc_score(y, p)), "logloss": float(log_loss(y, p)),
-            "brier": float(brier_score_loss(y, p)), "ece": float(ece)}
+    ece = sum(
+        abs(p[bins == b].mean() - y[bins == b].mean()) * (bins == b).mean()
+        for b in range(10)
+        if (bins == b).any()
+    )
+    return {
+        "auc": float(roc_auc_score(y, p)),
+        "logloss": float(log_loss(y, p)),
+        "brier": float(brier_score_loss(y, p)),
+        "ece": float(ece),
+    }
 
 
 def current_champion_version(engine: Engine, model: str) -> str | None:
@@ -38,8 +47,12 @@ def current_champion_version(engine: Engine, model: str) -> str | None:
     because the model layer sits below governance and may not import it; a test pins the two together.
     """
     with engine.connect() as conn:
-        r = conn.execute(select(promotion_ledger).where(promotion_ledger.c.model == model)
-                         .order_by(promotion_ledger.c.id.desc()).limit(1)).first()
+        r = conn.execute(
+            select(promotion_ledger)
+            .where(promotion_ledger.c.model == model)
+            .order_by(promotion_ledger.c.id.desc())
+            .limit(1)
+        ).first()
     if r is None or r.action == "revoke" or r.to_version is None:
         return None
     return str(r.to_version)
@@ -54,8 +67,9 @@ class TestEvaluation:
     predictions: pd.DataFrame
 
 
-def evaluate_on_test(engine: Engine, cfg: TrainConfig, results: list[CandidateResult], chosen: CandidateResult,
-                     baseline: str) -> TestEvaluation:
+def evaluate_on_test(
+    engine: Engine, cfg: TrainConfig, results: list[CandidateResult], chosen: CandidateResult, baseline: str
+) -> TestEvaluation:
     """Read the test split (the one read) and score the chosen model, the baseline and the champion on it."""
     test = read_test_once(engine, cfg, chosen.model_uri)
     champ_version = current_champion_version(engine, cfg.spec.name)
@@ -76,16 +90,24 @@ def evaluate_on_test(engine: Engine, cfg: TrainConfig, results: list[CandidateRe
     if champ_version is not None and champ_pred is not None:
         p = champ_pred.predict(history, test)
         predictions["p_champion"] = p
-        champion = {"version": champ_version, "kind": champ_pred.kind,
-                    **{f"test_{k}": v for k, v in metrics(y, p).items()}}
+        champion = {
+            "version": champ_version,
+            "kind": champ_pred.kind,
+            **{f"test_{k}": v for k, v in metrics(y, p).items()},
+        }
     return TestEvaluation(candidates, champion, predictions)
 
 
 def _prediction_frame(test: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
-    return pd.DataFrame({"event_id": test["event_id"].to_numpy(), "student_id": test["student_id"].to_numpy(),
-                         "label": test["label"].to_numpy()})
+    return pd.DataFrame(
+        {
+            "event_id": test["event_id"].to_numpy(),
+            "student_id": test["student_id"].to_numpy(),
+            "label": test["label"].to_numpy(),
+        }
+    )
 
 
 def _validation_summary(r: CandidateResult) -> dict[str, Any]:

@@ -50,7 +50,9 @@ class LightGBMPredictor:
     kind: str = "lightgbm"
 
     def predict(self, history: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.booster.predict(rows[FEATURES], num_iteration=self.num_iteration), dtype="float64")
+        return np.asarray(
+            self.booster.predict(rows[FEATURES], num_iteration=self.num_iteration), dtype="float64"
+        )
 
     @property
     def size_kb(self) -> float:
@@ -102,13 +104,17 @@ def load_version(cfg: Any, model: str, version: str) -> Predictor:
     return load(cfg, tags.get(KIND_TAG, "lightgbm"), f"models:/{model}/{version}")
 
 
-def latency_ms_per_1k(predictor: Predictor, history: pd.DataFrame, rows: pd.DataFrame, repeats: int = 20) -> float:
+def latency_ms_per_1k(
+    predictor: Predictor, history: pd.DataFrame, rows: pd.DataFrame, repeats: int = 20
+) -> float:
     """p95 wall time to score 1,000 rows through ``predict``, the method scoring calls."""
     chunk = rows.iloc[:1000]
     if len(chunk) < 1000:
         chunk = pd.concat([chunk] * (1000 // max(len(chunk), 1) + 1)).iloc[:1000]
     hist = history[history["student_id"].isin(set(chunk["student_id"]))] if "student_id" in chunk else history
-    predictor.predict(hist, chunk)  # warm-up: first-call allocations are not what a nightly run pays per chunk
+    predictor.predict(
+        hist, chunk
+    )  # warm-up: first-call allocations are not what a nightly run pays per chunk
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

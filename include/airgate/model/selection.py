@@ -45,13 +45,21 @@ def write_pareto(cfg: TrainConfig, selection: Selection) -> dict[str, Any]:
     overall = {(p.candidate, p.trial) for p in tuning.front(points, spec)}
     out = run_dir(cfg)
     pareto: dict[str, Any] = {
-        "size": len(overall), "trials": len(points), "objectives": [o.model_dump() for o in spec.objectives],
-        "chosen": {"candidate": chosen.candidate, "trial": chosen.chosen_trial, "params": chosen.params,
-                   "valid": chosen.valid},
-        "points": [dict(p.to_dict(), on_front=(p.candidate, p.trial) in overall) for p in points]}
+        "size": len(overall),
+        "trials": len(points),
+        "objectives": [o.model_dump() for o in spec.objectives],
+        "chosen": {
+            "candidate": chosen.candidate,
+            "trial": chosen.chosen_trial,
+            "params": chosen.params,
+            "valid": chosen.valid,
+        },
+        "points": [dict(p.to_dict(), on_front=(p.candidate, p.trial) in overall) for p in points],
+    }
     pareto_path = storage.write_text_atomic(out / "pareto.json", json.dumps(pareto, indent=1, default=float))
-    star = next((p for p in points if (p.candidate, p.trial) == (chosen.candidate, chosen.chosen_trial)),
-                None)  # the trial as it was measured, so the star sits on its own point
+    star = next(
+        (p for p in points if (p.candidate, p.trial) == (chosen.candidate, chosen.chosen_trial)), None
+    )  # the trial as it was measured, so the star sits on its own point
     plot = tuning.plot_front(points, spec, star, out / "pareto.png")
     pareto["path"], pareto["plot"] = storage.as_string(pareto_path), plot
     return pareto

@@ -45,12 +45,20 @@ def training_frame(engine: Engine, spec: ModelSpec, labeled_version_id: str) -> 
     history = load_history(engine, spec.name, list(v.summary["clean_versions"]))
     feats = build_features(history)
     with engine.connect() as conn:
-        lab = pd.DataFrame(conn.execute(select(labels.c.event_id, labels.c.label, labels.c.source)
-                                        .where(labels.c.version_id == labeled_version_id)).all(),
-                           columns=["event_id", "label", "source"])
+        lab = pd.DataFrame(
+            conn.execute(
+                select(labels.c.event_id, labels.c.label, labels.c.source).where(
+                    labels.c.version_id == labeled_version_id
+                )
+            ).all(),
+            columns=["event_id", "label", "source"],
+        )
     meta = history[["event_id", "student_id", "item_id", "ts"]]
-    return feats.merge(lab, on="event_id").merge(meta, on="event_id").sort_values(["ts", "event_id"],
-                                                                                   kind="mergesort")
+    return (
+        feats.merge(lab, on="event_id")
+        .merge(meta, on="event_id")
+        .sort_values(["ts", "event_id"], kind="mergesort")
+    )
 
 
 def time_split(df: pd.DataFrame, spec: ModelSpec) -> dict[str, pd.DataFrame]:
@@ -66,12 +74,20 @@ def time_split(df: pd.DataFrame, spec: ModelSpec) -> dict[str, pd.DataFrame]:
     rows_per = df.groupby("student_id").size().reindex(first.index).cumsum()
     n = len(df)
     in_train = set(rows_per.index[rows_per <= n * spec.splits.train])
-    in_valid = set(rows_per.index[(rows_per > n * spec.splits.train)
-                                  & (rows_per <= n * (spec.splits.train + spec.splits.valid))])
+    in_valid = set(
+        rows_per.index[
+            (rows_per > n * spec.splits.train) & (rows_per <= n * (spec.splits.train + spec.splits.valid))
+        ]
+    )
     part = df["student_id"].map(lambda s: "train" if s in in_train else "valid" if s in in_valid else "test")
-    trusted = df["source"].isin(TRUSTED_SOURCES) if "source" in df.columns else pd.Series(True, index=df.index)
-    return {"train": df[part == "train"], "valid": df[(part == "valid") & trusted],
-            "test": df[(part == "test") & trusted]}
+    trusted = (
+        df["source"].isin(TRUSTED_SOURCES) if "source" in df.columns else pd.Series(True, index=df.index)
+    )
+    return {
+        "train": df[part == "train"],
+        "valid": df[(part == "valid") & trusted],
+        "test": df[(part == "test") & trusted],
+    }
 
 
 def history_of(engine: Engine, cfg: TrainConfig) -> pd.DataFrame:
@@ -84,7 +100,9 @@ def history_of(engine: Engine, cfg: TrainConfig) -> pd.DataFrame:
 
 
 def read_manifest(split: storage.StoragePath) -> SplitManifest:
-    return SplitManifest.from_json(storage.read_text(split / "manifest.json", what="a training split's manifest"))
+    return SplitManifest.from_json(
+        storage.read_text(split / "manifest.json", what="a training split's manifest")
+    )
 
 
 def prepare(engine: Engine, cfg: TrainConfig) -> SplitManifest:
@@ -107,9 +125,14 @@ def prepare(engine: Engine, cfg: TrainConfig) -> SplitManifest:
         return read_manifest(out)
     storage.write_text_atomic(out / "manifest.json", manifest.to_json())
     tuning.init_storage(engine.url.render_as_string(hide_password=False))
-    audit.record(engine, actor=cfg.trained_by, event_type="train_split", model=cfg.spec.name,
-                 entity={"training_run_id": cfg.training_run_id, "data_version": cfg.labeled_version_id},
-                 details={"rows": manifest.rows, "students": manifest.students, "split_hash": manifest.split_hash})
+    audit.record(
+        engine,
+        actor=cfg.trained_by,
+        event_type="train_split",
+        model=cfg.spec.name,
+        entity={"training_run_id": cfg.training_run_id, "data_version": cfg.labeled_version_id},
+        details={"rows": manifest.rows, "students": manifest.students, "split_hash": manifest.split_hash},
+    )
     return manifest
 
 
@@ -126,11 +149,17 @@ def _write_parts(out: storage.StoragePath, parts: dict[str, pd.DataFrame]) -> di
 
 def _manifest_for(cfg: TrainConfig, parts: dict[str, pd.DataFrame], hashes: dict[str, str]) -> SplitManifest:
     return SplitManifest(
-        model=cfg.spec.name, training_run_id=cfg.training_run_id, labeled_version_id=cfg.labeled_version_id,
-        trained_by=cfg.trained_by, code_version=cfg.code_version, spec_hash=cfg.spec.spec_hash,
+        model=cfg.spec.name,
+        training_run_id=cfg.training_run_id,
+        labeled_version_id=cfg.labeled_version_id,
+        trained_by=cfg.trained_by,
+        code_version=cfg.code_version,
+        spec_hash=cfg.spec.spec_hash,
         rows={k: len(v) for k, v in parts.items()},
-        students={k: int(v["student_id"].nunique()) for k, v in parts.items()}, sha256=hashes,
-        split_hash=hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest())
+        students={k: int(v["student_id"].nunique()) for k, v in parts.items()},
+        sha256=hashes,
+        split_hash=hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest(),
+    )
 
 
 def load_split(cfg: TrainConfig, part: str) -> pd.DataFrame:
@@ -138,8 +167,10 @@ def load_split(cfg: TrainConfig, part: str) -> pd.DataFrame:
     from airgate.data import feature_store
 
     if part not in ("train", "valid"):
-        raise ValueError(f"load_split serves 'train' and 'valid' only, not {part!r}: the test split is read once "
-                         "by finalize()")
+        raise ValueError(
+            f"load_split serves 'train' and 'valid' only, not {part!r}: the test split is read once "
+            "by finalize()"
+        )
     return feature_store.read_parquet(run_dir(cfg) / "split" / f"{part}.parquet", what=f"the {part} split")
 
 
@@ -155,7 +186,9 @@ def read_test_once(engine: Engine, cfg: TrainConfig, model_uri: str) -> pd.DataF
     # Read once, into memory: the bytes checked are the bytes evaluated.
     data = storage.read_bytes(run_dir(cfg) / "split" / "test.parquet", what="the test split")
     if hashlib.sha256(data).hexdigest() != manifest.sha256["test"]:
-        raise TestSetAlreadyRead(f"the test split of {cfg.training_run_id} changed on disk since it was written")
+        raise TestSetAlreadyRead(
+            f"the test split of {cfg.training_run_id} changed on disk since it was written"
+        )
     _record_test_read(engine, cfg, manifest, f"{cfg.trained_by}:{model_uri}"[:128])
     return pd.read_parquet(io.BytesIO(data))
 
@@ -164,20 +197,33 @@ def _record_test_read(engine: Engine, cfg: TrainConfig, manifest: SplitManifest,
     """Insert the run's one test read; the unique key refuses a second one unless it is the same reader's retry."""
     try:
         with engine.begin() as conn:
-            conn.execute(test_set_reads.insert().values(
-                training_run_id=cfg.training_run_id, model=cfg.spec.name, split_hash=manifest.split_hash,
-                rows=manifest.rows["test"], reader=reader, read_at=utcnow()))
+            conn.execute(
+                test_set_reads.insert().values(
+                    training_run_id=cfg.training_run_id,
+                    model=cfg.spec.name,
+                    split_hash=manifest.split_hash,
+                    rows=manifest.rows["test"],
+                    reader=reader,
+                    read_at=utcnow(),
+                )
+            )
     except IntegrityError:
         with engine.connect() as conn:
-            first = conn.execute(select(test_set_reads.c.reader)
-                                 .where(test_set_reads.c.training_run_id == cfg.training_run_id)).scalar_one()
+            first = conn.execute(
+                select(test_set_reads.c.reader).where(test_set_reads.c.training_run_id == cfg.training_run_id)
+            ).scalar_one()
         if first != reader:
             raise TestSetAlreadyRead(
                 f"the test split of {cfg.training_run_id} was already read to evaluate {first}; "
-                f"refusing a second read for {reader}. Start a new training run instead.") from None
+                f"refusing a second read for {reader}. Start a new training run instead."
+            ) from None
 
 
 def test_reads(engine: Engine, training_run_id: str) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(
-            select(test_set_reads).where(test_set_reads.c.training_run_id == training_run_id))]
+        return [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(test_set_reads).where(test_set_reads.c.training_run_id == training_run_id)
+            )
+        ]

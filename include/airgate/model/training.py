@@ -67,11 +67,15 @@ log = logging.getLogger(__name__)
 
 def existing(engine: Engine, training_run_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
-        r = conn.execute(select(model_candidates).where(model_candidates.c.training_run_id == training_run_id)).first()
+        r = conn.execute(
+            select(model_candidates).where(model_candidates.c.training_run_id == training_run_id)
+        ).first()
     return dict(r._mapping) if r else None
 
 
-def already_trained(engine: Engine, spec: ModelSpec, labeled_version_id: str, code_version: str) -> dict[str, Any] | None:
+def already_trained(
+    engine: Engine, spec: ModelSpec, labeled_version_id: str, code_version: str
+) -> dict[str, Any] | None:
     """The newest training run on this labeled version with this spec and code, if any.
 
     Splits, samplers and fits are seeded (the reproducibility gate checks the fit), so the same data, spec and code
@@ -79,9 +83,15 @@ def already_trained(engine: Engine, spec: ModelSpec, labeled_version_id: str, co
     run has nothing new to learn from, and a second approval request for it would only cost approvers time.
     """
     with engine.connect() as conn:
-        rows = conn.execute(select(model_candidates).where(
-            model_candidates.c.model == spec.name, model_candidates.c.data_version == labeled_version_id,
-            model_candidates.c.code_version == code_version[:64]).order_by(model_candidates.c.id.desc())).all()
+        rows = conn.execute(
+            select(model_candidates)
+            .where(
+                model_candidates.c.model == spec.name,
+                model_candidates.c.data_version == labeled_version_id,
+                model_candidates.c.code_version == code_version[:64],
+            )
+            .order_by(model_candidates.c.id.desc())
+        ).all()
     for r in rows:
         if (r.metrics or {}).get("spec_hash") == spec.spec_hash:
             return dict(r._mapping)
@@ -98,55 +108,115 @@ def finalize(engine: Engine, cfg: TrainConfig, results: list[CandidateResult]) -
     selection = select_candidate(cfg, results)  # raises NoFeasiblePoint before the test split is opened
     pareto = write_pareto(cfg, selection)
     evaluation = evaluate_on_test(engine, cfg, results, selection.chosen, selection.baseline)
-    predictions_path = storage.as_string(storage.write_text_atomic(
-        run_dir(cfg) / "test_predictions.csv", evaluation.predictions.to_csv(index=False)))
-    _log_test_to_mlflow(cfg, selection.chosen, evaluation, [predictions_path, pareto["path"],
-                                                           *([pareto["plot"]] if pareto["plot"] else [])])
+    predictions_path = storage.as_string(
+        storage.write_text_atomic(
+            run_dir(cfg) / "test_predictions.csv", evaluation.predictions.to_csv(index=False)
+        )
+    )
+    _log_test_to_mlflow(
+        cfg,
+        selection.chosen,
+        evaluation,
+        [predictions_path, pareto["path"], *([pareto["plot"]] if pareto["plot"] else [])],
+    )
     record = _training_record(cfg, manifest, selection, evaluation, predictions_path, pareto)
     _record_training(engine, cfg, selection.chosen, record)
     chosen = selection.chosen
-    log.info("training run %s chose %s (trial %s): test auc %.4f", cfg.training_run_id, chosen.candidate,
-             chosen.chosen_trial, evaluation.candidates[chosen.candidate]["test_auc"])
-    return TrainResult(cfg.training_run_id, cfg.spec.name, cfg.labeled_version_id, cfg.trained_by, chosen.candidate,
-                       chosen.mlflow_run_id, chosen.model_uri, evaluation.candidates, predictions_path,
-                       manifest.rows, pareto)
+    log.info(
+        "training run %s chose %s (trial %s): test auc %.4f",
+        cfg.training_run_id,
+        chosen.candidate,
+        chosen.chosen_trial,
+        evaluation.candidates[chosen.candidate]["test_auc"],
+    )
+    return TrainResult(
+        cfg.training_run_id,
+        cfg.spec.name,
+        cfg.labeled_version_id,
+        cfg.trained_by,
+        chosen.candidate,
+        chosen.mlflow_run_id,
+        chosen.model_uri,
+        evaluation.candidates,
+        predictions_path,
+        manifest.rows,
+        pareto,
+    )
 
 
-def _log_test_to_mlflow(cfg: TrainConfig, chosen: CandidateResult, evaluation: TestEvaluation,
-                        artifacts: list[str]) -> None:
+def _log_test_to_mlflow(
+    cfg: TrainConfig, chosen: CandidateResult, evaluation: TestEvaluation, artifacts: list[str]
+) -> None:
     """The chosen candidate's test metrics and the run's evidence files, on the candidate's own MLflow run."""
     import mlflow
 
     registry.client(cfg.mlflow)
     with mlflow.start_run(run_id=chosen.mlflow_run_id):
-        mlflow.log_metrics({k: v for k, v in evaluation.candidates[chosen.candidate].items()
-                            if k.startswith("test_")})
+        mlflow.log_metrics(
+            {k: v for k, v in evaluation.candidates[chosen.candidate].items() if k.startswith("test_")}
+        )
         _log_artifacts(artifacts)
 
 
-def _training_record(cfg: TrainConfig, manifest: SplitManifest, selection: Selection, evaluation: TestEvaluation,
-                     predictions_path: str, pareto: dict[str, Any]) -> TrainingRecord:
+def _training_record(
+    cfg: TrainConfig,
+    manifest: SplitManifest,
+    selection: Selection,
+    evaluation: TestEvaluation,
+    predictions_path: str,
+    pareto: dict[str, Any],
+) -> TrainingRecord:
     chosen = selection.chosen
     return TrainingRecord(
-        candidates=evaluation.candidates, chosen=chosen.candidate, kind=chosen.kind, model_uri=chosen.model_uri,
-        test_predictions=predictions_path, rows=manifest.rows, code_version=cfg.code_version,
-        pareto={k: v for k, v in pareto.items() if k != "points"}, champion=evaluation.champion,
-        split_hash=manifest.split_hash, spec_hash=cfg.spec.spec_hash)
+        candidates=evaluation.candidates,
+        chosen=chosen.candidate,
+        kind=chosen.kind,
+        model_uri=chosen.model_uri,
+        test_predictions=predictions_path,
+        rows=manifest.rows,
+        code_version=cfg.code_version,
+        pareto={k: v for k, v in pareto.items() if k != "points"},
+        champion=evaluation.champion,
+        split_hash=manifest.split_hash,
+        spec_hash=cfg.spec.spec_hash,
+    )
 
 
-def _record_training(engine: Engine, cfg: TrainConfig, chosen: CandidateResult, record: TrainingRecord) -> None:
+def _record_training(
+    engine: Engine, cfg: TrainConfig, chosen: CandidateResult, record: TrainingRecord
+) -> None:
     """The run's ``model_candidates`` row and its audit entry, in one transaction."""
     with engine.begin() as conn:
-        conn.execute(model_candidates.insert().values(
-            model=cfg.spec.name, training_run_id=cfg.training_run_id, data_version=cfg.labeled_version_id,
-            mlflow_run_id=chosen.mlflow_run_id, trained_by=cfg.trained_by, status="trained", created_at=utcnow(),
-            code_version=cfg.code_version[:64], metrics=record.to_dict()))
-        audit.append(conn, actor=cfg.trained_by, event_type="train", model=cfg.spec.name,
-                     entity={"training_run_id": cfg.training_run_id, "data_version": cfg.labeled_version_id,
-                             "mlflow_run_id": chosen.mlflow_run_id},
-                     details={"chosen": chosen.candidate, "pareto_size": record.pareto["size"],
-                              "test_auc": record.candidates[chosen.candidate].get("test_auc"),
-                              "rows": record.rows})
+        conn.execute(
+            model_candidates.insert().values(
+                model=cfg.spec.name,
+                training_run_id=cfg.training_run_id,
+                data_version=cfg.labeled_version_id,
+                mlflow_run_id=chosen.mlflow_run_id,
+                trained_by=cfg.trained_by,
+                status="trained",
+                created_at=utcnow(),
+                code_version=cfg.code_version[:64],
+                metrics=record.to_dict(),
+            )
+        )
+        audit.append(
+            conn,
+            actor=cfg.trained_by,
+            event_type="train",
+            model=cfg.spec.name,
+            entity={
+                "training_run_id": cfg.training_run_id,
+                "data_version": cfg.labeled_version_id,
+                "mlflow_run_id": chosen.mlflow_run_id,
+            },
+            details={
+                "chosen": chosen.candidate,
+                "pareto_size": record.pareto["size"],
+                "test_auc": record.candidates[chosen.candidate].get("test_auc"),
+                "rows": record.rows,
+            },
+        )
 
 
 def _log_artifacts(paths: list[str]) -> None:

@@ -36,13 +36,25 @@ class Point:
     on_front: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"candidate": self.candidate, "trial": self.trial, "params": self.params, "metrics": self.metrics,
-                "feasible": self.feasible, "on_front": self.on_front}
+        return {
+            "candidate": self.candidate,
+            "trial": self.trial,
+            "params": self.params,
+            "metrics": self.metrics,
+            "feasible": self.feasible,
+            "on_front": self.on_front,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Point:
-        return cls(d["candidate"], int(d["trial"]), dict(d["params"]), {k: float(v) for k, v in d["metrics"].items()},
-                   bool(d["feasible"]), bool(d.get("on_front", False)))
+        return cls(
+            d["candidate"],
+            int(d["trial"]),
+            dict(d["params"]),
+            {k: float(v) for k, v in d["metrics"].items()},
+            bool(d["feasible"]),
+            bool(d.get("on_front", False)),
+        )
 
 
 def violations(spec: ModelSpec, metrics: Metrics) -> list[float]:
@@ -108,7 +120,11 @@ def front(points: list[Point], spec: ModelSpec) -> list[Point]:
     directions = [o.direction for o in spec.objectives]
     pool = [p for p in points if p.feasible] or points
     vals = {id(p): objective_values(spec, p.metrics) for p in pool}
-    return [p for p in pool if not any(dominates(vals[id(q)], vals[id(p)], directions) for q in pool if q is not p)]
+    return [
+        p
+        for p in pool
+        if not any(dominates(vals[id(q)], vals[id(p)], directions) for q in pool if q is not p)
+    ]
 
 
 def select(points: list[Point], spec: ModelSpec, among: str | None = None) -> Point:
@@ -145,18 +161,29 @@ def _storage(storage_url: str) -> Any:
     return storage
 
 
-def run_study(spec: ModelSpec, cand: Candidate, storage_url: str, study_name: str,
-              evaluate: Callable[[dict[str, Any]], Metrics], n_trials: int | None = None,
-              on_trial: Callable[[int, dict[str, Any], Metrics], None] | None = None,
-              sampler_kind: str | None = None) -> list[Point]:
+def run_study(
+    spec: ModelSpec,
+    cand: Candidate,
+    storage_url: str,
+    study_name: str,
+    evaluate: Callable[[dict[str, Any]], Metrics],
+    n_trials: int | None = None,
+    on_trial: Callable[[int, dict[str, Any], Metrics], None] | None = None,
+    sampler_kind: str | None = None,
+) -> list[Point]:
     """Run (or resume) the candidate's study until it holds ``n_trials`` finished trials; return every point."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = [o.direction for o in spec.objectives]
     storage = _storage(storage_url)
-    study = optuna.create_study(study_name=study_name, storage=storage, directions=directions, load_if_exists=True,
-                                sampler=sampler(spec, sampler_kind, len(directions)))
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        directions=directions,
+        load_if_exists=True,
+        sampler=sampler(spec, sampler_kind, len(directions)),
+    )
     total = n_trials or cand.n_trials or spec.tuning.n_trials
     if not cand.search:
         total = 1  # nothing to tune: the fixed configuration is the only point
@@ -189,8 +216,16 @@ def run_study(spec: ModelSpec, cand: Candidate, storage_url: str, study_name: st
                 raise
             log.info("study %s: another worker took the same queued trial; continuing", study_name)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    points = [Point(cand.name, t.number, t.user_attrs["params"], t.user_attrs["metrics"],
-                    is_feasible(spec, t.user_attrs["metrics"])) for t in sorted(done, key=lambda t: t.number)]
+    points = [
+        Point(
+            cand.name,
+            t.number,
+            t.user_attrs["params"],
+            t.user_attrs["metrics"],
+            is_feasible(spec, t.user_attrs["metrics"]),
+        )
+        for t in sorted(done, key=lambda t: t.number)
+    ]
     on_front = {p.trial for p in front(points, spec)}
     return [Point(p.candidate, p.trial, p.params, p.metrics, p.feasible, p.trial in on_front) for p in points]
 
@@ -215,8 +250,9 @@ def hypervolume(points: list[Point], spec: ModelSpec, reference: list[float]) ->
     return float(compute_hypervolume(loss, ref)) if len(loss) else 0.0
 
 
-def plot_front(points: list[Point], spec: ModelSpec, chosen: Point | None,
-               path: storage.Location) -> str | None:
+def plot_front(
+    points: list[Point], spec: ModelSpec, chosen: Point | None, path: storage.Location
+) -> str | None:
     """The Pareto plot of the first two objectives, every candidate's trials, the front and the chosen point.
 
     Written to storage (``path``, any ``storage.location``) whole; returns it as ``storage.as_string``."""
@@ -235,12 +271,24 @@ def plot_front(points: list[Point], spec: ModelSpec, chosen: Point | None,
     for i, name in enumerate(sorted({p.candidate for p in points})):
         mine = [p for p in points if p.candidate == name]
         color = f"C{i}"
-        ax.scatter([p.metrics[x_m] for p in mine], [p.metrics[y_m] for p in mine], s=18, alpha=0.35, color=color,
-                   label=f"{name} trials")
+        ax.scatter(
+            [p.metrics[x_m] for p in mine],
+            [p.metrics[y_m] for p in mine],
+            s=18,
+            alpha=0.35,
+            color=color,
+            label=f"{name} trials",
+        )
         best = [p for p in mine if (p.candidate, p.trial) in overall]
         if best:
-            ax.scatter([p.metrics[x_m] for p in best], [p.metrics[y_m] for p in best], s=46, color=color,
-                       edgecolor="black", label=f"{name} on the front")
+            ax.scatter(
+                [p.metrics[x_m] for p in best],
+                [p.metrics[y_m] for p in best],
+                s=46,
+                color=color,
+                edgecolor="black",
+                label=f"{name} on the front",
+            )
     for c in spec.constraints:
         for metric, axis in ((x_m, "x"), (y_m, "y")):
             if c.metric == metric:
@@ -248,8 +296,16 @@ def plot_front(points: list[Point], spec: ModelSpec, chosen: Point | None,
                     if bound is not None:
                         (ax.axvline if axis == "x" else ax.axhline)(bound, color="#b42318", ls="--", lw=1)
     if chosen is not None:
-        ax.scatter([chosen.metrics[x_m]], [chosen.metrics[y_m]], marker="*", s=260, color="gold",
-                   edgecolor="black", label="chosen", zorder=5)
+        ax.scatter(
+            [chosen.metrics[x_m]],
+            [chosen.metrics[y_m]],
+            marker="*",
+            s=260,
+            color="gold",
+            edgecolor="black",
+            label="chosen",
+            zorder=5,
+        )
     ax.set_xlabel(f"validation {x_m} ({spec.objectives[0].direction})")
     ax.set_ylabel(f"validation {y_m} ({spec.objectives[1].direction})")
     if y_m.startswith("p95_latency") or y_m.startswith("model_size"):

@@ -74,8 +74,15 @@ def _takes_positional(fn: Callable[..., Any]) -> bool:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return True
-    return any(p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                          inspect.Parameter.VAR_POSITIONAL) for p in params.values())
+    return any(
+        p.kind
+        in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.VAR_POSITIONAL,
+        )
+        for p in params.values()
+    )
 
 
 def _call_notifier(notifier: Any, context: dict[str, Any]) -> None:
@@ -144,9 +151,17 @@ def context_ids(context: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in ids.items() if v is not None}
 
 
-def send(model: str, kind: str, targets: list[AlertTarget], context: Mapping[str, Any] | None, *, message: str,
-         details: Mapping[str, Any] | None = None, entity: Mapping[str, Any] | None = None,
-         engine: Engine | None = None) -> list[AlertOutcome]:
+def send(
+    model: str,
+    kind: str,
+    targets: list[AlertTarget],
+    context: Mapping[str, Any] | None,
+    *,
+    message: str,
+    details: Mapping[str, Any] | None = None,
+    entity: Mapping[str, Any] | None = None,
+    engine: Engine | None = None,
+) -> list[AlertOutcome]:
     """Call every target with its own copy of the context and audit each call. Never raises: the outcomes say
     what failed."""
     if kind not in ALERT_KINDS:
@@ -165,14 +180,20 @@ def send(model: str, kind: str, targets: list[AlertTarget], context: Mapping[str
         except Exception as exc:  # noqa: BLE001 - one notifier failing must not stop the others
             error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
             log.exception("airgate alert %s for %s: notifier %s failed", kind, model, target.notifier)
-        audited = _audit(wh, model, "alert_failed" if error else "alert_sent",
-                         {**base_entity, "notifier": target.notifier},
-                         {"message": message, **({"error": error} if error else {})})
+        audited = _audit(
+            wh,
+            model,
+            "alert_failed" if error else "alert_sent",
+            {**base_entity, "notifier": target.notifier},
+            {"message": message, **({"error": error} if error else {})},
+        )
         outcomes.append(AlertOutcome(kind, target.notifier, error is None, error, audited))
     return outcomes
 
 
-def _audit(wh: list[Engine], model: str, event_type: str, entity: dict[str, Any], details: dict[str, Any]) -> bool:
+def _audit(
+    wh: list[Engine], model: str, event_type: str, entity: dict[str, Any], details: dict[str, Any]
+) -> bool:
     """Write one audit event; the engine is resolved on first use and reused. False (and logged) if impossible."""
     try:
         if not wh:
@@ -188,12 +209,27 @@ def _audit(wh: list[Engine], model: str, event_type: str, entity: dict[str, Any]
         return False
 
 
-def notify(spec: ModelSpec, kind: str, context: Mapping[str, Any] | None = None, *, message: str,
-           details: Mapping[str, Any] | None = None, entity: Mapping[str, Any] | None = None,
-           engine: Engine | None = None) -> list[AlertOutcome]:
+def notify(
+    spec: ModelSpec,
+    kind: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    message: str,
+    details: Mapping[str, Any] | None = None,
+    entity: Mapping[str, Any] | None = None,
+    engine: Engine | None = None,
+) -> list[AlertOutcome]:
     """Send one alert of ``kind`` (failure, deadline_missed, drift, decay) to the spec's notifiers for it."""
-    return send(spec.name, kind, spec.alerts.targets(kind), context, message=message, details=details,
-                entity=entity, engine=engine)
+    return send(
+        spec.name,
+        kind,
+        spec.alerts.targets(kind),
+        context,
+        message=message,
+        details=details,
+        entity=entity,
+        engine=engine,
+    )
 
 
 def _raise_if_failed(outcomes: list[AlertOutcome]) -> None:
@@ -220,8 +256,13 @@ class FailureAlert:
         message = f"{where} failed (run {ids.get('run_id', '?')}, try {_get(ti, 'try_number') or '?'})"
         if exc is not None:
             message += f": {type(exc).__name__}: {exc}"[:MAX_ERROR]
-        outcomes = notify(self.spec, "failure", context, message=message,
-                          details={"exception": f"{type(exc).__name__}: {exc}"[:MAX_ERROR] if exc else None})
+        outcomes = notify(
+            self.spec,
+            "failure",
+            context,
+            message=message,
+            details={"exception": f"{type(exc).__name__}: {exc}"[:MAX_ERROR] if exc else None},
+        )
         # Raising shows the failure in the task log ("Failed to run task callback"); every notifier was tried.
         _raise_if_failed(outcomes)
 
@@ -250,13 +291,23 @@ def deadline_alert(spec: ModelSpec) -> Any:
     from airflow.sdk.definitions.callback import SyncCallback
     from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
-    reference = (DeadlineReference.DAGRUN_QUEUED_AT if spec.scoring.deadline_from == "queued_at"
-                 else DeadlineReference.DAGRUN_LOGICAL_DATE)
-    kwargs = {"model": spec.name, "minutes": minutes, "reference": spec.scoring.deadline_from,
-              "targets": [t.model_dump(mode="json") for t in spec.alerts.on_deadline_missed]}
-    return DeadlineAlert(reference=reference, interval=timedelta(minutes=minutes),
-                         callback=SyncCallback(deadline_missed, kwargs=kwargs),
-                         name=f"{spec.name} scoring deadline")
+    reference = (
+        DeadlineReference.DAGRUN_QUEUED_AT
+        if spec.scoring.deadline_from == "queued_at"
+        else DeadlineReference.DAGRUN_LOGICAL_DATE
+    )
+    kwargs = {
+        "model": spec.name,
+        "minutes": minutes,
+        "reference": spec.scoring.deadline_from,
+        "targets": [t.model_dump(mode="json") for t in spec.alerts.on_deadline_missed],
+    }
+    return DeadlineAlert(
+        reference=reference,
+        interval=timedelta(minutes=minutes),
+        callback=SyncCallback(deadline_missed, kwargs=kwargs),
+        name=f"{spec.name} scoring deadline",
+    )
 
 
 def score_dag_kwargs(spec: ModelSpec) -> dict[str, Any]:
@@ -286,8 +337,14 @@ def deadline_applies(deadline_time: Any, queued_at: Any) -> bool:
     return queued <= due
 
 
-def deadline_missed(model: str, minutes: int, reference: str, targets: list[dict[str, Any]],
-                    context: Mapping[str, Any] | None = None, **_: Any) -> list[dict[str, Any]]:
+def deadline_missed(
+    model: str,
+    minutes: int,
+    reference: str,
+    targets: list[dict[str, Any]],
+    context: Mapping[str, Any] | None = None,
+    **_: Any,
+) -> list[dict[str, Any]]:
     """Airflow's deadline callback for the scoring DAG: audits ``deadline_missed``, then calls the notifiers.
 
     Raises AlertError (Airflow marks the callback failed) when a notifier failed or an event could not be audited,
@@ -297,25 +354,44 @@ def deadline_missed(model: str, minutes: int, reference: str, targets: list[dict
     deadline = ctx.get("deadline") or {}
     ids = context_ids(ctx)
     after = "its logical date" if reference == "logical_date" else "it was queued"
-    message = (f"{ids.get('dag_id', model)} run {ids.get('run_id', '?')} missed its deadline "
-               f"{deadline.get('deadline_time', '?')} ({minutes} min after {after}); state: "
-               f"{_get(dag_run, 'state') or '?'}")
-    details = {"deadline_minutes": minutes, "reference": reference,
-               "deadline_time": str(deadline.get("deadline_time")) if deadline.get("deadline_time") else None,
-               "deadline_id": deadline.get("id"), "state": _get(dag_run, "state"),
-               "logical_date": str(_get(dag_run, "logical_date")), "queued_at": str(_get(dag_run, "queued_at"))}
+    message = (
+        f"{ids.get('dag_id', model)} run {ids.get('run_id', '?')} missed its deadline "
+        f"{deadline.get('deadline_time', '?')} ({minutes} min after {after}); state: "
+        f"{_get(dag_run, 'state') or '?'}"
+    )
+    details = {
+        "deadline_minutes": minutes,
+        "reference": reference,
+        "deadline_time": str(deadline.get("deadline_time")) if deadline.get("deadline_time") else None,
+        "deadline_id": deadline.get("id"),
+        "state": _get(dag_run, "state"),
+        "logical_date": str(_get(dag_run, "logical_date")),
+        "queued_at": str(_get(dag_run, "queued_at")),
+    }
     wh: list[Engine] = []
     if not deadline_applies(deadline.get("deadline_time"), _get(dag_run, "queued_at")):
         # A run created after its deadline had already passed (the tick Airflow starts when a DAG is unpaused, a
         # catch-up or a manual re-run of an old date) could never have met it: on the record, nobody paged.
-        reason = "the run was queued after its deadline had passed; the deadline applies only to runs before it"
-        _audit(wh, model, "deadline_waived", {**ids, "kind": "deadline_missed"}, {"reason": reason, **details})
+        reason = (
+            "the run was queued after its deadline had passed; the deadline applies only to runs before it"
+        )
+        _audit(
+            wh, model, "deadline_waived", {**ids, "kind": "deadline_missed"}, {"reason": reason, **details}
+        )
         log.info("airgate: deadline of %s waived: %s", ids.get("run_id", "?"), reason)
         return []
-    missed_audited = _audit(wh, model, "deadline_missed", {**ids, "kind": "deadline_missed"},
-                            {"message": message, **details})
-    outcomes = send(model, "deadline_missed", [AlertTarget.model_validate(t) for t in targets], ctx,
-                    message=message, details=details, engine=wh[0] if wh else None)
+    missed_audited = _audit(
+        wh, model, "deadline_missed", {**ids, "kind": "deadline_missed"}, {"message": message, **details}
+    )
+    outcomes = send(
+        model,
+        "deadline_missed",
+        [AlertTarget.model_validate(t) for t in targets],
+        ctx,
+        message=message,
+        details=details,
+        engine=wh[0] if wh else None,
+    )
     log.warning("airgate: %s", message)
     if not missed_audited:
         outcomes.append(AlertOutcome("deadline_missed", "(audit)", True, None, False))
@@ -326,8 +402,9 @@ def deadline_missed(model: str, minutes: int, reference: str, targets: list[dict
 # ---------------------------------------------------------------------------------------------- alarms
 
 
-def notify_alarm(spec: ModelSpec, kind: str, verdict: Mapping[str, Any],
-                 engine: Engine | None = None) -> list[dict[str, Any]]:
+def notify_alarm(
+    spec: ModelSpec, kind: str, verdict: Mapping[str, Any], engine: Engine | None = None
+) -> list[dict[str, Any]]:
     """Tell the spec's ``on_drift`` / ``on_decay`` notifiers about a monitoring verdict (``MonitorResult.to_dict()``)
     whose status is ``alarm``; any other verdict sends nothing. Called from a task: the notifiers get its context.
 
@@ -341,9 +418,11 @@ def notify_alarm(spec: ModelSpec, kind: str, verdict: Mapping[str, Any],
         context = dict(get_current_context())
     except Exception:  # noqa: BLE001 - outside a task there is no context to pass on
         context = {}
-    message = (f"{kind} alarm for {spec.name} version {verdict.get('model_version', '?')}: "
-               f"{verdict.get('value')} beyond the threshold {verdict.get('threshold')} "
-               f"({'labels and version' if kind == 'decay' else 'scoring run'} {verdict.get('scoring_run_id', '?')})")
+    message = (
+        f"{kind} alarm for {spec.name} version {verdict.get('model_version', '?')}: "
+        f"{verdict.get('value')} beyond the threshold {verdict.get('threshold')} "
+        f"({'labels and version' if kind == 'decay' else 'scoring run'} {verdict.get('scoring_run_id', '?')})"
+    )
     entity = {k: verdict[k] for k in ("scoring_run_id", "model_version") if verdict.get(k) is not None}
     details = {k: verdict.get(k) for k in ("status", "value", "threshold", "report_path")}
     outcomes = notify(spec, kind, context, message=message, details=details, entity=entity, engine=engine)

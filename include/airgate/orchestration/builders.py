@@ -26,8 +26,20 @@ from airgate.orchestration.dags import clean, collect, label, monitor, score, tr
 from airgate.orchestration.dags.common import STAGES, START, assets
 from airgate.orchestration.dags.common import defaults as _defaults
 
-__all__ = ["BUILDERS", "START", "STAGES", "_defaults", "assets", "build_all", "build_clean", "build_collect",
-           "build_label", "build_monitor", "build_score", "build_train"]
+__all__ = [
+    "BUILDERS",
+    "START",
+    "STAGES",
+    "_defaults",
+    "assets",
+    "build_all",
+    "build_clean",
+    "build_collect",
+    "build_label",
+    "build_monitor",
+    "build_score",
+    "build_train",
+]
 
 build_collect = collect.build
 build_clean = clean.build
@@ -37,8 +49,13 @@ build_score = score.build
 build_monitor = monitor.build
 
 BUILDERS: dict[str, Callable[[ModelSpec], DAG]] = {
-    "collect": build_collect, "clean": build_clean, "label": build_label, "train": build_train,
-    "score": build_score, "monitor": build_monitor}
+    "collect": build_collect,
+    "clean": build_clean,
+    "label": build_label,
+    "train": build_train,
+    "score": build_score,
+    "monitor": build_monitor,
+}
 
 
 def build_all(spec: ModelSpec) -> dict[str, DAG]:

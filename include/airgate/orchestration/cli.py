@@ -72,8 +72,11 @@ def _migrate(args: argparse.Namespace) -> dict[str, Any]:
     try:
         before = migrations.current_revision(engine)
         migrations.upgrade(engine)
-        out: dict[str, Any] = {"warehouse": engine.url.render_as_string(hide_password=True), "from": before,
-                               "to": migrations.current_revision(engine)}
+        out: dict[str, Any] = {
+            "warehouse": engine.url.render_as_string(hide_password=True),
+            "from": before,
+            "to": migrations.current_revision(engine),
+        }
     finally:
         engine.dispose()
     if not args.skip_mlflow:
@@ -96,47 +99,68 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m airgate.cli",
         description="airgate deploy steps and the stages that run in a pod. Ids come from arguments; "
-                    "settings from the environment.")
+        "settings from the environment.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     migrate = sub.add_parser(
-        "migrate", help="bring the warehouse to this release's schema (once per deploy, before the DAGs run)",
+        "migrate",
+        help="bring the warehouse to this release's schema (once per deploy, before the DAGs run)",
         description="Run the warehouse's Alembic migrations to head. Serialised across processes (an advisory "
-                    "lock on PostgreSQL, a file lock on SQLite), so several deploy steps may start it at once.")
-    migrate.add_argument("--url", help="SQLAlchemy URL (default: AIRGATE_WAREHOUSE_URL, else the Airflow "
-                                       "connection airgate_warehouse)")
-    migrate.add_argument("--skip-mlflow", action="store_true",
-                         help="do not create MLflow's tables (default: also initialise the tracking store named by "
-                              "AIRGATE_MLFLOW_URI or the airgate_mlflow connection)")
+        "lock on PostgreSQL, a file lock on SQLite), so several deploy steps may start it at once.",
+    )
+    migrate.add_argument(
+        "--url",
+        help="SQLAlchemy URL (default: AIRGATE_WAREHOUSE_URL, else the Airflow connection airgate_warehouse)",
+    )
+    migrate.add_argument(
+        "--skip-mlflow",
+        action="store_true",
+        help="do not create MLflow's tables (default: also initialise the tracking store named by "
+        "AIRGATE_MLFLOW_URI or the airgate_mlflow connection)",
+    )
     migrate.set_defaults(func=_migrate)
 
     train = sub.add_parser(
-        "train-candidate", help="tune, fit and log one candidate of a prepared training run",
+        "train-candidate",
+        help="tune, fit and log one candidate of a prepared training run",
         description="Tune, fit and log one candidate on the split already prepared for the training run. "
-                    "Idempotent: a finished candidate returns its stored result.")
+        "Idempotent: a finished candidate returns its stored result.",
+    )
     train.add_argument("--model", required=True, help="model name (the spec file's stem)")
     train.add_argument("--training-run-id", required=True, help="training run whose split is prepared")
     train.add_argument("--candidate", required=True, help="candidate name from the spec")
-    train.add_argument("--xcom", action="store_true",
-                       help=f"also write the JSON result to ${XCOM_PATH_ENV} (default {DEFAULT_XCOM_PATH})")
+    train.add_argument(
+        "--xcom",
+        action="store_true",
+        help=f"also write the JSON result to ${XCOM_PATH_ENV} (default {DEFAULT_XCOM_PATH})",
+    )
     train.set_defaults(func=_train_candidate)
 
     part = sub.add_parser(
-        "score-partition", help="score one shard of a planned scoring run into the predictions table",
+        "score-partition",
+        help="score one shard of a planned scoring run into the predictions table",
         description="Stream one shard of a planned scoring run through the champion in chunks and write its "
-                    "predictions under the run. Idempotent: a retry replaces the shard's own rows.")
+        "predictions under the run. Idempotent: a retry replaces the shard's own rows.",
+    )
     part.add_argument("--model", required=True, help="model name (the spec file's stem)")
     part.add_argument("--scoring-run-id", required=True, help="scoring run whose plan names the shard")
     part.add_argument("--shard", required=True, type=int, help="shard number, from 0")
-    part.add_argument("--xcom", action="store_true",
-                      help=f"also write the JSON result to ${XCOM_PATH_ENV} (default {DEFAULT_XCOM_PATH})")
+    part.add_argument(
+        "--xcom",
+        action="store_true",
+        help=f"also write the JSON result to ${XCOM_PATH_ENV} (default {DEFAULT_XCOM_PATH})",
+    )
     part.set_defaults(func=_score_partition)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("AIRGATE_LOG_LEVEL", "INFO"), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("AIRGATE_LOG_LEVEL", "INFO"),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     args = build_parser().parse_args(argv)
     func: Command = args.func
     write_result(func(args), xcom=bool(getattr(args, "xcom", False)))

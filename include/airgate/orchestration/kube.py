@@ -42,8 +42,10 @@ _POD_NAME_MAX = 54
 def kubernetes_of(spec: ModelSpec) -> Kubernetes:
     """The spec's ``kubernetes:`` block; a clear error instead of an AttributeError on None deep in a DAG file."""
     if spec.kubernetes is None:
-        raise ValueError(f"model spec {spec.name!r} has no 'kubernetes:' block: its candidates train on the "
-                         "Airflow worker, not in pods")
+        raise ValueError(
+            f"model spec {spec.name!r} has no 'kubernetes:' block: its candidates train on the "
+            "Airflow worker, not in pods"
+        )
     return spec.kubernetes
 
 
@@ -95,8 +97,16 @@ def run_id_template(upstream_task_id: str, field: str = UPSTREAM_FIELD) -> str:
 def candidate_arguments(spec: ModelSpec, candidate: Candidate | str, training_run_id: str) -> list[str]:
     """Arguments after ``python -m airgate.cli``. ``--xcom`` makes the result land where the sidecar reads it."""
     cand = _candidate(spec, candidate)
-    return [TRAIN_COMMAND, "--model", spec.name, "--training-run-id", training_run_id, "--candidate", cand.name,
-            "--xcom"]
+    return [
+        TRAIN_COMMAND,
+        "--model",
+        spec.name,
+        "--training-run-id",
+        training_run_id,
+        "--candidate",
+        cand.name,
+        "--xcom",
+    ]
 
 
 def pod_name(spec: ModelSpec, candidate: Candidate | str) -> str:
@@ -114,8 +124,9 @@ def pod_labels(spec: ModelSpec, candidate: Candidate | str) -> dict[str, str]:
     return {"app": "airgate", MODEL_LABEL: spec.name, CANDIDATE_LABEL: cand.name}
 
 
-def candidate_pod_kwargs(spec: ModelSpec, upstream_task_id: str = "prepare_split",
-                         training_run_id: str | None = None) -> list[dict[str, Any]]:
+def candidate_pod_kwargs(
+    spec: ModelSpec, upstream_task_id: str = "prepare_split", training_run_id: str | None = None
+) -> list[dict[str, Any]]:
     """One dict per candidate (the baseline too: it is cheap, and one code path for all keeps the DAG uniform)
     for ``expand_kwargs``. Every dict has the same keys, so each mapped instance is built the same way.
 
@@ -127,14 +138,16 @@ def candidate_pod_kwargs(spec: ModelSpec, upstream_task_id: str = "prepare_split
     out: list[dict[str, Any]] = []
     for cand in spec.candidates:
         res = candidate_resources(spec, cand)
-        out.append({
-            "name": pod_name(spec, cand),
-            "labels": pod_labels(spec, cand),
-            "arguments": candidate_arguments(spec, cand, run_id),
-            "container_resources": container_resources(res, kube.gpu_resource),
-            "node_selector": {},
-            "tolerations": gpu_tolerations(res, kube.gpu_resource),
-        })
+        out.append(
+            {
+                "name": pod_name(spec, cand),
+                "labels": pod_labels(spec, cand),
+                "arguments": candidate_arguments(spec, cand, run_id),
+                "container_resources": container_resources(res, kube.gpu_resource),
+                "node_selector": {},
+                "tolerations": gpu_tolerations(res, kube.gpu_resource),
+            }
+        )
     return out
 
 
@@ -143,7 +156,9 @@ def shared_pod_kwargs(spec: ModelSpec) -> dict[str, Any]:
     from kubernetes.client import V1EnvFromSource, V1SecretEnvSource
 
     kube = kubernetes_of(spec)
-    env_from = [V1EnvFromSource(secret_ref=V1SecretEnvSource(name=kube.env_secret))] if kube.env_secret else []
+    env_from = (
+        [V1EnvFromSource(secret_ref=V1SecretEnvSource(name=kube.env_secret))] if kube.env_secret else []
+    )
     return {
         "image": kube.image,
         "namespace": kube.namespace,
@@ -161,8 +176,9 @@ def shared_pod_kwargs(spec: ModelSpec) -> dict[str, Any]:
     }
 
 
-def candidate_pod_operator(spec: ModelSpec, upstream_task_id: str, task_id: str = TASK_ID,
-                           **operator_kwargs: Any) -> MappedOperator:
+def candidate_pod_operator(
+    spec: ModelSpec, upstream_task_id: str, task_id: str = TASK_ID, **operator_kwargs: Any
+) -> MappedOperator:
     """The mapped training task; call it inside the training DAG's context, after ``upstream_task_id`` exists.
 
     The dependency on ``upstream_task_id`` is set here: a template that pulls from a task does not make it
@@ -175,21 +191,33 @@ def candidate_pod_operator(spec: ModelSpec, upstream_task_id: str, task_id: str 
     """
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-    partial_kwargs: dict[str, Any] = {"pool": POOL, "map_index_template": MAP_INDEX_TEMPLATE,
-                                      **shared_pod_kwargs(spec), **operator_kwargs}
+    partial_kwargs: dict[str, Any] = {
+        "pool": POOL,
+        "map_index_template": MAP_INDEX_TEMPLATE,
+        **shared_pod_kwargs(spec),
+        **operator_kwargs,
+    }
     mapped = KubernetesPodOperator.partial(task_id=task_id, **partial_kwargs).expand_kwargs(
-        candidate_pod_kwargs(spec, upstream_task_id))
+        candidate_pod_kwargs(spec, upstream_task_id)
+    )
     dag = mapped.dag
     if dag is not None:
         if not dag.has_task(upstream_task_id):
-            raise ValueError(f"{dag.dag_id}: the pods read the training run id from task {upstream_task_id!r}, "
-                             f"which is not in the DAG; create it before calling candidate_pod_operator")
+            raise ValueError(
+                f"{dag.dag_id}: the pods read the training run id from task {upstream_task_id!r}, "
+                f"which is not in the DAG; create it before calling candidate_pod_operator"
+            )
         mapped.set_upstream(dag.get_task(upstream_task_id))
     return mapped
 
 
-def build_pod(spec: ModelSpec, candidate: Candidate | str, training_run_id: str,
-              kubernetes_conn_id: str | None = None, **operator_kwargs: Any) -> V1Pod:
+def build_pod(
+    spec: ModelSpec,
+    candidate: Candidate | str,
+    training_run_id: str,
+    kubernetes_conn_id: str | None = None,
+    **operator_kwargs: Any,
+) -> V1Pod:
     """The exact pod one candidate would run as, built by the provider itself, without a cluster.
 
     An unmapped operator gets the same shared and per-candidate arguments as the mapped task, with a concrete
@@ -200,10 +228,18 @@ def build_pod(spec: ModelSpec, candidate: Candidate | str, training_run_id: str,
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
     cand = _candidate(spec, candidate)
-    per_candidate = next(k for c, k in zip(spec.candidates, candidate_pod_kwargs(spec, training_run_id=training_run_id),
-                                           strict=True) if c.name == cand.name)
-    op = KubernetesPodOperator(task_id=TASK_ID, kubernetes_conn_id=kubernetes_conn_id,
-                               **{**shared_pod_kwargs(spec), **operator_kwargs, **per_candidate})
+    per_candidate = next(
+        k
+        for c, k in zip(
+            spec.candidates, candidate_pod_kwargs(spec, training_run_id=training_run_id), strict=True
+        )
+        if c.name == cand.name
+    )
+    op = KubernetesPodOperator(
+        task_id=TASK_ID,
+        kubernetes_conn_id=kubernetes_conn_id,
+        **{**shared_pod_kwargs(spec), **operator_kwargs, **per_candidate},
+    )
     return op.build_pod_request_obj(dry_run=True)
 
 
@@ -222,17 +258,27 @@ def scoring_resources(spec: ModelSpec) -> Resources:
 
 
 def score_arguments(spec: ModelSpec, scoring_run_id: str, shard: int) -> list[str]:
-    return [SCORE_COMMAND, "--model", spec.name, "--scoring-run-id", scoring_run_id, "--shard", str(shard),
-            "--xcom"]
+    return [
+        SCORE_COMMAND,
+        "--model",
+        spec.name,
+        "--scoring-run-id",
+        scoring_run_id,
+        "--shard",
+        str(shard),
+        "--xcom",
+    ]
 
 
 def score_pod_kwargs(spec: ModelSpec, scoring_run_id: str, shard: int) -> dict[str, Any]:
     """What differs between two shards' pods: plain JSON, because it travels as the plan task's XCom (the run id
     only exists once the plan has run, so the mapping is over that XCom, not over literals)."""
-    name = re.sub(r"[^a-z0-9-]+", "-", f"score-{spec.name}".lower())[:_POD_NAME_MAX - 5].strip("-")
-    return {"name": f"{name}-{shard:03d}",
-            "labels": {"app": "airgate", MODEL_LABEL: spec.name, SHARD_LABEL: str(shard)},
-            "arguments": score_arguments(spec, scoring_run_id, shard)}
+    name = re.sub(r"[^a-z0-9-]+", "-", f"score-{spec.name}".lower())[: _POD_NAME_MAX - 5].strip("-")
+    return {
+        "name": f"{name}-{shard:03d}",
+        "labels": {"app": "airgate", MODEL_LABEL: spec.name, SHARD_LABEL: str(shard)},
+        "arguments": score_arguments(spec, scoring_run_id, shard),
+    }
 
 
 def with_pods(spec: ModelSpec, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -249,27 +295,41 @@ def score_shared_kwargs(spec: ModelSpec) -> dict[str, Any]:
     """What every scoring pod shares: the image and environment of the training pods, the scoring resources."""
     res = scoring_resources(spec)
     kube = kubernetes_of(spec)
-    return {**shared_pod_kwargs(spec), "container_resources": container_resources(res, kube.gpu_resource),
-            "tolerations": gpu_tolerations(res, kube.gpu_resource)}
+    return {
+        **shared_pod_kwargs(spec),
+        "container_resources": container_resources(res, kube.gpu_resource),
+        "tolerations": gpu_tolerations(res, kube.gpu_resource),
+    }
 
 
-def score_pod_operator(spec: ModelSpec, pod_kwargs: Any, task_id: str = SCORE_TASK_ID,
-                       **operator_kwargs: Any) -> MappedOperator:
+def score_pod_operator(
+    spec: ModelSpec, pod_kwargs: Any, task_id: str = SCORE_TASK_ID, **operator_kwargs: Any
+) -> MappedOperator:
     """One pod per shard, mapped over the plan task's ``pods`` XCom (``score_pod_kwargs`` per shard). The XComArg
     makes the plan task upstream by itself. ``operator_kwargs`` win over the defaults, as for candidates."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-    partial_kwargs: dict[str, Any] = {"map_index_template": SCORE_MAP_INDEX_TEMPLATE,
-                                      **score_shared_kwargs(spec), **operator_kwargs}
+    partial_kwargs: dict[str, Any] = {
+        "map_index_template": SCORE_MAP_INDEX_TEMPLATE,
+        **score_shared_kwargs(spec),
+        **operator_kwargs,
+    }
     return KubernetesPodOperator.partial(task_id=task_id, **partial_kwargs).expand_kwargs(pod_kwargs)
 
 
-def build_score_pod(spec: ModelSpec, scoring_run_id: str, shard: int, kubernetes_conn_id: str | None = None,
-                    **operator_kwargs: Any) -> V1Pod:
+def build_score_pod(
+    spec: ModelSpec,
+    scoring_run_id: str,
+    shard: int,
+    kubernetes_conn_id: str | None = None,
+    **operator_kwargs: Any,
+) -> V1Pod:
     """The exact pod one shard would run as, built by the provider without a cluster (see ``build_pod``)."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-    op = KubernetesPodOperator(task_id=SCORE_TASK_ID, kubernetes_conn_id=kubernetes_conn_id,
-                               **{**score_shared_kwargs(spec), **operator_kwargs,
-                                  **score_pod_kwargs(spec, scoring_run_id, shard)})
+    op = KubernetesPodOperator(
+        task_id=SCORE_TASK_ID,
+        kubernetes_conn_id=kubernetes_conn_id,
+        **{**score_shared_kwargs(spec), **operator_kwargs, **score_pod_kwargs(spec, scoring_run_id, shard)},
+    )
     return op.build_pod_request_obj(dry_run=True)

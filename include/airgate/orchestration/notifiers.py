@@ -29,8 +29,12 @@ class LogNotifier(BaseNotifier):
 
     template_fields = ("message",)
 
-    def __init__(self, message: str = "{{ airgate_alert.message }}", path: str | None = "alerts/alerts.jsonl",
-                 level: str = "warning") -> None:
+    def __init__(
+        self,
+        message: str = "{{ airgate_alert.message }}",
+        path: str | None = "alerts/alerts.jsonl",
+        level: str = "warning",
+    ) -> None:
         super().__init__()
         self.message = message
         self.path = path
@@ -38,13 +42,20 @@ class LogNotifier(BaseNotifier):
 
     def notify(self, context: Any) -> None:
         alert = dict(context.get("airgate_alert") or {})
-        logging.getLogger("airgate.orchestration.alerts").log(self.level, "ALERT %s: %s", alert.get("kind", "?"), self.message)
+        logging.getLogger("airgate.orchestration.alerts").log(
+            self.level, "ALERT %s: %s", alert.get("kind", "?"), self.message
+        )
         if self.path is None:
             return
         from airgate.orchestration.alerts import context_ids
 
-        line = {"at": datetime.now(UTC).isoformat(), "model": alert.get("model"), "kind": alert.get("kind"),
-                "message": self.message, **context_ids(context)}
+        line = {
+            "at": datetime.now(UTC).isoformat(),
+            "model": alert.get("model"),
+            "kind": alert.get("kind"),
+            "message": self.message,
+            **context_ids(context),
+        }
         local = Path(os.path.expandvars(self.path))
         target = local if local.is_absolute() else airgate_home() / local
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -36,9 +36,15 @@ class NewLandingFilesTrigger(BaseTrigger):
         self.poll_interval = poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("airgate.orchestration.sensors.NewLandingFilesTrigger",
-                {"model": self.model, "landing": self.landing, "pattern": self.pattern,
-                 "poll_interval": self.poll_interval})
+        return (
+            "airgate.orchestration.sensors.NewLandingFilesTrigger",
+            {
+                "model": self.model,
+                "landing": self.landing,
+                "pattern": self.pattern,
+                "poll_interval": self.poll_interval,
+            },
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:
@@ -54,7 +60,9 @@ class LandingZoneSensor(BaseSensorOperator):
 
     template_fields = ("landing",)
 
-    def __init__(self, *, model: str, landing: str, pattern: str, deferrable: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *, model: str, landing: str, pattern: str, deferrable: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.model = model
         self.landing = landing
@@ -71,8 +79,11 @@ class LandingZoneSensor(BaseSensorOperator):
         paths = _new_paths(self.model, self.landing, self.pattern)
         if paths:
             return paths
-        self.defer(trigger=NewLandingFilesTrigger(self.model, self.landing, self.pattern, self.poke_interval),
-                   method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
+        self.defer(
+            trigger=NewLandingFilesTrigger(self.model, self.landing, self.pattern, self.poke_interval),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> list[str]:
         if not event or event.get("status") != "found":

@@ -77,21 +77,50 @@ class MonitorResult:
 
 def _record(engine: Engine, result: MonitorResult, actor: str, entity: dict[str, Any] | None = None) -> None:
     with engine.begin() as conn:
-        conn.execute(delete(monitoring_reports).where(monitoring_reports.c.scoring_run_id == result.scoring_run_id,
-                                                      monitoring_reports.c.kind == result.kind))
-        conn.execute(monitoring_reports.insert().values(
-            model=result.model, scoring_run_id=result.scoring_run_id, kind=result.kind,
-            model_version=result.model_version, status=result.status, value=result.value,
-            threshold=result.threshold, summary=result.summary, report_path=result.report_path,
-            created_at=utcnow()))
+        conn.execute(
+            delete(monitoring_reports).where(
+                monitoring_reports.c.scoring_run_id == result.scoring_run_id,
+                monitoring_reports.c.kind == result.kind,
+            )
+        )
+        conn.execute(
+            monitoring_reports.insert().values(
+                model=result.model,
+                scoring_run_id=result.scoring_run_id,
+                kind=result.kind,
+                model_version=result.model_version,
+                status=result.status,
+                value=result.value,
+                threshold=result.threshold,
+                summary=result.summary,
+                report_path=result.report_path,
+                created_at=utcnow(),
+            )
+        )
         entity = entity or {"scoring_run_id": result.scoring_run_id, "model_version": result.model_version}
-        details = {"status": result.status, "value": result.value, "threshold": result.threshold,
-                   **{k: v for k, v in result.summary.items() if k in _AUDITED}}
-        audit.append(conn, actor=actor, event_type=f"{result.kind}_check", model=result.model, entity=entity,
-                     details=details)
+        details = {
+            "status": result.status,
+            "value": result.value,
+            "threshold": result.threshold,
+            **{k: v for k, v in result.summary.items() if k in _AUDITED},
+        }
+        audit.append(
+            conn,
+            actor=actor,
+            event_type=f"{result.kind}_check",
+            model=result.model,
+            entity=entity,
+            details=details,
+        )
         if result.alarm:
-            audit.append(conn, actor=actor, event_type=f"{result.kind}_alarm", model=result.model, entity=entity,
-                         details=details)
+            audit.append(
+                conn,
+                actor=actor,
+                event_type=f"{result.kind}_alarm",
+                model=result.model,
+                entity=entity,
+                details=details,
+            )
 
 
 def _scored_rows(engine: Engine, run_id: str, runs_dir: storage.Location) -> pd.DataFrame:
@@ -101,20 +130,32 @@ def _scored_rows(engine: Engine, run_id: str, runs_dir: storage.Location) -> pd.
     from airgate.serving import scoring
 
     plan = scoring.load_plan(runs_dir, run_id)
-    feats = pd.concat([feature_store.read_parquet(s.path, what=f"a feature shard of {run_id}")
-                       for s in plan.shards], ignore_index=True)
+    feats = pd.concat(
+        [feature_store.read_parquet(s.path, what=f"a feature shard of {run_id}") for s in plan.shards],
+        ignore_index=True,
+    )
     with engine.connect() as conn:
-        cols, data = bulk_read_tuples(conn, select(predictions.c.event_id, predictions.c.score).where(
-            predictions.c.scoring_run_id == run_id))
+        cols, data = bulk_read_tuples(
+            conn,
+            select(predictions.c.event_id, predictions.c.score).where(predictions.c.scoring_run_id == run_id),
+        )
     if isinstance(data, bytes):
-        scored = pd.read_csv(io.BytesIO(data), names=["event_id", SCORE], header=None, dtype={"event_id": str})
+        scored = pd.read_csv(
+            io.BytesIO(data), names=["event_id", SCORE], header=None, dtype={"event_id": str}
+        )
     else:
         scored = pd.DataFrame(data, columns=["event_id", SCORE])
     return scored.merge(feats, on="event_id", how="inner")
 
 
-def check_drift(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, scoring_run_id: str,
-                runs_dir: storage.Location, actor: str = "airflow") -> MonitorResult:
+def check_drift(
+    engine: Engine,
+    spec: ModelSpec,
+    cfg: registry.MlflowConfig,
+    scoring_run_id: str,
+    runs_dir: storage.Location,
+    actor: str = "airflow",
+) -> MonitorResult:
     """Drift of one scoring run's features and scores against the champion's validation split. Re-runnable."""
     from airgate.data.features import load_history
     from airgate.model import drift
@@ -123,15 +164,20 @@ def check_drift(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, sco
     mon = spec.monitoring
     with engine.connect() as conn:
         run = conn.execute(select(scoring_runs).where(scoring_runs.c.run_id == scoring_run_id)).one()
-        training_run = conn.execute(select(model_candidates.c.training_run_id).where(
-            model_candidates.c.model == spec.name, model_candidates.c.model_version == run.model_version)).scalar()
+        training_run = conn.execute(
+            select(model_candidates.c.training_run_id).where(
+                model_candidates.c.model == spec.name, model_candidates.c.model_version == run.model_version
+            )
+        ).scalar()
     columns = [*DRIFT_FEATURES, SCORE]
     out_dir = storage.location(runs_dir) / "monitoring" / scoring_run_id
     try:
         if training_run is None:
             raise ValueError(f"no training run recorded for {spec.name} v{run.model_version}")
-        reference = feature_store.read_parquet(storage.location(runs_dir) / training_run / "split" / "valid.parquet",
-                                               what=f"the validation split of {training_run}")
+        reference = feature_store.read_parquet(
+            storage.location(runs_dir) / training_run / "split" / "valid.parquet",
+            what=f"the validation split of {training_run}",
+        )
         reference = reference.sample(n=min(len(reference), mon.max_rows), random_state=0)
         predictor = predictors.load_version(cfg, spec.name, run.model_version)
         # Only a sequence model reads the history; the tabular ones score the split's own feature columns.
@@ -140,20 +186,43 @@ def check_drift(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, sco
         current = _scored_rows(engine, scoring_run_id, runs_dir)
         if current.empty:
             raise ValueError(f"scoring run {scoring_run_id} has no predictions to compare")
-        report = drift.drift_report(reference[columns], current[columns], columns, out_dir,
-                                    max_drift_share=mon.max_drift_share, max_rows=mon.max_rows,
-                                    title=f"{spec.name} v{run.model_version}: validation split ({training_run}) "
-                                          f"vs scoring run {scoring_run_id}")
+        report = drift.drift_report(
+            reference[columns],
+            current[columns],
+            columns,
+            out_dir,
+            max_drift_share=mon.max_drift_share,
+            max_rows=mon.max_rows,
+            title=f"{spec.name} v{run.model_version}: validation split ({training_run}) "
+            f"vs scoring run {scoring_run_id}",
+        )
         summary = dict(report.summary())
         summary["score_drifted"] = SCORE in report.drifted
         summary["reference"] = f"{training_run}/valid"
-        result = MonitorResult(spec.name, scoring_run_id, "drift", str(run.model_version),
-                               "alarm" if report.dataset_drift else "ok", report.drift_share, mon.max_drift_share,
-                               summary, report.html_path)
+        result = MonitorResult(
+            spec.name,
+            scoring_run_id,
+            "drift",
+            str(run.model_version),
+            "alarm" if report.dataset_drift else "ok",
+            report.drift_share,
+            mon.max_drift_share,
+            summary,
+            report.html_path,
+        )
     except Exception as exc:  # noqa: BLE001 - a check that could not run is recorded as such, never as ok
         log.warning("drift check for %s failed: %s", scoring_run_id, exc)
-        result = MonitorResult(spec.name, scoring_run_id, "drift", str(run.model_version), "not_evaluated", None,
-                               mon.max_drift_share, {"reason": str(exc)}, None)
+        result = MonitorResult(
+            spec.name,
+            scoring_run_id,
+            "drift",
+            str(run.model_version),
+            "not_evaluated",
+            None,
+            mon.max_drift_share,
+            {"reason": str(exc)},
+            None,
+        )
     _record(engine, result, actor)
     log.info("drift check of %s: %s (%s)", scoring_run_id, result.status, result.value)
     return result
@@ -162,10 +231,18 @@ def check_drift(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, sco
 def _approval_auc(engine: Engine, model: str, version: str, approval_id: str | None) -> tuple[float, str]:
     """The champion's test AUC as the approver saw it (the approval evidence), else as training recorded it."""
     with engine.connect() as conn:
-        evidence = conn.execute(select(approval_requests.c.evidence).where(
-            approval_requests.c.id == approval_id)).scalar() if approval_id else None
-        cand = conn.execute(select(model_candidates.c.metrics).where(
-            model_candidates.c.model == model, model_candidates.c.model_version == version)).scalar()
+        evidence = (
+            conn.execute(
+                select(approval_requests.c.evidence).where(approval_requests.c.id == approval_id)
+            ).scalar()
+            if approval_id
+            else None
+        )
+        cand = conn.execute(
+            select(model_candidates.c.metrics).where(
+                model_candidates.c.model == model, model_candidates.c.model_version == version
+            )
+        ).scalar()
     for source, body in ((f"approval {approval_id}", evidence), (f"model_candidates v{version}", cand)):
         if isinstance(body, dict):
             metrics = body.get("metrics") if "candidate" in body else body.get("candidates")
@@ -182,10 +259,15 @@ def _published_runs(engine: Engine, model: str, version: str, window: int) -> li
     Published means ``scoring_runs.status == 'succeeded'`` (the partition's visible set); rows of running, failed or
     superseded runs are never read, whatever the predictions table still holds."""
     with engine.connect() as conn:
-        rows = conn.execute(select(scoring_runs.c.run_id, scoring_runs.c.partition_key).where(
-            scoring_runs.c.model == model, scoring_runs.c.model_version == version,
-            scoring_runs.c.status == "succeeded")
-            .order_by(scoring_runs.c.finished_at.desc(), scoring_runs.c.run_id.desc())).all()
+        rows = conn.execute(
+            select(scoring_runs.c.run_id, scoring_runs.c.partition_key)
+            .where(
+                scoring_runs.c.model == model,
+                scoring_runs.c.model_version == version,
+                scoring_runs.c.status == "succeeded",
+            )
+            .order_by(scoring_runs.c.finished_at.desc(), scoring_runs.c.run_id.desc())
+        ).all()
     runs: dict[str, dict[str, Any]] = {}
     for r in rows:
         if r.partition_key not in runs:
@@ -195,16 +277,30 @@ def _published_runs(engine: Engine, model: str, version: str, window: int) -> li
     return list(runs.values())
 
 
-def _labeled_predictions(engine: Engine, model: str, run_ids: list[str], labeled_version_id: str) -> pd.DataFrame:
+def _labeled_predictions(
+    engine: Engine, model: str, run_ids: list[str], labeled_version_id: str
+) -> pd.DataFrame:
     """Predictions of those runs whose event has a trusted label in the labeled version; newest run per event."""
     order = {r: i for i, r in enumerate(run_ids)}  # newest first
     with engine.connect() as conn:
-        rows = conn.execute(select(predictions.c.event_id, predictions.c.score, predictions.c.scoring_run_id,
-                                   labels.c.label, labels.c.source)
-                            .join(labels, (labels.c.event_id == predictions.c.event_id)
-                                  & (labels.c.version_id == labeled_version_id))
-                            .where(predictions.c.model == model, predictions.c.scoring_run_id.in_(run_ids),
-                                   labels.c.source.in_(TRUSTED_SOURCES))).all()
+        rows = conn.execute(
+            select(
+                predictions.c.event_id,
+                predictions.c.score,
+                predictions.c.scoring_run_id,
+                labels.c.label,
+                labels.c.source,
+            )
+            .join(
+                labels,
+                (labels.c.event_id == predictions.c.event_id) & (labels.c.version_id == labeled_version_id),
+            )
+            .where(
+                predictions.c.model == model,
+                predictions.c.scoring_run_id.in_(run_ids),
+                labels.c.source.in_(TRUSTED_SOURCES),
+            )
+        ).all()
     df = pd.DataFrame(rows, columns=["event_id", SCORE, "scoring_run_id", "label", "source"])
     df["_age"] = df["scoring_run_id"].map(order)
     return df.sort_values(["event_id", "_age"]).drop_duplicates("event_id").drop(columns="_age")
@@ -214,8 +310,11 @@ def _labeled_version(engine: Engine, spec: ModelSpec, labeled_version_id: str | 
     """The pinned labeled version (checked to be one of this model's), else the current one (None if none)."""
     from airgate.core import datasets
 
-    labeled = datasets.get(engine, labeled_version_id) if labeled_version_id else \
-        datasets.current(engine, spec.name, "labeled")
+    labeled = (
+        datasets.get(engine, labeled_version_id)
+        if labeled_version_id
+        else datasets.current(engine, spec.name, "labeled")
+    )
     if labeled_version_id and (labeled is None or labeled.kind != "labeled" or labeled.model != spec.name):
         raise ValueError(f"{labeled_version_id} is not a labeled version of {spec.name}")
     return labeled
@@ -229,13 +328,18 @@ def _decay_drop(engine: Engine, spec: ModelSpec, champ: Any, vid: str, summary: 
     summary.update(approval_auc=approval_auc, reference=reference)
     runs = _published_runs(engine, spec.name, champ.version, mon.decay_window_partitions)
     run_ids = [r["run_id"] for r in runs]
-    summary.update(scoring_run_ids=run_ids, partitions=[r["partition_key"] for r in runs],
-                   newest_scoring_run_id=run_ids[0] if run_ids else None)
+    summary.update(
+        scoring_run_ids=run_ids,
+        partitions=[r["partition_key"] for r in runs],
+        newest_scoring_run_id=run_ids[0] if run_ids else None,
+    )
     rows = _labeled_predictions(engine, spec.name, run_ids, vid) if run_ids else pd.DataFrame()
     summary["labeled_rows"] = len(rows)
     if len(rows) < mon.min_labeled_rows:
-        raise ValueError(f"{len(rows)} published predictions of v{champ.version} have a trusted label in {vid}; "
-                         f"decay needs at least {mon.min_labeled_rows}")
+        raise ValueError(
+            f"{len(rows)} published predictions of v{champ.version} have a trusted label in {vid}; "
+            f"decay needs at least {mon.min_labeled_rows}"
+        )
     summary["by_source"] = {str(k): int(v) for k, v in rows["source"].value_counts().sort_index().items()}
     if rows["label"].nunique() < 2:
         raise ValueError(f"all {len(rows)} labeled predictions have the same label: AUC is undefined")
@@ -247,8 +351,9 @@ def _decay_drop(engine: Engine, spec: ModelSpec, champ: Any, vid: str, summary: 
     return drop
 
 
-def check_decay(engine: Engine, spec: ModelSpec, labeled_version_id: str | None = None,
-                actor: str = "airflow") -> MonitorResult:
+def check_decay(
+    engine: Engine, spec: ModelSpec, labeled_version_id: str | None = None, actor: str = "airflow"
+) -> MonitorResult:
     """Has the approved champion decayed? AUC on its newest published predictions that now have trusted labels
     (ground truth, late, human; never auto-labels), against its test AUC at approval. Alarm when the drop exceeds
     ``monitoring.max_auc_drop``; ``not_evaluated`` (never ok) below ``monitoring.min_labeled_rows`` labeled
@@ -269,20 +374,43 @@ def check_decay(engine: Engine, spec: ModelSpec, labeled_version_id: str | None 
         if champ is None:
             raise ValueError(f"{spec.name} has no approved champion")
         drop = _decay_drop(engine, spec, champ, vid, summary)
-        result = MonitorResult(spec.name, key, DECAY, version, "alarm" if drop > mon.max_auc_drop else "ok", drop,
-                               mon.max_auc_drop, summary, None)
+        result = MonitorResult(
+            spec.name,
+            key,
+            DECAY,
+            version,
+            "alarm" if drop > mon.max_auc_drop else "ok",
+            drop,
+            mon.max_auc_drop,
+            summary,
+            None,
+        )
     except ValueError as exc:  # a check that could not run is recorded as such, never as ok
         summary["reason"] = str(exc)
-        result = MonitorResult(spec.name, key, DECAY, version, "not_evaluated", None, mon.max_auc_drop, summary, None)
-    entity = {"labeled_version_id": vid, "model_version": version,
-              "scoring_run_id": summary.get("newest_scoring_run_id")}
+        result = MonitorResult(
+            spec.name, key, DECAY, version, "not_evaluated", None, mon.max_auc_drop, summary, None
+        )
+    entity = {
+        "labeled_version_id": vid,
+        "model_version": version,
+        "scoring_run_id": summary.get("newest_scoring_run_id"),
+    }
     _record(engine, result, actor, entity)
-    log.info("decay check of %s on %s: %s (%s)", version, vid, result.status, summary.get("reason") or result.value)
+    log.info(
+        "decay check of %s on %s: %s (%s)", version, vid, result.status, summary.get("reason") or result.value
+    )
     return result
 
 
 def reports(engine: Engine, model: str, limit: int = 100) -> list[dict[str, Any]]:
     """The newest monitoring verdicts of ``model``."""
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(select(monitoring_reports).where(monitoring_reports.c.model == model)
-                                              .order_by(monitoring_reports.c.id.desc()).limit(limit)).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                select(monitoring_reports)
+                .where(monitoring_reports.c.model == model)
+                .order_by(monitoring_reports.c.id.desc())
+                .limit(limit)
+            ).mappings()
+        ]

@@ -47,8 +47,10 @@ def night_run_id(when: datetime) -> str:
 
 
 def parts_of(plan: scoring.ScorePlan) -> list[ShardPart]:
-    return [ShardPart(plan.scoring_run_id, s.index, s.rows, plan.model_version, plan.approval_id)
-            for s in plan.shards]
+    return [
+        ShardPart(plan.scoring_run_id, s.index, s.rows, plan.model_version, plan.approval_id)
+        for s in plan.shards
+    ]
 
 
 def plan_night(engine: Engine, cfg: scoring.ScoreConfig) -> NightPlan:
@@ -57,8 +59,9 @@ def plan_night(engine: Engine, cfg: scoring.ScoreConfig) -> NightPlan:
     try:
         plan = scoring.plan(engine, cfg)
     except scoring.NoChampion as exc:
-        scoring.skip_night(engine, cfg.spec, cfg.scoring_run_id, str(exc), actor=cfg.actor,
-                           airflow_run_id=cfg.airflow_run_id)
+        scoring.skip_night(
+            engine, cfg.spec, cfg.scoring_run_id, str(exc), actor=cfg.actor, airflow_run_id=cfg.airflow_run_id
+        )
         return NightPlan("skipped", cfg.scoring_run_id, str(exc))
     except scoring.NotApproved as exc:
         scoring.refuse(engine, cfg.spec, cfg.scoring_run_id, str(exc), actor=cfg.actor)

@@ -42,9 +42,12 @@ class TrainingDecision:
 def champion_data_version(engine: Engine, model: str, version: str) -> str | None:
     """The labeled version the registered model ``version`` was trained on."""
     with engine.connect() as conn:
-        return conn.execute(select(model_candidates.c.data_version).where(
-            model_candidates.c.model == model, model_candidates.c.model_version == str(version))
-            .order_by(model_candidates.c.id.desc()).limit(1)).scalar()
+        return conn.execute(
+            select(model_candidates.c.data_version)
+            .where(model_candidates.c.model == model, model_candidates.c.model_version == str(version))
+            .order_by(model_candidates.c.id.desc())
+            .limit(1)
+        ).scalar()
 
 
 def on_new_labels(engine: Engine, spec: ModelSpec) -> TrainingDecision:
@@ -55,12 +58,17 @@ def on_new_labels(engine: Engine, spec: ModelSpec) -> TrainingDecision:
         return TrainingDecision(False, "no labeled version yet", None)
     champ = promotion.current_champion(engine, spec.name)
     if champ is not None:
-        return TrainingDecision(False, f"v{champ.version} is the champion: monitoring decides when it is "
-                                       "retrained, not every new label", vid, champ.version)
+        return TrainingDecision(
+            False,
+            f"v{champ.version} is the champion: monitoring decides when it is retrained, not every new label",
+            vid,
+            champ.version,
+        )
     pending = promotion.list_requests(engine, spec.name, status="pending", limit=1)
     if pending:
-        return TrainingDecision(False, f"request {pending[0]['id']} (v{pending[0]['model_version']}) awaits a "
-                                       "decision", vid)
+        return TrainingDecision(
+            False, f"request {pending[0]['id']} (v{pending[0]['model_version']}) awaits a decision", vid
+        )
     return TrainingDecision(True, "no champion yet: train on the newest labels", vid)
 
 
@@ -73,38 +81,80 @@ def on_alarm(engine: Engine, spec: ModelSpec, kind: str) -> TrainingDecision:
         return TrainingDecision(vid is not None, f"{kind} alarm without a champion", vid)
     trained_on = champion_data_version(engine, spec.name, champ.version)
     if vid is None or vid == trained_on:
-        return TrainingDecision(False, f"{kind} alarm, but champion v{champ.version} was trained on the newest "
-                                       f"labeled version ({trained_on}): retraining would learn nothing new; "
-                                       "it is retrained when new labels arrive and the alarm persists",
-                                vid, champ.version, trained_on)
-    return TrainingDecision(True, f"{kind} alarm, and labeled version {vid} is newer than champion "
-                                  f"v{champ.version}'s training data ({trained_on})", vid, champ.version, trained_on)
+        return TrainingDecision(
+            False,
+            f"{kind} alarm, but champion v{champ.version} was trained on the newest "
+            f"labeled version ({trained_on}): retraining would learn nothing new; "
+            "it is retrained when new labels arrive and the alarm persists",
+            vid,
+            champ.version,
+            trained_on,
+        )
+    return TrainingDecision(
+        True,
+        f"{kind} alarm, and labeled version {vid} is newer than champion "
+        f"v{champ.version}'s training data ({trained_on})",
+        vid,
+        champ.version,
+        trained_on,
+    )
 
 
-def record(engine: Engine, spec: ModelSpec, decision: TrainingDecision, *, trigger: str, actor: str,
-           entity: dict[str, Any] | None = None, details: dict[str, Any] | None = None) -> None:
+def record(
+    engine: Engine,
+    spec: ModelSpec,
+    decision: TrainingDecision,
+    *,
+    trigger: str,
+    actor: str,
+    entity: dict[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
     """Audit the decision: ``retraining_requested`` or ``retraining_not_requested``, with its reason."""
     event = "retraining_requested" if decision.request else "retraining_not_requested"
-    audit.record(engine, actor=actor, event_type=event, model=spec.name,
-                 entity={"labeled_version_id": decision.labeled_version_id,
-                         "model_version": decision.champion_version, **(entity or {})},
-                 details={"reason": trigger, "why": decision.reason,
-                          "champion_data_version": decision.champion_data_version, **(details or {})})
+    audit.record(
+        engine,
+        actor=actor,
+        event_type=event,
+        model=spec.name,
+        entity={
+            "labeled_version_id": decision.labeled_version_id,
+            "model_version": decision.champion_version,
+            **(entity or {}),
+        },
+        details={
+            "reason": trigger,
+            "why": decision.reason,
+            "champion_data_version": decision.champion_data_version,
+            **(details or {}),
+        },
+    )
 
 
-def after_new_labels(engine: Engine, spec: ModelSpec, *, actor: str, airflow_run_id: str | None) -> TrainingDecision:
+def after_new_labels(
+    engine: Engine, spec: ModelSpec, *, actor: str, airflow_run_id: str | None
+) -> TrainingDecision:
     """The label DAG's question: do these labels start training? Only a request is recorded: every label run
     that finds a champion would otherwise add a ``retraining_not_requested`` event that nobody needs."""
     decision = on_new_labels(engine, spec)
     if decision.request:
-        record(engine, spec, decision, trigger="no_champion", actor=actor, details={"airflow_run_id": airflow_run_id})
+        record(
+            engine,
+            spec,
+            decision,
+            trigger="no_champion",
+            actor=actor,
+            details={"airflow_run_id": airflow_run_id},
+        )
     return decision
 
 
 def _alarm_evidence(verdict: MonitorResult) -> tuple[dict[str, Any], dict[str, Any]]:
     """(entity, details) of the audit record: what the alarm was about, and the figures that raised it."""
     details: dict[str, Any] = {"value": verdict.value, "threshold": verdict.threshold}
-    if verdict.kind == "decay":  # a decay verdict is keyed by labels, so the newest scored run names the entity
+    if (
+        verdict.kind == "decay"
+    ):  # a decay verdict is keyed by labels, so the newest scored run names the entity
         summary = verdict.summary
         entity = {"scoring_run_id": summary.get("newest_scoring_run_id")}
         details.update(auc=summary.get("auc"), approval_auc=summary.get("approval_auc"))
@@ -112,7 +162,9 @@ def _alarm_evidence(verdict: MonitorResult) -> tuple[dict[str, Any], dict[str, A
     return {"scoring_run_id": verdict.scoring_run_id}, details
 
 
-def answer_verdict(engine: Engine, spec: ModelSpec, verdict: MonitorResult, *, actor: str) -> TrainingDecision:
+def answer_verdict(
+    engine: Engine, spec: ModelSpec, verdict: MonitorResult, *, actor: str
+) -> TrainingDecision:
     """A monitoring verdict's consequence: an alarm retrains only when there are labels the champion was not
     trained on, and that decision is recorded either way; a verdict that is no alarm decides nothing (not recorded:
     the check itself is already on the record)."""
@@ -143,9 +195,17 @@ def _labeled_to_train(engine: Engine, spec: ModelSpec, pinned: str | None) -> Tr
     return TrainingStart("train", "", labeled.version_id)
 
 
-def start_training(engine: Engine, spec: ModelSpec, *, training_run_id: str, code_version: str,
-                   pinned: str | None = None, force: bool = False, actor: str = "airflow",
-                   airflow_run_id: str | None = None) -> TrainingStart:
+def start_training(
+    engine: Engine,
+    spec: ModelSpec,
+    *,
+    training_run_id: str,
+    code_version: str,
+    pinned: str | None = None,
+    force: bool = False,
+    actor: str = "airflow",
+    airflow_run_id: str | None = None,
+) -> TrainingStart:
     """Train, skip or refuse. A trigger (drift, decay, the weekly cron) on a labeled version already trained with
     this spec and code has nothing new to learn from: it is skipped, and the skip is audited
     (``training_skipped``) so the trigger's outcome is on the record. A pinned or forced run always trains."""
@@ -158,9 +218,16 @@ def start_training(engine: Engine, spec: ModelSpec, *, training_run_id: str, cod
     done = training.already_trained(engine, spec, vid, code_version)
     if done is None or done["training_run_id"] == training_run_id:  # the same run retried: carry on
         return start
-    why = (f"labeled version {vid} was already trained by {done['training_run_id']} (status {done['status']}) with "
-           "this spec and code; run with conf {\"force\": true} to train anyway")
-    audit.record(engine, actor=actor, event_type="training_skipped", model=spec.name,
-                 entity={"data_version": vid, "training_run_id": done["training_run_id"]},
-                 details={"reason": why, "airflow_run_id": airflow_run_id})
+    why = (
+        f"labeled version {vid} was already trained by {done['training_run_id']} (status {done['status']}) with "
+        'this spec and code; run with conf {"force": true} to train anyway'
+    )
+    audit.record(
+        engine,
+        actor=actor,
+        event_type="training_skipped",
+        model=spec.name,
+        entity={"data_version": vid, "training_run_id": done["training_run_id"]},
+        details={"reason": why, "airflow_run_id": airflow_run_id},
+    )
     return TrainingStart("skip", why, vid)

@@ -43,8 +43,19 @@ from airgate.model import predictors
 
 log = logging.getLogger(__name__)
 
-PRED_COLUMNS = ["model", "partition_key", "event_id", "student_id", "item_id", "score", "model_version",
-                "approval_id", "scoring_run_id", "feature_data_version", "shard"]
+PRED_COLUMNS = [
+    "model",
+    "partition_key",
+    "event_id",
+    "student_id",
+    "item_id",
+    "score",
+    "model_version",
+    "approval_id",
+    "scoring_run_id",
+    "feature_data_version",
+    "shard",
+]
 HISTORY_COLUMNS = ["event_id", "student_id", "item_id", "skill_id", "ts", "correct"]
 
 
@@ -150,51 +161,102 @@ def plan_path(runs_dir: storage.Location, scoring_run_id: str) -> storage.Storag
     return run_dir(runs_dir, scoring_run_id) / "plan.json"
 
 
-def resolve_champion(engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig,
-                     requested_version: str | None = None) -> tuple[str, str]:
+def resolve_champion(
+    engine: Engine, spec: ModelSpec, cfg: registry.MlflowConfig, requested_version: str | None = None
+) -> tuple[str, str]:
     """(version, approval_id) to score with; raises NotApproved with the reason otherwise."""
     version = requested_version or registry.alias_version(cfg, spec.name)
     if version is None:
-        raise NoChampion(f"model '{spec.name}' has no champion yet: approve a version in the Governance view first")
+        raise NoChampion(
+            f"model '{spec.name}' has no champion yet: approve a version in the Governance view first"
+        )
     approval_id = promotion.approved_version(engine, spec.name, version)
     if approval_id is None:
         champ = promotion.current_champion(engine, spec.name)
         raise NotApproved(
             f"refusing to score with {spec.name} v{version}: the promotion ledger does not show it as the approved "
-            f"champion (ledger champion: {('v' + champ.version) if champ else 'none'})")
+            f"champion (ledger champion: {('v' + champ.version) if champ else 'none'})"
+        )
     return str(version), approval_id
 
 
-def _abandon_unpublished(conn: Connection, model: str, partition_key: str, keep: str, reason: str) -> list[str]:
+def _abandon_unpublished(
+    conn: Connection, model: str, partition_key: str, keep: str, reason: str
+) -> list[str]:
     """Runs of this partition that never published (killed, or refused): their rows go, their status says so."""
-    stale = list(conn.execute(select(scoring_runs.c.run_id).where(
-        scoring_runs.c.model == model, scoring_runs.c.partition_key == partition_key,
-        scoring_runs.c.status == "running", scoring_runs.c.run_id != keep)).scalars())
+    stale = list(
+        conn.execute(
+            select(scoring_runs.c.run_id).where(
+                scoring_runs.c.model == model,
+                scoring_runs.c.partition_key == partition_key,
+                scoring_runs.c.status == "running",
+                scoring_runs.c.run_id != keep,
+            )
+        ).scalars()
+    )
     if stale:
         conn.execute(delete(predictions).where(predictions.c.scoring_run_id.in_(stale)))
-        conn.execute(update(scoring_runs).where(scoring_runs.c.run_id.in_(stale)).values(
-            status="abandoned", finished_at=utcnow(), reason=reason))
+        conn.execute(
+            update(scoring_runs)
+            .where(scoring_runs.c.run_id.in_(stale))
+            .values(status="abandoned", finished_at=utcnow(), reason=reason)
+        )
     return stale
 
 
-def _start_run(engine: Engine, cfg: ScoreConfig, version: str, approval_id: str, kind: str, feature_version: str,
-               shards: int) -> None:
+def _start_run(
+    engine: Engine,
+    cfg: ScoreConfig,
+    version: str,
+    approval_id: str,
+    kind: str,
+    feature_version: str,
+    shards: int,
+) -> None:
     """Record the run as ``running`` (a re-plan restarts it) and abandon the partition's unpublished runs."""
     spec = cfg.spec
     with engine.begin() as conn:
-        stale = _abandon_unpublished(conn, spec.name, cfg.partition_key, cfg.scoring_run_id,
-                                     f"superseded before publishing by {cfg.scoring_run_id}")
+        stale = _abandon_unpublished(
+            conn,
+            spec.name,
+            cfg.partition_key,
+            cfg.scoring_run_id,
+            f"superseded before publishing by {cfg.scoring_run_id}",
+        )
         conn.execute(delete(predictions).where(predictions.c.scoring_run_id == cfg.scoring_run_id))
         conn.execute(delete(scoring_runs).where(scoring_runs.c.run_id == cfg.scoring_run_id))
-        conn.execute(scoring_runs.insert().values(
-            run_id=cfg.scoring_run_id, model=spec.name, partition_key=cfg.partition_key, model_version=version,
-            approval_id=approval_id, feature_data_version=feature_version, status="running", started_at=utcnow(),
-            airflow_run_id=cfg.airflow_run_id, shards=shards))
-        audit.append(conn, actor=cfg.actor, event_type="scoring_started", model=spec.name,
-                     entity={"scoring_run_id": cfg.scoring_run_id, "model_version": version,
-                             "approval_id": approval_id, "feature_data_version": feature_version},
-                     details={"partition_key": cfg.partition_key, "shards": shards, "model_kind": kind,
-                              "abandoned_runs": stale})
+        conn.execute(
+            scoring_runs.insert().values(
+                run_id=cfg.scoring_run_id,
+                model=spec.name,
+                partition_key=cfg.partition_key,
+                model_version=version,
+                approval_id=approval_id,
+                feature_data_version=feature_version,
+                status="running",
+                started_at=utcnow(),
+                airflow_run_id=cfg.airflow_run_id,
+                shards=shards,
+            )
+        )
+        audit.append(
+            conn,
+            actor=cfg.actor,
+            event_type="scoring_started",
+            model=spec.name,
+            entity={
+                "scoring_run_id": cfg.scoring_run_id,
+                "model_version": version,
+                "approval_id": approval_id,
+                "feature_data_version": feature_version,
+            },
+            details={
+                "partition_key": cfg.partition_key,
+                "shards": shards,
+                "model_kind": kind,
+                "abandoned_runs": stale,
+            },
+        )
 
 
 def _shards(engine: Engine, cfg: ScoreConfig, fs: feature_store.FeatureSet, kind: str) -> list[Shard]:
@@ -204,12 +266,19 @@ def _shards(engine: Engine, cfg: ScoreConfig, fs: feature_store.FeatureSet, kind
     shards: list[Shard] = []
     for fsh in fs.shards:
         hist_path = None
-        if history is not None:  # the sequence model reads each student's whole history, not the feature columns
+        if (
+            history is not None
+        ):  # the sequence model reads each student's whole history, not the feature columns
             students = set(feature_store.read_parquet(fsh.path, columns=["student_id"])["student_id"])
             hist_path = out / f"shard-{fsh.index:03d}.history.parquet"
-            feature_store.write_parquet(history.loc[history["student_id"].isin(students), HISTORY_COLUMNS],
-                                        hist_path, cfg.spec.scoring.chunk_rows)
-        shards.append(Shard(fsh.index, fsh.path, fsh.rows, storage.as_string(hist_path) if hist_path else None))
+            feature_store.write_parquet(
+                history.loc[history["student_id"].isin(students), HISTORY_COLUMNS],
+                hist_path,
+                cfg.spec.scoring.chunk_rows,
+            )
+        shards.append(
+            Shard(fsh.index, fsh.path, fsh.rows, storage.as_string(hist_path) if hist_path else None)
+        )
     return shards
 
 
@@ -218,8 +287,11 @@ def plan(engine: Engine, cfg: ScoreConfig) -> ScorePlan:
     spec = cfg.spec
     version, approval_id = resolve_champion(engine, spec, cfg.mlflow, cfg.model_version)
     kind = registry.version_tags(cfg.mlflow, spec.name, version).get(predictors.KIND_TAG, "lightgbm")
-    target = datasets.get(engine, cfg.feature_version_id) if cfg.feature_version_id else \
-        datasets.latest(engine, spec.name, "clean")
+    target = (
+        datasets.get(engine, cfg.feature_version_id)
+        if cfg.feature_version_id
+        else datasets.latest(engine, spec.name, "clean")
+    )
     if target is None:
         raise ValueError(f"no clean dataset version to score for {spec.name}")
     n = cfg.partitions or spec.scoring.partitions
@@ -231,26 +303,54 @@ def plan(engine: Engine, cfg: ScoreConfig) -> ScorePlan:
     fs = feature_store.materialize(engine, spec, target.version_id, cfg.runs, n, actor=cfg.actor)
     t_features = time.perf_counter() - t0
     shards = _shards(engine, cfg, fs, kind)
-    result = ScorePlan(cfg.scoring_run_id, spec.name, cfg.partition_key, version, approval_id, kind,
-                       target.version_id, spec.scoring.chunk_rows, shards,
-                       {"features": round(t_features, 3), "shards": round(time.perf_counter() - t0 - t_features, 3)})
+    result = ScorePlan(
+        cfg.scoring_run_id,
+        spec.name,
+        cfg.partition_key,
+        version,
+        approval_id,
+        kind,
+        target.version_id,
+        spec.scoring.chunk_rows,
+        shards,
+        {"features": round(t_features, 3), "shards": round(time.perf_counter() - t0 - t_features, 3)},
+    )
     storage.write_text_atomic(plan_path(cfg.runs, cfg.scoring_run_id), json.dumps(result.to_dict(), indent=1))
     with engine.begin() as conn:
-        conn.execute(update(scoring_runs).where(scoring_runs.c.run_id == cfg.scoring_run_id)
-                     .values(rows_expected=result.rows))
-    log.info("planned %s: %d rows of %s in %d shards for %s v%s (approval %s)", cfg.scoring_run_id, result.rows,
-             target.version_id, n, spec.name, version, approval_id)
+        conn.execute(
+            update(scoring_runs)
+            .where(scoring_runs.c.run_id == cfg.scoring_run_id)
+            .values(rows_expected=result.rows)
+        )
+    log.info(
+        "planned %s: %d rows of %s in %d shards for %s v%s (approval %s)",
+        cfg.scoring_run_id,
+        result.rows,
+        target.version_id,
+        n,
+        spec.name,
+        version,
+        approval_id,
+    )
     return result
 
 
 def load_plan(runs_dir: storage.Location, scoring_run_id: str) -> ScorePlan:
-    text = storage.read_text(plan_path(runs_dir, scoring_run_id),
-                             what=f"the plan of scoring run {scoring_run_id}: run its plan step first")
+    text = storage.read_text(
+        plan_path(runs_dir, scoring_run_id),
+        what=f"the plan of scoring run {scoring_run_id}: run its plan step first",
+    )
     return ScorePlan.from_dict(json.loads(text))
 
 
-def score_shard(engine: Engine, mlflow: registry.MlflowConfig, runs_dir: storage.Location, scoring_run_id: str,
-                shard: int, predictor: predictors.Predictor | None = None) -> ShardResult:
+def score_shard(
+    engine: Engine,
+    mlflow: registry.MlflowConfig,
+    runs_dir: storage.Location,
+    scoring_run_id: str,
+    shard: int,
+    predictor: predictors.Predictor | None = None,
+) -> ShardResult:
     """Score one shard in chunks into ``predictions`` under the run. Idempotent: a retry replaces its own rows."""
     import pyarrow.parquet as pq
 
@@ -258,15 +358,25 @@ def score_shard(engine: Engine, mlflow: registry.MlflowConfig, runs_dir: storage
     sh = p.shards[shard]
     t0 = time.perf_counter()
     with engine.begin() as conn:
-        status = conn.execute(select(scoring_runs.c.status).where(scoring_runs.c.run_id == scoring_run_id)).scalar()
+        status = conn.execute(
+            select(scoring_runs.c.status).where(scoring_runs.c.run_id == scoring_run_id)
+        ).scalar()
         if status != "running":
-            raise PublishRefused(f"scoring run {scoring_run_id} is {status or 'unknown'}, not running: "
-                                 "plan a new run instead of scoring this one")
-        conn.execute(delete(predictions).where(predictions.c.scoring_run_id == scoring_run_id,
-                                               predictions.c.shard == shard))
+            raise PublishRefused(
+                f"scoring run {scoring_run_id} is {status or 'unknown'}, not running: "
+                "plan a new run instead of scoring this one"
+            )
+        conn.execute(
+            delete(predictions).where(
+                predictions.c.scoring_run_id == scoring_run_id, predictions.c.shard == shard
+            )
+        )
     model = predictor or predictors.load_version(mlflow, p.model, p.model_version)
-    history = feature_store.read_parquet(sh.history_path) if sh.history_path else \
-        pd.DataFrame(columns=HISTORY_COLUMNS)
+    history = (
+        feature_store.read_parquet(sh.history_path)
+        if sh.history_path
+        else pd.DataFrame(columns=HISTORY_COLUMNS)
+    )
     const = (p.model, p.partition_key)
     lineage = (p.model_version, p.approval_id, scoring_run_id, p.feature_data_version, shard)
     written = peak = 0
@@ -277,9 +387,16 @@ def score_shard(engine: Engine, mlflow: registry.MlflowConfig, runs_dir: storage
         for batch in pq.ParquetFile(fh).iter_batches(batch_size=p.chunk_rows, use_threads=False):
             chunk = batch.to_pandas(use_threads=False)
             scores = np.asarray(model.predict(history, chunk), dtype="float64").tolist()
-            tuples = [(*const, e, s, i, v, *lineage) for e, s, i, v in
-                      zip(chunk["event_id"].tolist(), chunk["student_id"].tolist(), chunk["item_id"].tolist(),
-                          scores, strict=True)]
+            tuples = [
+                (*const, e, s, i, v, *lineage)
+                for e, s, i, v in zip(
+                    chunk["event_id"].tolist(),
+                    chunk["student_id"].tolist(),
+                    chunk["item_id"].tolist(),
+                    scores,
+                    strict=True,
+                )
+            ]
             with engine.begin() as conn:  # one short transaction per chunk: locks and memory stay small
                 written += bulk_insert_tuples(conn, predictions, PRED_COLUMNS, tuples)
             peak = max(peak, len(chunk))
@@ -295,27 +412,55 @@ def _why_not_publish(conn: Connection, spec: ModelSpec, run: Any, written: int) 
         return f"{written} rows written, {run.rows_expected} planned: a shard has not finished"
     if promotion.approved_version(conn, spec.name, run.model_version) != run.approval_id:
         champ = promotion.current_champion(conn, spec.name)
-        return (f"v{run.model_version} is no longer the ledger's approved champion "
-                f"(now: {('v' + champ.version) if champ else 'none'}); rescore with the new champion")
+        return (
+            f"v{run.model_version} is no longer the ledger's approved champion "
+            f"(now: {('v' + champ.version) if champ else 'none'}); rescore with the new champion"
+        )
     return None
 
 
 def _swap(conn: Connection, spec: ModelSpec, run: Any, written: int, actor: str) -> list[str]:
     """Make the run the partition's only predictions: the other runs of the partition are superseded."""
-    old = list(conn.execute(select(scoring_runs.c.run_id).where(
-        scoring_runs.c.model == spec.name, scoring_runs.c.partition_key == run.partition_key,
-        scoring_runs.c.run_id != run.run_id, scoring_runs.c.status.in_(("succeeded", "running")))).scalars())
+    old = list(
+        conn.execute(
+            select(scoring_runs.c.run_id).where(
+                scoring_runs.c.model == spec.name,
+                scoring_runs.c.partition_key == run.partition_key,
+                scoring_runs.c.run_id != run.run_id,
+                scoring_runs.c.status.in_(("succeeded", "running")),
+            )
+        ).scalars()
+    )
     if old:
         conn.execute(delete(predictions).where(predictions.c.scoring_run_id.in_(old)))
-        conn.execute(update(scoring_runs).where(scoring_runs.c.run_id.in_(old)).values(
-            status="superseded", reason=f"superseded by {run.run_id}"))
-    conn.execute(update(scoring_runs).where(scoring_runs.c.run_id == run.run_id)
-                 .values(status="succeeded", rows_scored=written, finished_at=utcnow()))
-    audit.append(conn, actor=actor, event_type="scoring_run", model=spec.name,
-                 entity={"scoring_run_id": run.run_id, "model_version": run.model_version,
-                         "approval_id": run.approval_id, "feature_data_version": run.feature_data_version},
-                 details={"rows": written, "partition_key": run.partition_key, "shards": run.shards,
-                          "superseded": old})
+        conn.execute(
+            update(scoring_runs)
+            .where(scoring_runs.c.run_id.in_(old))
+            .values(status="superseded", reason=f"superseded by {run.run_id}")
+        )
+    conn.execute(
+        update(scoring_runs)
+        .where(scoring_runs.c.run_id == run.run_id)
+        .values(status="succeeded", rows_scored=written, finished_at=utcnow())
+    )
+    audit.append(
+        conn,
+        actor=actor,
+        event_type="scoring_run",
+        model=spec.name,
+        entity={
+            "scoring_run_id": run.run_id,
+            "model_version": run.model_version,
+            "approval_id": run.approval_id,
+            "feature_data_version": run.feature_data_version,
+        },
+        details={
+            "rows": written,
+            "partition_key": run.partition_key,
+            "shards": run.shards,
+            "superseded": old,
+        },
+    )
     return old
 
 
@@ -331,23 +476,54 @@ def publish(engine: Engine, spec: ModelSpec, scoring_run_id: str, actor: str = "
         if run is None:
             raise PublishRefused(f"no scoring run {scoring_run_id}")
         if run.status == "succeeded":  # a retried publish after the commit: already done
-            return ScoreResult(run.run_id, run.model, run.partition_key, run.model_version, run.approval_id,
-                               run.feature_data_version, int(run.rows_scored or 0))
-        written = int(conn.execute(select(func.count()).select_from(predictions)
-                                   .where(predictions.c.scoring_run_id == scoring_run_id)).scalar_one())
+            return ScoreResult(
+                run.run_id,
+                run.model,
+                run.partition_key,
+                run.model_version,
+                run.approval_id,
+                run.feature_data_version,
+                int(run.rows_scored or 0),
+            )
+        written = int(
+            conn.execute(
+                select(func.count())
+                .select_from(predictions)
+                .where(predictions.c.scoring_run_id == scoring_run_id)
+            ).scalar_one()
+        )
         reason = _why_not_publish(conn, spec, run, written)
         if reason is not None:
-            audit.append(conn, actor=actor, event_type="scoring_refused", model=spec.name,
-                         entity={"scoring_run_id": scoring_run_id, "model_version": run.model_version},
-                         details={"reason": f"not published: {reason}", "partition_key": run.partition_key})
+            audit.append(
+                conn,
+                actor=actor,
+                event_type="scoring_refused",
+                model=spec.name,
+                entity={"scoring_run_id": scoring_run_id, "model_version": run.model_version},
+                details={"reason": f"not published: {reason}", "partition_key": run.partition_key},
+            )
         else:
             old = _swap(conn, spec, run, written, actor)
     if reason is not None:
         raise PublishRefused(f"scoring run {scoring_run_id} not published: {reason}")
-    log.info("published %s: %d rows of %s v%s for %s", scoring_run_id, written, spec.name, run.model_version,
-             run.partition_key)
-    return ScoreResult(scoring_run_id, spec.name, run.partition_key, run.model_version, run.approval_id,
-                       run.feature_data_version, written, old)
+    log.info(
+        "published %s: %d rows of %s v%s for %s",
+        scoring_run_id,
+        written,
+        spec.name,
+        run.model_version,
+        run.partition_key,
+    )
+    return ScoreResult(
+        scoring_run_id,
+        spec.name,
+        run.partition_key,
+        run.model_version,
+        run.approval_id,
+        run.feature_data_version,
+        written,
+        old,
+    )
 
 
 def score(engine: Engine, cfg: ScoreConfig) -> ScoreResult:
@@ -366,14 +542,32 @@ def score_shard_from_env(model: str, scoring_run_id: str, shard: int) -> dict[st
     return score_shard(warehouse_engine(), mlflow_config(), runs_dir(), scoring_run_id, shard).to_dict()
 
 
-def skip_night(engine: Engine, spec: ModelSpec, scoring_run_id: str, reason: str, actor: str = "airflow",
-               airflow_run_id: str | None = None) -> None:
+def skip_night(
+    engine: Engine,
+    spec: ModelSpec,
+    scoring_run_id: str,
+    reason: str,
+    actor: str = "airflow",
+    airflow_run_id: str | None = None,
+) -> None:
     """Audit a night with nothing to score with (no champion yet): recorded as skipped, nobody alerted."""
-    audit.record(engine, actor=actor, event_type="scoring_skipped", model=spec.name,
-                 entity={"scoring_run_id": scoring_run_id}, details={"reason": reason, "airflow_run_id": airflow_run_id})
+    audit.record(
+        engine,
+        actor=actor,
+        event_type="scoring_skipped",
+        model=spec.name,
+        entity={"scoring_run_id": scoring_run_id},
+        details={"reason": reason, "airflow_run_id": airflow_run_id},
+    )
 
 
 def refuse(engine: Engine, spec: ModelSpec, scoring_run_id: str, reason: str, actor: str = "airflow") -> None:
     """Audit a refused scoring run, so the refusal is on the record and not only in a task log."""
-    audit.record(engine, actor=actor, event_type="scoring_refused", model=spec.name,
-                 entity={"scoring_run_id": scoring_run_id}, details={"reason": reason})
+    audit.record(
+        engine,
+        actor=actor,
+        event_type="scoring_refused",
+        model=spec.name,
+        entity={"scoring_run_id": scoring_run_id},
+        details={"reason": reason},
+    )

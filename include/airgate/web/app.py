@@ -15,7 +15,15 @@ from airgate.web import errors
 from airgate.web.deps import CSRF_HEADER, CSRF_VALUE, WritingActor, actor_for_write
 from airgate.web.routers import approvals, audit, lineage, me, models, reviews
 
-__all__ = ["CSRF_HEADER", "CSRF_VALUE", "PREFIX", "WritingActor", "actor_for_write", "create_app", "mounted_app"]
+__all__ = [
+    "CSRF_HEADER",
+    "CSRF_VALUE",
+    "PREFIX",
+    "WritingActor",
+    "actor_for_write",
+    "create_app",
+    "mounted_app",
+]
 
 PREFIX = "/airgate"
 ROUTERS = (approvals.router, models.router, lineage.router, reviews.router, audit.router, me.router)
@@ -25,8 +33,13 @@ def create_app() -> FastAPI:
     """The API routers, then the pages; refusals are mapped to HTTP once, by the governance error handler."""
     from airgate.web.views import router as pages
 
-    app = FastAPI(title="airgate governance API", version="1", docs_url="/docs", openapi_url="/openapi.json",
-                  description="Approvals, promotion and audit for airgate models. Every page action is a call here.")
+    app = FastAPI(
+        title="airgate governance API",
+        version="1",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        description="Approvals, promotion and audit for airgate models. Every page action is a call here.",
+    )
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -55,7 +55,9 @@ def _with_config_approvers(spec: ModelSpec) -> ModelSpec:
     """The spec with approvers granted in Airflow config ([airgate] approver_users / approver_roles)."""
     from airgate.governance import promotion
 
-    return promotion.with_extra_approvers(spec, _config_list("approver_users"), _config_list("approver_roles"))
+    return promotion.with_extra_approvers(
+        spec, _config_list("approver_users"), _config_list("approver_roles")
+    )
 
 
 def _spec_or_404(model: str) -> ModelSpec:

@@ -23,11 +23,13 @@ class ErrorBody(BaseModel):
     code: str | None = None
 
 
-WHY = {401: "Not signed in to Airflow (no Bearer token or UI session cookie).",
-       403: "Signed in, but not allowed: a role or separation-of-duties rule, or a cookie write without the CSRF "
-            "header.",
-       404: "No such request, model, report file or lineage node.",
-       409: "The request's state forbids it: not pending, expired, evidence changed, already decided."}
+WHY = {
+    401: "Not signed in to Airflow (no Bearer token or UI session cookie).",
+    403: "Signed in, but not allowed: a role or separation-of-duties rule, or a cookie write without the CSRF "
+    "header.",
+    404: "No such request, model, report file or lineage node.",
+    409: "The request's state forbids it: not pending, expired, evidence changed, already decided.",
+}
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

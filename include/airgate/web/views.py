@@ -31,8 +31,17 @@ router = APIRouter()
 DEFAULT_ROOT = "/airgate"
 NAV = (("approvals", "Approvals"), ("models", "Models"), ("audit", "Audit"), ("lineage", "Lineage"))
 STATUSES = ("pending", "approved", "rejected", "expired", "all")
-ASSETS = ("theme.js", "airgate.css", "common.js", "approvals.js", "request.js", "models.js", "model.js",
-          "audit.js", "lineage.js")
+ASSETS = (
+    "theme.js",
+    "airgate.css",
+    "common.js",
+    "approvals.js",
+    "request.js",
+    "models.js",
+    "model.js",
+    "audit.js",
+    "lineage.js",
+)
 
 
 def asset(name: str) -> str:
@@ -49,21 +58,40 @@ def root_of(request: Request) -> str:
 
 
 def _csp(nonce: str) -> str:
-    return "; ".join([
-        "default-src 'self'", f"script-src 'nonce-{nonce}'", "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data:", "connect-src 'self'", "object-src 'none'", "base-uri 'none'",
-        "form-action 'self'", "frame-ancestors 'self'"])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'nonce-{nonce}'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'self'",
+        ]
+    )
 
 
-def render_page(request: Request, actor: Any, *, page: str, title: str, body: str, script: str,
-                ctx: dict[str, Any] | None = None) -> HTMLResponse:
+def render_page(
+    request: Request,
+    actor: Any,
+    *,
+    page: str,
+    title: str,
+    body: str,
+    script: str,
+    ctx: dict[str, Any] | None = None,
+) -> HTMLResponse:
     """The shared layout: header with the four views and who is signed in, the page body, then the scripts."""
     root = root_of(request)
     nonce = secrets.token_urlsafe(18)
     data = {"root": root, "user": actor.username, "page": page, **(ctx or {})}
     current = ' aria-current="page"'
-    nav = "".join(f'<a href="{escape(root)}/{key}"{current if key == page else ""} data-testid="nav-{key}">{label}</a>'
-                  for key, label in NAV)
+    nav = "".join(
+        f'<a href="{escape(root)}/{key}"{current if key == page else ""} data-testid="nav-{key}">{label}</a>'
+        for key, label in NAV
+    )
     html = f"""<!doctype html>
 <html lang="en" data-theme="light">
 <head>
@@ -88,9 +116,15 @@ def render_page(request: Request, actor: Any, *, page: str, title: str, body: st
 </body>
 </html>
 """
-    return HTMLResponse(html, headers={
-        "Content-Security-Policy": _csp(nonce), "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "same-origin"})
+    return HTMLResponse(
+        html,
+        headers={
+            "Content-Security-Policy": _csp(nonce),
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin",
+        },
+    )
 
 
 def _field(label: str, control: str) -> str:
@@ -101,10 +135,15 @@ def _field(label: str, control: str) -> str:
 def approvals_page(request: Request, actor: CurrentActor) -> HTMLResponse:
     """The queue of approval requests, pending first by default; every row opens its evidence."""
     options = "".join(f'<option value="{s}">{s}</option>' for s in STATUSES)
-    status = _field("Status", '<select id="status-filter" name="status" data-testid="approvals-filter-status">'
-                              f"{options}</select>")
-    model = _field("Model", '<select id="model-filter" name="model" data-testid="approvals-filter-model">'
-                            '<option value="">all models</option></select>')
+    status = _field(
+        "Status",
+        f'<select id="status-filter" name="status" data-testid="approvals-filter-status">{options}</select>',
+    )
+    model = _field(
+        "Model",
+        '<select id="model-filter" name="model" data-testid="approvals-filter-model">'
+        '<option value="">all models</option></select>',
+    )
     body = f"""<h1>Approval requests</h1>
 <p class="muted">Decisions are checked on the server: approver rights, separation of duties, quorum, expiry and
 unchanged evidence.</p>
@@ -128,8 +167,15 @@ def request_page(request_id: str, request: Request, actor: CurrentActor) -> HTML
 <div id="decide-body"></div>
 <div id="decision-message" data-testid="decision-message" class="msg" role="status" aria-live="polite"></div>
 </section>"""
-    return render_page(request, actor, page="approvals", title=f"Request {request_id}", body=body,
-                       script="request.js", ctx={"request_id": request_id})
+    return render_page(
+        request,
+        actor,
+        page="approvals",
+        title=f"Request {request_id}",
+        body=body,
+        script="request.js",
+        ctx={"request_id": request_id},
+    )
 
 
 @router.get("/models", response_class=HTMLResponse, tags=["pages"])
@@ -160,8 +206,15 @@ version is approved or rolled back to. Both are audited with your justification.
 <div id="model-message" data-testid="model-message" class="msg" role="status" aria-live="polite"></div>
 <div id="model-versions"></div>
 <div id="model-ledger"></div>"""
-    return render_page(request, actor, page="models", title=f"Model {model}", body=body, script="model.js",
-                       ctx={"model": model})
+    return render_page(
+        request,
+        actor,
+        page="models",
+        title=f"Model {model}",
+        body=body,
+        script="model.js",
+        ctx={"model": model},
+    )
 
 
 @router.get("/audit", response_class=HTMLResponse, tags=["pages"])
@@ -173,8 +226,13 @@ def audit_page(request: Request, actor: CurrentActor) -> HTMLResponse:
 {_field("Model", '<input name="model" data-testid="audit-filter-model" size="16" autocomplete="off">')}
 {_field("Version", '<input name="version" data-testid="audit-filter-version" size="6" autocomplete="off">')}
 {_field("Actor", '<input name="actor" data-testid="audit-filter-actor" size="12" autocomplete="off">')}
-{_field("Event type", '<select name="event_type" id="audit-filter-type" data-testid="audit-filter-type">'
-                      '<option value="">any</option></select>')}
+{
+        _field(
+            "Event type",
+            '<select name="event_type" id="audit-filter-type" data-testid="audit-filter-type">'
+            '<option value="">any</option></select>',
+        )
+    }
 {_field("Since (UTC)", '<input type="datetime-local" name="since" data-testid="audit-filter-since">')}
 {_field("Until (UTC)", '<input type="datetime-local" name="until" data-testid="audit-filter-until">')}
 <button type="submit" class="primary" data-testid="audit-apply">Apply</button>
@@ -201,8 +259,13 @@ def lineage_page(request: Request, actor: CurrentActor) -> HTMLResponse:
     """Lineage of ``?node=<kind>:<key>`` both ways, and the "as of" question for an auditor."""
     body = f"""<h1>Lineage</h1>
 <form id="lineage-search-form" class="inline">
-{_field("Node", '<input name="node" data-testid="lineage-search" size="60" autocomplete="off" '
-                'placeholder="approval:apr-… · dataset:clean-… · model/partition/event">')}
+{
+        _field(
+            "Node",
+            '<input name="node" data-testid="lineage-search" size="60" autocomplete="off" '
+            'placeholder="approval:apr-… · dataset:clean-… · model/partition/event">',
+        )
+    }
 <button type="submit" data-testid="lineage-go">Show</button>
 </form>
 <div id="lineage-message" class="msg" role="status" aria-live="polite"></div>

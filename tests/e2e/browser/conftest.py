@@ -27,8 +27,14 @@ from tests.helpers import REPO_ROOT, prepare_data, quick_spec
 
 ROOT = REPO_ROOT
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1440, "height": 900}
 TIMEOUT_MS = 20_000
 RUN_ID = "tr-browser"
@@ -55,18 +61,22 @@ class Site:
     log: Path
 
     def password(self, user: str) -> str:
-        passwords = json.loads(Path(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text())
+        passwords = json.loads(
+            Path(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text()
+        )
         return str(passwords[user])
 
     def token(self, user: str) -> str:
-        r = httpx.post(f"{self.base}/auth/token", json={"username": user, "password": self.password(user)},
-                       timeout=30)
+        r = httpx.post(
+            f"{self.base}/auth/token", json={"username": user, "password": self.password(user)}, timeout=30
+        )
         assert r.status_code in (200, 201), r.text
         return str(r.json()["access_token"])
 
     def api(self, user: str) -> httpx.Client:
-        return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {self.token(user)}"},
-                            timeout=60)
+        return httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {self.token(user)}"}, timeout=60
+        )
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
@@ -90,7 +100,9 @@ def _seed(home: Path, mlflow_template: Path) -> tuple[str, Any, str, dict[str, A
     cfg = MlflowConfig.under(home / "mlflow")
     spec = quick_spec()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AIRGATE_HOME", str(home))  # catalog, roster, Data Docs and runs all under the server's home
+        mp.setenv(
+            "AIRGATE_HOME", str(home)
+        )  # catalog, roster, Data Docs and runs all under the server's home
         sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40))
         write_catalog(sim, home / "catalog" / "knowledge_tracing_items.csv")
         engine = make_engine(url)
@@ -100,8 +112,12 @@ def _seed(home: Path, mlflow_template: Path) -> tuple[str, Any, str, dict[str, A
             # Great Expectations results (and Data Docs) for the clean data, as the DAG records before training.
             checks.validate_pending(engine, spec)
             # As tests.helpers.train_to_request, with the code version the DAG records (the evidence shows it).
-            training.train(engine, training.TrainConfig(spec, labeled, RUN_ID, "trainer", cfg, str(home / "runs"),
-                                                  code_version=code_version()))
+            training.train(
+                engine,
+                training.TrainConfig(
+                    spec, labeled, RUN_ID, "trainer", cfg, str(home / "runs"), code_version=code_version()
+                ),
+            )
             report = gates.validate(engine, spec, cfg, RUN_ID, str(home / "runs"))
             assert report.approvable, report.failures
             made = registration.register_and_request(engine, spec, cfg, RUN_ID)
@@ -113,14 +129,25 @@ def _seed(home: Path, mlflow_template: Path) -> tuple[str, Any, str, dict[str, A
 
 
 @pytest.fixture(scope="module")
-def site(airflow_db: Path, _mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(
+    airflow_db: Path, _mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
     home = tmp_path_factory.mktemp("browser-site")
     url, cfg, model, request = _seed(home, _mlflow_template)
 
-    env = {**os.environ, "AIRGATE_HOME": str(home),
-           "AIRFLOW_CONN_AIRGATE_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(home / "warehouse.db")}),
-           "AIRFLOW_CONN_AIRGATE_MLFLOW": json.dumps({"conn_type": "generic", "extra": {
-               "tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root}})}
+    env = {
+        **os.environ,
+        "AIRGATE_HOME": str(home),
+        "AIRFLOW_CONN_AIRGATE_WAREHOUSE": json.dumps(
+            {"conn_type": "sqlite", "host": str(home / "warehouse.db")}
+        ),
+        "AIRFLOW_CONN_AIRGATE_MLFLOW": json.dumps(
+            {
+                "conn_type": "generic",
+                "extra": {"tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root},
+            }
+        ),
+    }
     srv = ApiServer(env, free_port(), home / "api-server.log").wait_healthy()
     try:
         yield Site(srv.base, home, url, cfg, model, request, srv.log_path)
@@ -132,14 +159,19 @@ def site(airflow_db: Path, _mlflow_template: Path, tmp_path_factory: pytest.Temp
 def browser() -> Iterator[Any]:
     """Debian's headless chromium. Missing chromium fails (never skips): the browser tests are part of the suite."""
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium. Run "
-                    f"`bash scripts/ensure_chromium.sh` (as root, or with sudo); `make test` installs it itself.",
-                    pytrace=False)
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests need Debian's chromium. Run "
+            f"`bash scripts/ensure_chromium.sh` (as root, or with sudo); `make test` installs it itself.",
+            pytrace=False,
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
-        pytest.fail(f"Python Playwright is not installed ({exc}); `make test` installs it from requirements-dev.txt "
-                    "(never run `playwright install`: the tests use Debian's chromium).", pytrace=False)
+        pytest.fail(
+            f"Python Playwright is not installed ({exc}); `make test` installs it from requirements-dev.txt "
+            "(never run `playwright install`: the tests use Debian's chromium).",
+            pytrace=False,
+        )
     pw = sync_playwright().start()
     try:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -215,8 +247,10 @@ class UI:
         for f in page.frames[1:]:
             if "/airgate/" in f.url:
                 try:
-                    content = f.evaluate("() => Math.max(document.documentElement.scrollHeight,"
-                                         " document.body ? document.body.scrollHeight : 0)")
+                    content = f.evaluate(
+                        "() => Math.max(document.documentElement.scrollHeight,"
+                        " document.body ? document.body.scrollHeight : 0)"
+                    )
                 except Exception:  # noqa: BLE001 - a frame mid-navigation: keep the viewport as it is
                     continue
                 height = max(height, min(int(content) + 60, 8000))

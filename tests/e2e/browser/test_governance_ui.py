@@ -43,8 +43,11 @@ def _open_request(ui: Any, site: Site) -> Any:
 
 
 def _post_decision(site: Site, user: str) -> Any:
-    body = {"decision": "approve", "comment": f"{user} tries to approve",
-            "evidence_hash": site.request["evidence_hash"]}
+    body = {
+        "decision": "approve",
+        "comment": f"{user} tries to approve",
+        "evidence_hash": site.request["evidence_hash"],
+    }
     with site.api(user) as api:
         return api.post(f"/airgate/api/approvals/{site.request['id']}/decisions", json=body)
 
@@ -94,8 +97,14 @@ def test_trainer_cannot_approve_their_own_model(ui: Any, site: Site) -> None:
     trainer.shot("trainer-detail.png")
     # The page only hides the buttons; the API refuses too, with the cookie the UI set (and the CSRF header).
     r = trainer.context.request.post(
-        f"/airgate/api/approvals/{site.request['id']}/decisions", headers={"X-Requested-With": "airgate"},
-        data={"decision": "approve", "comment": "my own model", "evidence_hash": site.request["evidence_hash"]})
+        f"/airgate/api/approvals/{site.request['id']}/decisions",
+        headers={"X-Requested-With": "airgate"},
+        data={
+            "decision": "approve",
+            "comment": "my own model",
+            "evidence_hash": site.request["evidence_hash"],
+        },
+    )
     assert r.status == 403, r.text()
     assert r.json()["code"] == "separation_of_duties"
     assert _champion(site) is None
@@ -129,8 +138,9 @@ def test_approver_reads_the_evidence_and_approves(ui: Any, site: Site) -> None:
     frame = approver.open_governance("Approvals")
     expect(frame.locator(f'[data-testid="approval-row"][data-request-id="{req["id"]}"]')).to_be_visible()
     approver.shot("approvals-queue.png")
-    frame.locator(f'[data-testid="approval-row"][data-request-id="{req["id"]}"]') \
-        .get_by_test_id("open-request").click()
+    frame.locator(f'[data-testid="approval-row"][data-request-id="{req["id"]}"]').get_by_test_id(
+        "open-request"
+    ).click()
     approver.frame(f"/airgate/approvals/{req['id']}")
 
     # The evidence, section by section.
@@ -171,9 +181,13 @@ def test_approver_reads_the_evidence_and_approves(ui: Any, site: Site) -> None:
     approver.shot("evidence-detail.png")
 
     # The decision.
-    frame.get_by_test_id("decision-comment").fill("Evidence reviewed in the browser: metrics, slices and drift ok.")
+    frame.get_by_test_id("decision-comment").fill(
+        "Evidence reviewed in the browser: metrics, slices and drift ok."
+    )
     frame.get_by_test_id("approve-button").click()
-    expect(frame.get_by_test_id("request-status")).to_have_attribute("data-status", "approved", timeout=60_000)
+    expect(frame.get_by_test_id("request-status")).to_have_attribute(
+        "data-status", "approved", timeout=60_000
+    )
     expect(frame.get_by_test_id("request-status")).to_contain_text("approved")
     expect(frame.get_by_test_id("decision-message")).to_contain_text("Approved")
     expect(frame.get_by_test_id("approve-button")).to_have_count(0)
@@ -190,9 +204,15 @@ def test_approver_reads_the_evidence_and_approves(ui: Any, site: Site) -> None:
     finally:
         engine.dispose()
     assert (last["action"], last["to_version"], last["approval_id"], last["actor"]) == (
-        "promote", req["model_version"], req["id"], "approver")
+        "promote",
+        req["model_version"],
+        req["id"],
+        "approver",
+    )
     with site.api("viewer") as api:
-        assert api.get(f"/airgate/api/models/{site.model}").json()["champion"]["version"] == req["model_version"]
+        assert (
+            api.get(f"/airgate/api/models/{site.model}").json()["champion"]["version"] == req["model_version"]
+        )
 
 
 def test_models_and_lineage_views(ui: Any, site: Site) -> None:
@@ -215,7 +235,8 @@ def test_models_and_lineage_views(ui: Any, site: Site) -> None:
 
     frame = viewer.open_governance("Lineage")
     viewer.frame("/airgate/lineage").goto(
-        f"{site.base}/airgate/lineage?node=model_version:{site.model}/{req['model_version']}")
+        f"{site.base}/airgate/lineage?node=model_version:{site.model}/{req['model_version']}"
+    )
     focus = frame.get_by_test_id("lineage-focus")
     expect(focus).to_have_attribute("data-kind", "model_version")
     nodes = frame.get_by_test_id("lineage-node")
@@ -272,7 +293,9 @@ def test_audit_filter_by_event_type(ui: Any, site: Site) -> None:
     else:
         type_filter.fill("")
     frame.get_by_test_id("audit-apply").click()
-    expect(frame.locator(f'[data-testid="audit-row"]:not([data-event-type="{wanted}"])').first).to_be_visible()
+    expect(
+        frame.locator(f'[data-testid="audit-row"]:not([data-event-type="{wanted}"])').first
+    ).to_be_visible()
     assert rows.count() > filtered_count
     assert not re.search(rf"[?&]event_type={wanted}(&|$)", audit_frame.url), audit_frame.url
     auditor.shot("audit-all.png")

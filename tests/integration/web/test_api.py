@@ -22,7 +22,11 @@ def pending(sqlite_engine, spec, small_sim, mlflow_cfg, tmp_path: Path) -> dict:
 
 
 def _decide(client: TestClient, req: dict, headers: dict[str, str], **body: str):  # type: ignore[no-untyped-def]
-    payload = {"decision": "approve", "comment": "reviewed the evidence", "evidence_hash": req["evidence_hash"]}
+    payload = {
+        "decision": "approve",
+        "comment": "reviewed the evidence",
+        "evidence_hash": req["evidence_hash"],
+    }
     payload.update(body)
     return client.post(f"/airgate/api/approvals/{req['id']}/decisions", json=payload, headers=headers)
 
@@ -48,8 +52,13 @@ def test_trainer_cannot_approve_their_own_model(client: TestClient, pending: dic
     assert registry.alias_version(mlflow_cfg, spec.name) is None
 
 
-def test_approver_approves_and_the_alias_moves(client: TestClient, pending: dict, mlflow_cfg, spec,  # type: ignore[no-untyped-def]
-                                               sqlite_engine) -> None:
+def test_approver_approves_and_the_alias_moves(
+    client: TestClient,
+    pending: dict,
+    mlflow_cfg,
+    spec,  # type: ignore[no-untyped-def]
+    sqlite_engine,
+) -> None:
     r = _decide(client, pending, bearer("approver", "op"))
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "approved"
@@ -76,11 +85,23 @@ def test_stale_evidence_and_bad_input_are_refused(client: TestClient, pending: d
     assert missing.status_code == 404
 
 
-def test_comments_are_stored_verbatim_and_served_as_json(client: TestClient, pending: dict, sqlite_engine,  # type: ignore[no-untyped-def]
-                                                         spec) -> None:
+def test_comments_are_stored_verbatim_and_served_as_json(
+    client: TestClient,
+    pending: dict,
+    sqlite_engine,  # type: ignore[no-untyped-def]
+    spec,
+) -> None:
     evil = "<script>alert(1)</script>"
-    promotion.decide(sqlite_engine, spec, pending["id"], promotion.Actor("approver", frozenset()), "reject",
-                      evil, pending["evidence_hash"], lambda m, v: None)
+    promotion.decide(
+        sqlite_engine,
+        spec,
+        pending["id"],
+        promotion.Actor("approver", frozenset()),
+        "reject",
+        evil,
+        pending["evidence_hash"],
+        lambda m, v: None,
+    )
     r = client.get(f"/airgate/api/approvals/{pending['id']}", headers=bearer("viewer", "viewer"))
     assert r.headers["content-type"].startswith("application/json")  # data never travels as HTML
     assert r.json()["decisions"][0]["comment"] == evil  # stored verbatim; pages render it as text
@@ -88,30 +109,53 @@ def test_comments_are_stored_verbatim_and_served_as_json(client: TestClient, pen
 
 def test_openapi_documents_every_route(client: TestClient) -> None:
     paths = client.get("/airgate/openapi.json").json()["paths"]
-    assert {"/api/approvals", "/api/approvals/{request_id}", "/api/approvals/{request_id}/decisions",
-            "/api/approvals/{request_id}/artifacts/{name}", "/api/models", "/api/models/{model}",
-            "/api/models/{model}/rollback", "/api/models/{model}/revoke", "/api/lineage", "/api/lineage/as-of",
-            "/api/audit/verify", "/api/audit", "/api/audit/export", "/api/audit/event-types"} <= set(paths)
+    assert {
+        "/api/approvals",
+        "/api/approvals/{request_id}",
+        "/api/approvals/{request_id}/decisions",
+        "/api/approvals/{request_id}/artifacts/{name}",
+        "/api/models",
+        "/api/models/{model}",
+        "/api/models/{model}/rollback",
+        "/api/models/{model}/revoke",
+        "/api/lineage",
+        "/api/lineage/as-of",
+        "/api/audit/verify",
+        "/api/audit",
+        "/api/audit/export",
+        "/api/audit/event-types",
+    } <= set(paths)
 
 
-def test_review_answers_through_the_api(client: TestClient, sqlite_engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_review_answers_through_the_api(
+    client: TestClient, sqlite_engine, spec, small_sim, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     from airgate.data import clean, collect, labeling
     from tests.helpers import land
 
     collect.ingest(sqlite_engine, spec, land(small_sim, tmp_path, range(1)))
     clean.clean_pending(sqlite_engine, spec)
     labeling.label_pending(sqlite_engine, spec)
-    unlabeled = small_sim.batch(0).events.query("correct.isna() and response_time_ms >= 1000")["event_id"].tolist()
+    unlabeled = (
+        small_sim.batch(0).events.query("correct.isna() and response_time_ms >= 1000")["event_id"].tolist()
+    )
     body = {"answers": [{"event_id": unlabeled[0], "label": 1}]}
     assert client.post(f"/airgate/api/reviews/{spec.name}/answers", json=body).status_code == 401
-    viewer = client.post(f"/airgate/api/reviews/{spec.name}/answers", json=body, headers=bearer("viewer", "viewer"))
+    viewer = client.post(
+        f"/airgate/api/reviews/{spec.name}/answers", json=body, headers=bearer("viewer", "viewer")
+    )
     assert viewer.status_code == 403
     ok = client.post(f"/airgate/api/reviews/{spec.name}/answers", json=body, headers=bearer("approver", "op"))
     assert ok.status_code == 200 and ok.json() == {"accepted": 1, "duplicates": 0}
-    bad = client.post(f"/airgate/api/reviews/{spec.name}/answers", headers=bearer("approver", "op"),
-                      json={"answers": [{"event_id": "nope", "label": 1}]})
+    bad = client.post(
+        f"/airgate/api/reviews/{spec.name}/answers",
+        headers=bearer("approver", "op"),
+        json={"answers": [{"event_id": "nope", "label": 1}]},
+    )
     assert bad.status_code == 422 and "unknown event ids" in bad.text
-    assert client.get(f"/airgate/api/reviews/{spec.name}/queue", headers=bearer("viewer", "viewer")).json() == []
+    assert (
+        client.get(f"/airgate/api/reviews/{spec.name}/queue", headers=bearer("viewer", "viewer")).json() == []
+    )
     result = labeling.label_pending(sqlite_engine, spec)
     assert result.by_source.get("human") == 1
 
@@ -123,15 +167,25 @@ def test_audit_list_filters_pages_and_exports(client: TestClient, sqlite_engine)
     from airgate.core import audit
 
     for i in range(25):
-        audit.record(sqlite_engine, actor="alice" if i % 2 else "<b>mallory</b>", event_type="decision",
-                     model="knowledge_tracing", entity={"model_version": str(i % 3)}, details={"i": i})
+        audit.record(
+            sqlite_engine,
+            actor="alice" if i % 2 else "<b>mallory</b>",
+            event_type="decision",
+            model="knowledge_tracing",
+            entity={"model_version": str(i % 3)},
+            details={"i": i},
+        )
     assert client.get("/airgate/api/audit").status_code == 401
     h = bearer("viewer", "viewer")  # anyone signed in may audit
     first = client.get("/airgate/api/audit", params={"limit": 10}, headers=h).json()
     assert len(first["events"]) == 10 and first["next_before"] is not None
-    second = client.get("/airgate/api/audit", params={"limit": 10, "before": first["next_before"]}, headers=h).json()
+    second = client.get(
+        "/airgate/api/audit", params={"limit": 10, "before": first["next_before"]}, headers=h
+    ).json()
     assert {e["seq"] for e in first["events"]}.isdisjoint({e["seq"] for e in second["events"]})
-    mine = client.get("/airgate/api/audit", params={"actor": "alice", "version": "1"}, headers=h).json()["events"]
+    mine = client.get("/airgate/api/audit", params={"actor": "alice", "version": "1"}, headers=h).json()[
+        "events"
+    ]
     assert mine and all(e["actor"] == "alice" and e["entity"]["model_version"] == "1" for e in mine)
     assert client.get("/airgate/api/audit", params={"limit": 5000}, headers=h).status_code == 422
     r = client.get("/airgate/api/audit/export", params={"format": "csv", "actor": "alice"}, headers=h)
@@ -143,8 +197,12 @@ def test_audit_list_filters_pages_and_exports(client: TestClient, sqlite_engine)
     assert client.get("/airgate/api/audit/export", params={"format": "xml"}, headers=h).status_code == 422
 
 
-def test_detail_tells_each_user_what_they_may_do_and_serves_the_evidence(client: TestClient, pending: dict,  # type: ignore[no-untyped-def]
-                                                                         sqlite_engine, spec) -> None:
+def test_detail_tells_each_user_what_they_may_do_and_serves_the_evidence(
+    client: TestClient,
+    pending: dict,  # type: ignore[no-untyped-def]
+    sqlite_engine,
+    spec,
+) -> None:
     from airgate.data import checks
 
     checks.validate_pending(sqlite_engine, spec)  # GX results and Data Docs for the clean versions
@@ -157,7 +215,11 @@ def test_detail_tells_each_user_what_they_may_do_and_serves_the_evidence(client:
     ctx = mine["context"]
     labels = ctx["labels"]
     assert labels["total"] == sum(labels["by_source"].values()) > 0 and 0 <= labels["auto_share"] <= 1
-    assert ctx["validation"]["status"] in ("pass", "warn") and ctx["versions"]["clean"] and ctx["versions"]["raw"]
+    assert (
+        ctx["validation"]["status"] in ("pass", "warn")
+        and ctx["versions"]["clean"]
+        and ctx["versions"]["raw"]
+    )
     h = bearer("viewer", "viewer")
     png = client.get(ctx["links"]["pareto_plot"], headers=h)
     assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
@@ -186,8 +248,13 @@ def test_approvers_can_be_granted_in_airflow_config(client: TestClient, pending:
     assert r.status_code == 200 and r.json()["status"] == "approved"
 
 
-def test_rollback_and_revocation_through_the_api(client: TestClient, pending: dict, sqlite_engine, spec,  # type: ignore[no-untyped-def]
-                                                  mlflow_cfg) -> None:
+def test_rollback_and_revocation_through_the_api(
+    client: TestClient,
+    pending: dict,
+    sqlite_engine,
+    spec,  # type: ignore[no-untyped-def]
+    mlflow_cfg,
+) -> None:
     from tests.helpers import second_version
 
     assert _decide(client, pending, bearer("approver", "op")).status_code == 200
@@ -205,17 +272,23 @@ def test_rollback_and_revocation_through_the_api(client: TestClient, pending: di
     assert ok.status_code == 200 and ok.json()["to_version"] == pending["model_version"]
     assert registry.alias_version(mlflow_cfg, spec.name) == pending["model_version"]
     model = client.get(url, headers=bearer("approver", "op")).json()
-    assert model["champion"]["version"] == pending["model_version"] and model["you"] == \
-        {"can_rollback": True, "can_revoke": False}
+    assert model["champion"]["version"] == pending["model_version"] and model["you"] == {
+        "can_rollback": True,
+        "can_revoke": False,
+    }
     assert [e["action"] for e in model["ledger"]] == ["promote", "promote", "rollback"]
-    assert {v["version"]: v["can_roll_back_to"] for v in model["versions"]} == \
-        {pending["model_version"]: False, v2["model_version"]: True}
+    assert {v["version"]: v["can_roll_back_to"] for v in model["versions"]} == {
+        pending["model_version"]: False,
+        v2["model_version"]: True,
+    }
     revoke = {"version": pending["model_version"], "justification": "data leak found in v1 features"}
     assert client.post(f"{url}/revoke", json=revoke, headers=bearer("approver", "op")).status_code == 403
     gone = client.post(f"{url}/revoke", json=revoke, headers=bearer("admin", "admin"))
     assert gone.status_code == 200 and registry.alias_version(mlflow_cfg, spec.name) is None
     listed = client.get("/airgate/api/models", headers=bearer("viewer", "viewer")).json()
-    assert listed == [{"model": spec.name, "owner": spec.owner, "champion": None, "pending": 0, "versions": 2}]
+    assert listed == [
+        {"model": spec.name, "owner": spec.owner, "champion": None, "pending": 0, "versions": 2}
+    ]
     types = client.get("/airgate/api/audit/event-types", headers=bearer("viewer", "viewer")).json()
     assert {"promotion", "rollback", "revocation", "rollback_refused"} <= set(types)
 
@@ -225,8 +298,16 @@ def test_lineage_and_as_of_through_the_api(client: TestClient, pending: dict, sp
     assert client.get("/airgate/api/lineage", params={"node": "bogus"}, headers=h).status_code == 422
     ref = f"model_version:{spec.name}/{pending['model_version']}"
     g = client.get("/airgate/api/lineage", params={"node": ref}, headers=h).json()
-    assert g["focus"] == ref and {n["kind"] for n in g["nodes"]} >= {"training_run", "dataset", "file", "approval"}
+    assert g["focus"] == ref and {n["kind"] for n in g["nodes"]} >= {
+        "training_run",
+        "dataset",
+        "file",
+        "approval",
+    }
     assert client.get("/airgate/api/lineage", params={"node": ref}).status_code == 401
-    r = client.get("/airgate/api/lineage/as-of", params={"model": spec.name, "at": "2020-01-01T00:00:00Z",
-                                                         "partition_key": "2026-09-03"}, headers=h)
+    r = client.get(
+        "/airgate/api/lineage/as-of",
+        params={"model": spec.name, "at": "2020-01-01T00:00:00Z", "partition_key": "2026-09-03"},
+        headers=h,
+    )
     assert r.status_code == 200 and r.json()["champion"] is None and r.json()["scoring_run"] is None

@@ -46,8 +46,14 @@ class FabServer:
 
 
 def _airflow(env: dict[str, str], *args: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "airflow", *args], env=env, cwd=env["AIRFLOW_HOME"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", *args],
+        env=env,
+        cwd=env["AIRFLOW_HOME"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, f"airflow {args[:2]} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
 
 
@@ -55,8 +61,23 @@ def _boot(env: dict[str, str], home: Path, port: int, passwords: dict[str, str])
     """Migrate the server's own metadata DB, create the FAB users with the FAB CLI, start the api-server."""
     _airflow(env, "db", "migrate")  # with providers-fab installed this creates FAB's ab_* tables too
     for user, role in FAB_USERS.items():
-        _airflow(env, "users", "create", "--username", user, "--password", passwords[user], "--role", role,
-                 "--firstname", user, "--lastname", "fab", "--email", f"{user}@airgate.test")
+        _airflow(
+            env,
+            "users",
+            "create",
+            "--username",
+            user,
+            "--password",
+            passwords[user],
+            "--role",
+            role,
+            "--firstname",
+            user,
+            "--lastname",
+            "fab",
+            "--email",
+            f"{user}@airgate.test",
+        )
     return ApiServer(env, port, home / "api-server.log", cwd=home)
 
 
@@ -70,9 +91,15 @@ def _seed_pending_request(home: Path, template: Path) -> tuple[dict[str, Any], A
     from airgate.governance import promotion
     from tests.helpers import prepare_data, train_to_request
 
-    shipped = find_spec(MODEL)  # quicker than shipped (no DKT, 2 trials): this module tests auth, not training
-    spec = shipped.model_copy(update={"tuning": shipped.tuning.model_copy(update={"n_trials": 2}),
-                                      "candidates": [c for c in shipped.candidates if c.kind != "dkt"]})
+    shipped = find_spec(
+        MODEL
+    )  # quicker than shipped (no DKT, 2 trials): this module tests auth, not training
+    spec = shipped.model_copy(
+        update={
+            "tuning": shipped.tuning.model_copy(update={"n_trials": 2}),
+            "candidates": [c for c in shipped.candidates if c.kind != "dkt"],
+        }
+    )
     sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40))
     write_catalog(sim, Path(os.environ["AIRGATE_HOME"]) / "catalog" / "knowledge_tracing_items.csv")
     (home / "mlflow").mkdir()
@@ -96,18 +123,28 @@ def fab_server(tmp_path_factory: pytest.TempPathFactory, _mlflow_template: Path)
     base = f"http://127.0.0.1:{port}"
     passwords = {u: secrets.token_urlsafe(12) for u in FAB_USERS}
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER")}
-    env.update({
-        "AIRFLOW_HOME": str(home / "airflow"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
-        "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
-        "AIRFLOW__API__BASE_URL": base,
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRGATE_HOME": str(home / "airgate"),
-        "AIRFLOW_CONN_AIRGATE_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(home / "warehouse.db")}),
-        "AIRFLOW_CONN_AIRGATE_MLFLOW": json.dumps({"conn_type": "generic", "extra": {
-            "tracking_uri": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
-            "artifact_root": str(home / "mlflow" / "mlartifacts")}}),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home / "airflow"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
+            "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
+            "AIRFLOW__API__BASE_URL": base,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRGATE_HOME": str(home / "airgate"),
+            "AIRFLOW_CONN_AIRGATE_WAREHOUSE": json.dumps(
+                {"conn_type": "sqlite", "host": str(home / "warehouse.db")}
+            ),
+            "AIRFLOW_CONN_AIRGATE_MLFLOW": json.dumps(
+                {
+                    "conn_type": "generic",
+                    "extra": {
+                        "tracking_uri": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+                        "artifact_root": str(home / "mlflow" / "mlartifacts"),
+                    },
+                }
+            ),
+        }
+    )
     # The FAB CLI and the server start in their own processes while this one trains the model to approve.
     with ThreadPoolExecutor(1) as pool:
         booting = pool.submit(_boot, env, home, port, passwords)
@@ -126,8 +163,9 @@ def fab_server(tmp_path_factory: pytest.TempPathFactory, _mlflow_template: Path)
 
 
 def _token(server: FabServer, user: str) -> str:
-    r = httpx.post(f"{server.base}/auth/token", json={"username": user, "password": server.passwords[user]},
-                   timeout=30)
+    r = httpx.post(
+        f"{server.base}/auth/token", json={"username": user, "password": server.passwords[user]}, timeout=30
+    )
     assert r.status_code == 201, r.text
     return str(r.json()["access_token"])
 
@@ -139,16 +177,21 @@ def _auth(server: FabServer, user: str) -> dict[str, str]:
 def _decide(server: FabServer, headers: dict[str, str]) -> httpx.Response:
     req = server.request
     body = {"decision": "approve", "comment": "reviewed under FAB", "evidence_hash": req["evidence_hash"]}
-    return httpx.post(f"{server.base}/airgate/api/approvals/{req['id']}/decisions", json=body, headers=headers,
-                      timeout=60)
+    return httpx.post(
+        f"{server.base}/airgate/api/approvals/{req['id']}/decisions", json=body, headers=headers, timeout=60
+    )
 
 
 @e2e
 def test_fab_token_endpoint_and_unauthenticated_calls(fab_server: FabServer) -> None:
-    bad = httpx.post(f"{fab_server.base}/auth/token", json={"username": "viewer", "password": "wrong"}, timeout=30)
+    bad = httpx.post(
+        f"{fab_server.base}/auth/token", json={"username": "viewer", "password": "wrong"}, timeout=30
+    )
     assert bad.status_code == 401
     assert httpx.get(f"{fab_server.base}/airgate/api/me", timeout=30).status_code == 401
-    me = httpx.get(f"{fab_server.base}/airgate/api/me", headers={"Authorization": "Bearer not-a-jwt"}, timeout=30)
+    me = httpx.get(
+        f"{fab_server.base}/airgate/api/me", headers={"Authorization": "Bearer not-a-jwt"}, timeout=30
+    )
     assert me.status_code in (401, 403)
 
 
@@ -160,7 +203,10 @@ def test_me_reports_fab_roles_lowercased(fab_server: FabServer) -> None:
         assert r.status_code == 200, r.text
         seen[user] = r.json()
     assert {u: (m["username"], m["roles"]) for u, m in seen.items()} == {
-        "alice": ("alice", ["admin"]), "approver": ("approver", ["op"]), "viewer": ("viewer", ["viewer"])}
+        "alice": ("alice", ["admin"]),
+        "approver": ("approver", ["op"]),
+        "viewer": ("viewer", ["viewer"]),
+    }
     assert MODEL in seen["alice"]["approver_of"]  # FAB role Admin -> "admin", in the spec's approver roles
     assert MODEL in seen["approver"]["approver_of"]  # by name, in the spec's approver users
     assert seen["viewer"]["approver_of"] == []
@@ -172,8 +218,10 @@ def test_viewer_is_refused_and_fab_approvers_may_decide(fab_server: FabServer) -
 
     req = fab_server.request
     url = f"{fab_server.base}/airgate/api/approvals/{req['id']}"
-    who_may = {u: httpx.get(url, headers=_auth(fab_server, u), timeout=60).json()["you"]["can_decide"]
-               for u in FAB_USERS}
+    who_may = {
+        u: httpx.get(url, headers=_auth(fab_server, u), timeout=60).json()["you"]["can_decide"]
+        for u in FAB_USERS
+    }
     assert who_may == {"alice": True, "approver": True, "viewer": False}
 
     refused = _decide(fab_server, _auth(fab_server, "viewer"))
@@ -189,10 +237,16 @@ def test_viewer_is_refused_and_fab_approvers_may_decide(fab_server: FabServer) -
     late = _decide(fab_server, _auth(fab_server, "alice"))
     assert late.status_code == 409 and late.json()["code"] == "not_pending", late.text
 
-    events = httpx.get(f"{fab_server.base}/airgate/api/audit", headers=_auth(fab_server, "viewer"),
-                       params={"model": MODEL}, timeout=60).json()["events"]
-    assert {(e["event_type"], e["actor"]) for e in events} >= {("decision_refused", "viewer"),
-                                                               ("decision", "approver")}
+    events = httpx.get(
+        f"{fab_server.base}/airgate/api/audit",
+        headers=_auth(fab_server, "viewer"),
+        params={"model": MODEL},
+        timeout=60,
+    ).json()["events"]
+    assert {(e["event_type"], e["actor"]) for e in events} >= {
+        ("decision_refused", "viewer"),
+        ("decision", "approver"),
+    }
 
 
 def test_actor_from_a_fab_user_as_the_auth_manager_loads_it(airflow_db: Path) -> None:
@@ -207,12 +261,20 @@ def test_actor_from_a_fab_user_as_the_auth_manager_loads_it(airflow_db: Path) ->
     from airgate.web.auth import actor_from_user
 
     tables = [t for t in User.metadata.sorted_tables if t.name.startswith("ab_")]
-    User.metadata.create_all(settings.get_engine(), tables=tables, checkfirst=True)  # `airflow db migrate` made them
+    User.metadata.create_all(
+        settings.get_engine(), tables=tables, checkfirst=True
+    )  # `airflow db migrate` made them
     tag = secrets.token_hex(4)
     with create_session() as session:
         roles = [Role(name=f"Admin-{tag}"), Role(name=f"Model Approvers-{tag}")]
-        user = User(first_name="Carol", last_name="Fab", username=f"Carol-{tag}", email=f"carol-{tag}@x.test",
-                    active=True, roles=roles)
+        user = User(
+            first_name="Carol",
+            last_name="Fab",
+            username=f"Carol-{tag}",
+            email=f"carol-{tag}@x.test",
+            active=True,
+            roles=roles,
+        )
         session.add(user)
         session.flush()
         uid, role_ids = user.id, [r.id for r in roles]

@@ -12,8 +12,14 @@ from airgate.core.warehouse import audit_log
 
 def _fill(engine, n: int = 5) -> None:  # type: ignore[no-untyped-def]
     for i in range(n):
-        audit.record(engine, actor=f"user{i}", event_type="ingest", model="m",
-                     entity={"batch_id": f"b{i}"}, details={"rows": i, "note": "ünïcode ✓"})
+        audit.record(
+            engine,
+            actor=f"user{i}",
+            event_type="ingest",
+            model="m",
+            entity={"batch_id": f"b{i}"},
+            details={"rows": i, "note": "ünïcode ✓"},
+        )
 
 
 def test_chain_verifies_and_links(engine) -> None:  # type: ignore[no-untyped-def]
@@ -65,9 +71,14 @@ def test_concurrent_writers_never_fork_the_chain(engine) -> None:  # type: ignor
 
 def _varied(engine) -> None:  # type: ignore[no-untyped-def]
     for i in range(30):
-        audit.record(engine, actor="alice" if i % 3 else "bob", event_type="decision" if i % 2 else "train",
-                     model="m" if i < 20 else "other", entity={"model_version": str(i % 4)},
-                     details={"comment": "=HYPERLINK(\"http://evil\")" if i == 7 else "ok", "i": i})
+        audit.record(
+            engine,
+            actor="alice" if i % 3 else "bob",
+            event_type="decision" if i % 2 else "train",
+            model="m" if i < 20 else "other",
+            entity={"model_version": str(i % 4)},
+            details={"comment": '=HYPERLINK("http://evil")' if i == 7 else "ok", "i": i},
+        )
 
 
 def test_filters_narrow_by_model_version_actor_type_and_time(engine) -> None:  # type: ignore[no-untyped-def]
@@ -76,14 +87,17 @@ def test_filters_narrow_by_model_version_actor_type_and_time(engine) -> None:  #
     _varied(engine)
     everything = audit.page(engine, audit.AuditFilter(), limit=1000).events
     assert len(everything) == 30 and everything[0]["seq"] > everything[-1]["seq"]  # newest first
-    got = audit.page(engine, audit.AuditFilter(model="m", model_version="1", actor="alice",
-                                               event_type="decision")).events
+    got = audit.page(
+        engine, audit.AuditFilter(model="m", model_version="1", actor="alice", event_type="decision")
+    ).events
     expect = [i for i in range(20) if i % 4 == 1 and i % 3 and i % 2]
     assert sorted(r["details"]["i"] for r in got) == expect and expect
     middle = everything[15]["at"]
     later = audit.page(engine, audit.AuditFilter(since=middle), limit=1000).events
     assert {r["seq"] for r in later} == {r["seq"] for r in everything if r["at"] >= middle}
-    assert audit.page(engine, audit.AuditFilter(until=everything[-1]["at"] - timedelta(seconds=1))).events == []
+    assert (
+        audit.page(engine, audit.AuditFilter(until=everything[-1]["at"] - timedelta(seconds=1))).events == []
+    )
     # a filter value is data, never SQL
     assert audit.page(engine, audit.AuditFilter(actor="alice' OR '1'='1")).events == []
 

@@ -38,7 +38,10 @@ def test_new_versions_move_current_and_rollback_is_audited(engine, spec, two_ver
     assert datasets.rollback(engine, spec.name, "labeled", first, "dana", "bad labels in batch 1") == second
     assert datasets.current(engine, spec.name, "labeled").version_id == first  # type: ignore[union-attr]
     event = audit.events(engine, event_type="dataset_rollback")[-1]
-    assert event["actor"] == "dana" and event["details"] == {"from": second, "reason": "bad labels in batch 1"}
+    assert event["actor"] == "dana" and event["details"] == {
+        "from": second,
+        "reason": "bad labels in batch 1",
+    }
     assert datasets.latest(engine, spec.name, "labeled").version_id == second  # type: ignore[union-attr]  # nothing deleted
 
 
@@ -62,13 +65,18 @@ def test_hashes_reverify_and_tampering_is_caught(engine, spec, two_versions) -> 
     assert datasets.verify(engine, first) and datasets.verify(engine, second)
     with engine.begin() as conn:
         conn.execute(update(labels).where(labels.c.version_id == second).values(label=1 - labels.c.label))
-        conn.execute(update(raw_rows).where(raw_rows.c.version_id == raws[0].version_id, raw_rows.c.row_num == 3)
-                     .values(content={"event_id": "forged"}))
+        conn.execute(
+            update(raw_rows)
+            .where(raw_rows.c.version_id == raws[0].version_id, raw_rows.c.row_num == 3)
+            .values(content={"event_id": "forged"})
+        )
     assert not datasets.verify(engine, second) and not datasets.verify(engine, raws[0].version_id)
     assert datasets.verify(engine, first)
 
 
-def test_rebuilding_a_raw_version_from_its_file_gives_the_same_id(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rebuilding_a_raw_version_from_its_file_gives_the_same_id(
+    engine, spec, small_sim, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import delete
 
     from airgate.core.warehouse import dataset_versions, file_ledger

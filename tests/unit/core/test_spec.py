@@ -42,11 +42,21 @@ def test_shipped_spec_loads_with_every_section() -> None:
         (lambda d: d["schema"].update(label="passed"), "schema", "not declared in schema.columns"),
         (lambda d: d["approval"].update(quorum=0), "approval.quorum", "larger value"),
         (lambda d: d.update(source={"kind": "sql", "conn_id": "app"}), "source", "watermark_column"),
-        (lambda d: d["label_policy"].update(auto_label_min_confidence=0.4), "label_policy.auto_label_min_confidence",
-         "larger value"),
-        (lambda d: d["monitoring"].update(retrain_schedule="every sunday"), "monitoring.retrain_schedule",
-         "cron expression with five fields"),
-        (lambda d: d["scoring"].update(schedule="0 25 * * *"), "scoring.schedule", "cron expression with five fields"),
+        (
+            lambda d: d["label_policy"].update(auto_label_min_confidence=0.4),
+            "label_policy.auto_label_min_confidence",
+            "larger value",
+        ),
+        (
+            lambda d: d["monitoring"].update(retrain_schedule="every sunday"),
+            "monitoring.retrain_schedule",
+            "cron expression with five fields",
+        ),
+        (
+            lambda d: d["scoring"].update(schedule="0 25 * * *"),
+            "scoring.schedule",
+            "cron expression with five fields",
+        ),
         (lambda d: d["scoring"].update(schedule="0 2 * *"), "scoring.schedule", "'0 2 * * *'"),
         (lambda d: d["source"].update(poll_schedule="@every_minute"), "source.poll_schedule", "@continuous"),
         (lambda d: d["label_policy"].update(schedule="hourly"), "label_policy.schedule", "five fields"),
@@ -82,7 +92,9 @@ def test_load_specs_reads_every_yaml_in_the_folder(tmp_path: Path) -> None:
     assert [s.name for s in load_specs(tmp_path)] == ["knowledge_tracing", "tiny_model"]
 
 
-@pytest.mark.parametrize("schedule", ["@continuous", "@daily", "@once", "*/10 * * * *", "0 3 * * 0", "30 2 1-7 * MON"])
+@pytest.mark.parametrize(
+    "schedule", ["@continuous", "@daily", "@once", "*/10 * * * *", "0 3 * * 0", "30 2 1-7 * MON"]
+)
 def test_every_schedule_airflow_runs_is_accepted(tmp_path: Path, schedule: str) -> None:
     spec = load_spec(_write(tmp_path, lambda d: d["source"].update(poll_schedule=schedule)))
     assert spec.source.poll_schedule == schedule

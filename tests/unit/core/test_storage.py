@@ -36,7 +36,9 @@ def _memory_url() -> str:
 
 
 @pytest.fixture(params=["file", "memory"])
-def root_url(request: pytest.FixtureRequest, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def root_url(
+    request: pytest.FixtureRequest, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
     """A storage root of each kind: a local folder (not AIRGATE_HOME), and fsspec's in-process store."""
     url = f"file://{tmp_path / 'store'}" if request.param == "file" else _memory_url()
     monkeypatch.setenv(storage.URL_ENV, url)
@@ -50,7 +52,9 @@ def _files_under(folder: Path) -> list[Path]:
 def test_the_default_root_is_airgate_home_and_the_setting_moves_it(home: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     assert storage.url() == f"file://{home}" and storage.is_local(storage.root())
     assert storage.as_string(settings.runs_dir()) == str(home / "runs")
-    assert storage.as_string(settings.resolve_path("catalog/items.csv")) == str(home / "catalog" / "items.csv")
+    assert storage.as_string(settings.resolve_path("catalog/items.csv")) == str(
+        home / "catalog" / "items.csv"
+    )
     url = _memory_url()
     monkeypatch.setenv(storage.URL_ENV, url + "/")
     assert storage.url() == url and str(settings.runs_dir()) == f"{url}/runs"
@@ -172,7 +176,10 @@ def test_files_for_libraries_that_need_local_paths(root_url: str, home: Path, tm
 
     down = tmp_path / "down"
     state = storage.download_tree("gx/m", down)
-    assert (down / "index.html").read_text() == "<html>docs</html>" and set(state) == {"index.html", "static/app.js"}
+    assert (down / "index.html").read_text() == "<html>docs</html>" and set(state) == {
+        "index.html",
+        "static/app.js",
+    }
     # only what changed goes back up
     (down / "static" / "app.js").write_text("22")
     storage.write_text_atomic("gx/m/index.html", "changed meanwhile in storage")
@@ -190,16 +197,22 @@ def test_storage_imports_nothing_heavy() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import airgate.core.storage; heavy = {'pandas', 'pyarrow', 'fsspec', 'airflow', 'sqlalchemy'}; "
-            "print(sorted(heavy & set(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    code = (
+        "import sys; import airgate.core.storage; heavy = {'pandas', 'pyarrow', 'fsspec', 'airflow', 'sqlalchemy'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 
 # ------------------------------------------------------------------------------------ the stages, shared nothing
 
+
 def test_every_stage_reads_and_writes_through_an_object_store(  # type: ignore[no-untyped-def]
-        sqlite_engine, spec, mlflow_cfg, home: Path, tmp_path: Path, monkeypatch) -> None:
+    sqlite_engine, spec, mlflow_cfg, home: Path, tmp_path: Path, monkeypatch
+) -> None:
     """The whole lifecycle on a memory:// root, with an empty AIRGATE_HOME: the catalog, roster, landing zone and
     label files exist only in the store, so a stage that looked on the local disk would fail; everything the stages
     write (splits, results, plots, evidence, GX, feature shards, plans, drift reports) must land in the store."""
@@ -217,17 +230,25 @@ def test_every_stage_reads_and_writes_through_an_object_store(  # type: ignore[n
     sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40, ungraded_rate=0.1))
     write_catalog(sim, settings.resolve_path(spec.cleaning.item_catalog))
     for b in range(2):
-        sim.write_batch(b, settings.resolve_location(spec.source.path), tmp_path / "oracle",
-                        roster_path=settings.resolve_path(spec.slices.roster))
+        sim.write_batch(
+            b,
+            settings.resolve_location(spec.source.path),
+            tmp_path / "oracle",
+            roster_path=settings.resolve_path(spec.slices.roster),
+        )
     write_late_grades(sim.batch(0), settings.resolve_path(spec.label_policy.late_labels_path), fraction=0.5)
 
     ingested = collect.ingest(engine, spec, settings.resolve_location(spec.source.path))
-    assert len(ingested.raw_version_ids) == 2 and all(f.path.startswith(f"{url}/landing/") for f in ingested.files)
+    assert len(ingested.raw_version_ids) == 2 and all(
+        f.path.startswith(f"{url}/landing/") for f in ingested.files
+    )
     clean.clean_pending(engine, spec)
     checked = checks.validate_pending(engine, spec)
     assert checked and all(o.status != "fail" for o in checked)
     assert all(o.results_path.startswith(url) and str(o.docs_path).startswith(url) for o in checked)
-    files = labeling.ingest_label_files(engine, spec, settings.resolve_path(spec.label_policy.late_labels_path), "late")
+    files = labeling.ingest_label_files(
+        engine, spec, settings.resolve_path(spec.label_policy.late_labels_path), "late"
+    )
     assert files and files[0].accepted > 0 and files[0].path.startswith(url)
     labeled = labeling.label_pending(engine, spec).labeled_version_id
     assert labeled is not None
@@ -236,7 +257,9 @@ def test_every_stage_reads_and_writes_through_an_object_store(  # type: ignore[n
     fs = feature_store.materialize(engine, spec, clean_version.version_id, settings.runs_dir())
     assert fs.shards and all(s.path.startswith(f"{url}/runs/features/") for s in fs.shards)
 
-    cfg = training.TrainConfig(spec, labeled, "tr-store", "trainer", mlflow_cfg, settings.runs_dir(), "abc123")
+    cfg = training.TrainConfig(
+        spec, labeled, "tr-store", "trainer", mlflow_cfg, settings.runs_dir(), "abc123"
+    )
     result = training.train(engine, cfg)
     assert result.test_predictions.startswith(url) and str(result.pareto["plot"]).startswith(url)
     report = gates.validate(engine, spec, mlflow_cfg, "tr-store", settings.runs_dir())
@@ -251,7 +274,9 @@ def test_every_stage_reads_and_writes_through_an_object_store(  # type: ignore[n
 
     from airgate.governance import registration
 
-    request_id = registration.register_and_request(engine, spec, mlflow_cfg, "tr-store")["approval_request_id"]
+    request_id = registration.register_and_request(engine, spec, mlflow_cfg, "tr-store")[
+        "approval_request_id"
+    ]
     approve(engine, spec, mlflow_cfg, request_id)
     done = scoring.score(engine, scoring.ScoreConfig(spec, mlflow_cfg, "2026-09-01", "sr-store"))
     assert done.rows_scored == fs.rows
@@ -265,7 +290,8 @@ def test_every_stage_reads_and_writes_through_an_object_store(  # type: ignore[n
 
 @pytest.mark.e2e
 def test_the_dags_share_nothing_but_the_databases_and_the_store(  # type: ignore[no-untyped-def]
-        airflow_db, home: Path, tmp_path: Path, monkeypatch) -> None:
+    airflow_db, home: Path, tmp_path: Path, monkeypatch
+) -> None:
     """collect -> clean -> label -> train -> approval through the plugin -> score under dag.test(), with the
     store in its own folder and an empty AIRGATE_HOME: every file a task hands another is under the store."""
     from airflow.dag_processing.dagbag import DagBag
@@ -285,15 +311,26 @@ def test_the_dags_share_nothing_but_the_databases_and_the_store(  # type: ignore
     wh = migrated_sqlite(tmp_path / "db" / "warehouse.db")
     monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(wh)}))
     cfg = registry.MlflowConfig.under(tmp_path / "mlflow")
-    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_MLFLOW", json.dumps(
-        {"conn_type": "generic", "extra": {"tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AIRGATE_MLFLOW",
+        json.dumps(
+            {
+                "conn_type": "generic",
+                "extra": {"tracking_uri": cfg.tracking_uri, "artifact_root": cfg.artifact_root},
+            }
+        ),
+    )
     spec = find_spec(MODEL)
     assert spec.cleaning.item_catalog is not None and spec.slices.roster is not None
     sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40))
     write_catalog(sim, settings.resolve_path(spec.cleaning.item_catalog))
     for b in range(2):
-        sim.write_batch(b, settings.resolve_location(spec.source.path), tmp_path / "oracle",
-                        roster_path=settings.resolve_path(spec.slices.roster))
+        sim.write_batch(
+            b,
+            settings.resolve_location(spec.source.path),
+            tmp_path / "oracle",
+            roster_path=settings.resolve_path(spec.slices.roster),
+        )
     bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert not bag.import_errors
     env = {"dags": bag.dags}

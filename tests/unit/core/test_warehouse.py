@@ -50,9 +50,17 @@ def test_upgrade_in_place_keeps_rows(tmp_path: Path) -> None:
     eng = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     migrations.upgrade(eng, "0001")
     with eng.begin() as conn:
-        conn.execute(model_candidates.insert().values(
-            model="m", training_run_id="tr-old", data_version="labeled-x", trained_by="t", metrics={"a": 1},
-            status="trained", created_at=utcnow()))
+        conn.execute(
+            model_candidates.insert().values(
+                model="m",
+                training_run_id="tr-old",
+                data_version="labeled-x",
+                trained_by="t",
+                metrics={"a": 1},
+                status="trained",
+                created_at=utcnow(),
+            )
+        )
     migrations.upgrade(eng)
     assert migrations.current_revision(eng) != "0001"
     with eng.connect() as conn:
@@ -63,22 +71,47 @@ def test_upgrade_in_place_keeps_rows(tmp_path: Path) -> None:
 
 def test_bulk_insert_round_trips(engine) -> None:  # type: ignore[no-untyped-def]
     with engine.begin() as conn:
-        conn.execute(dataset_versions.insert().values(
-            version_id="clean-1", model="m", kind="clean", content_hash="h", parents=[], row_count=2,
-            schema={}, summary={}, created_at=utcnow()))
-        rows = [{"version_id": "clean-1", "model": "m", "event_id": f"e{i}", "student_id": "s", "item_id": "i",
-                 "skill_id": "k", "ts": utcnow(), "response_time_ms": 1000 + i, "answer": "A, \"quoted\"\ttab",
-                 "correct": None if i else 1} for i in range(2)]
+        conn.execute(
+            dataset_versions.insert().values(
+                version_id="clean-1",
+                model="m",
+                kind="clean",
+                content_hash="h",
+                parents=[],
+                row_count=2,
+                schema={},
+                summary={},
+                created_at=utcnow(),
+            )
+        )
+        rows = [
+            {
+                "version_id": "clean-1",
+                "model": "m",
+                "event_id": f"e{i}",
+                "student_id": "s",
+                "item_id": "i",
+                "skill_id": "k",
+                "ts": utcnow(),
+                "response_time_ms": 1000 + i,
+                "answer": 'A, "quoted"\ttab',
+                "correct": None if i else 1,
+            }
+            for i in range(2)
+        ]
         assert bulk_insert(conn, clean_events, rows) == 2
     with engine.connect() as conn:
         got = conn.execute(select(clean_events).order_by(clean_events.c.event_id)).mappings().all()
         assert conn.execute(select(func.count()).select_from(clean_events)).scalar_one() == 2
-    assert got[0]["answer"] == "A, \"quoted\"\ttab" and got[0]["correct"] == 1 and got[1]["correct"] is None
+    assert got[0]["answer"] == 'A, "quoted"\ttab' and got[0]["correct"] == 1 and got[1]["correct"] is None
 
 
 def test_connection_fields_become_urls() -> None:
     assert url_from_connection("sqlite", "/x/w.db") == "sqlite:////x/w.db"
-    assert url_from_connection("postgres", "db", "u", "p@ss", 5433, "wh") == "postgresql+psycopg://u:p%40ss@db:5433/wh"
+    assert (
+        url_from_connection("postgres", "db", "u", "p@ss", 5433, "wh")
+        == "postgresql+psycopg://u:p%40ss@db:5433/wh"
+    )
     assert url_from_connection("mysql", extra={"sqlalchemy_url": "mysql://x"}) == "mysql://x"
     with pytest.raises(ValueError, match="conn_type"):
         url_from_connection("http", "h")
@@ -129,8 +162,15 @@ def test_deploy_steps_started_at_once_on_a_fresh_postgres_take_turns(tmp_path: P
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     try:
-        procs = [subprocess.Popen([sys.executable, "-c", _MIGRATE, url], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _MIGRATE, url],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
         outs = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in procs]
         assert [rc for rc, _ in outs] == [0, 0, 0, 0], [err[-2000:] for _, err in outs]
         eng = make_engine(url)
@@ -138,7 +178,9 @@ def test_deploy_steps_started_at_once_on_a_fresh_postgres_take_turns(tmp_path: P
         eng.dispose()
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            conn.execute(
+                text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+            )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
 
@@ -149,20 +191,27 @@ def test_the_deploy_command_migrates_the_warehouse_and_creates_mlflows_tables(tm
     import subprocess
     import sys
 
-    env = {**os.environ, "AIRGATE_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'w.db'}",
-           "AIRGATE_MLFLOW_URI": f"sqlite:///{tmp_path / 'm.db'}", "AIRGATE_MLFLOW_ARTIFACTS": str(tmp_path / "a")}
-    out = subprocess.run([sys.executable, "-m", "airgate.cli", "migrate"], env=env, capture_output=True, text=True,
-                         timeout=300)
+    env = {
+        **os.environ,
+        "AIRGATE_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'w.db'}",
+        "AIRGATE_MLFLOW_URI": f"sqlite:///{tmp_path / 'm.db'}",
+        "AIRGATE_MLFLOW_ARTIFACTS": str(tmp_path / "a"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "airgate.cli", "migrate"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert (result["from"], result["to"]) == (None, migrations.head_revision())
     from sqlalchemy import create_engine
 
     assert "experiments" in inspect(create_engine(env["AIRGATE_MLFLOW_URI"])).get_table_names()
-    again = subprocess.run([sys.executable, "-m", "airgate.cli", "migrate"], env=env, capture_output=True,
-                           text=True, timeout=300)
+    again = subprocess.run(
+        [sys.executable, "-m", "airgate.cli", "migrate"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert json.loads(again.stdout.strip().splitlines()[-1])["from"] == migrations.head_revision()
     del env["AIRGATE_MLFLOW_ARTIFACTS"]
-    broken = subprocess.run([sys.executable, "-m", "airgate.cli", "migrate"], env=env, capture_output=True,
-                            text=True, timeout=300)
+    broken = subprocess.run(
+        [sys.executable, "-m", "airgate.cli", "migrate"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert broken.returncode != 0 and "AIRGATE_MLFLOW_ARTIFACTS" in broken.stderr

@@ -27,8 +27,12 @@ def test_a_clean_batch_passes_and_docs_are_kept(engine, spec, small_sim, tmp_pat
     [outcome] = checks.validate_pending(engine, spec)
     assert outcome.status == "pass" and outcome.critical == [] and outcome.warnings == []
     kinds = {c["expectation"] for c in outcome.checks}
-    assert {"expect_column_values_to_be_unique", "expect_column_values_to_not_be_null",
-            "expect_column_values_to_be_in_set", "expect_column_values_to_be_between"} <= kinds
+    assert {
+        "expect_column_values_to_be_unique",
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_be_between",
+    } <= kinds
     stored = json.loads(Path(outcome.results_path).read_text())
     assert stored["version_id"] == vid and stored["status"] == "pass"
     assert outcome.docs_path and Path(outcome.docs_path.removeprefix("file://")).is_file()
@@ -38,9 +42,12 @@ def test_a_clean_batch_passes_and_docs_are_kept(engine, spec, small_sim, tmp_pat
 def test_distribution_shift_is_a_warning_with_evidence(engine, spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from airgate.dev.simulator import write_catalog
 
-    sim = Simulator(SimConfig(students_per_batch=120, events_per_student=40, new_cohort_from_batch=1,
-                              cohort_shift=-2.5))
-    write_catalog(sim, Path(__import__("os").environ["AIRGATE_HOME"]) / "catalog" / "knowledge_tracing_items.csv")
+    sim = Simulator(
+        SimConfig(students_per_batch=120, events_per_student=40, new_cohort_from_batch=1, cohort_shift=-2.5)
+    )
+    write_catalog(
+        sim, Path(__import__("os").environ["AIRGATE_HOME"]) / "catalog" / "knowledge_tracing_items.csv"
+    )
     _clean(engine, spec, sim, tmp_path, range(1))
     checks.validate_pending(engine, spec)
     _clean(engine, spec, sim, tmp_path, range(1, 2))  # the weaker cohort arrives

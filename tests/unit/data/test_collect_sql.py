@@ -20,8 +20,15 @@ ROOT = REPO_ROOT
 
 @pytest.fixture
 def sql_spec(spec):  # type: ignore[no-untyped-def]
-    src = spec.source.model_copy(update={"kind": "sql", "conn_id": "app_db", "table": "answers",
-                                         "watermark_column": "ts", "min_new_rows": 500})
+    src = spec.source.model_copy(
+        update={
+            "kind": "sql",
+            "conn_id": "app_db",
+            "table": "answers",
+            "watermark_column": "ts",
+            "min_new_rows": 500,
+        }
+    )
     return spec.model_copy(update={"source": src})
 
 
@@ -30,9 +37,18 @@ def app_db(engine, tmp_path: Path):  # type: ignore[no-untyped-def]
     """The app's own database: SQLite next to the SQLite warehouse, the same PostgreSQL DB next to PostgreSQL."""
     source = create_engine(f"sqlite:///{tmp_path / 'app.db'}") if engine.dialect.name == "sqlite" else engine
     md = MetaData()
-    Table("answers", md, Column("event_id", String(64), primary_key=True), Column("student_id", String(64)),
-          Column("item_id", String(64)), Column("skill_id", String(64)), Column("ts", DateTime(timezone=True)),
-          Column("response_time_ms", Integer), Column("answer", String(8)), Column("correct", Integer))
+    Table(
+        "answers",
+        md,
+        Column("event_id", String(64), primary_key=True),
+        Column("student_id", String(64)),
+        Column("item_id", String(64)),
+        Column("skill_id", String(64)),
+        Column("ts", DateTime(timezone=True)),
+        Column("response_time_ms", Integer),
+        Column("answer", String(8)),
+        Column("correct", Integer),
+    )
     md.drop_all(source)
     md.create_all(source)
     yield source
@@ -80,12 +96,22 @@ def test_rows_sharing_the_watermark_are_never_split(engine, app_db, sql_spec, sm
 @pytest.mark.dag_structure
 def test_a_sql_spec_builds_a_row_threshold_sensor(tmp_path: Path) -> None:
     doc = yaml.safe_load((ROOT / "include" / "specs" / "knowledge_tracing.yaml").read_text())
-    doc.update(name="app_answers", source={"kind": "sql", "conn_id": "app_db", "table": "answers",
-                                           "watermark_column": "ts", "min_new_rows": 1000})
+    doc.update(
+        name="app_answers",
+        source={
+            "kind": "sql",
+            "conn_id": "app_db",
+            "table": "answers",
+            "watermark_column": "ts",
+            "min_new_rows": 1000,
+        },
+    )
     (tmp_path / "app_answers.yaml").write_text(yaml.safe_dump(doc))
-    code = ("import json\nfrom airflow.dag_processing.dagbag import DagBag\nb = DagBag(dag_folder='dags')\n"
-            "d = b.dags['app_answers__collect']\n"
-            "print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()},"
-            " 'tasks': [t.task_id for t in d.tasks], 'mode': d.get_task('wait_for_new_rows').mode}))")
+    code = (
+        "import json\nfrom airflow.dag_processing.dagbag import DagBag\nb = DagBag(dag_folder='dags')\n"
+        "d = b.dags['app_answers__collect']\n"
+        "print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()},"
+        " 'tasks': [t.task_id for t in d.tasks], 'mode': d.get_task('wait_for_new_rows').mode}))"
+    )
     got = _subprocess_json(code, AIRGATE_SPECS_DIR=str(tmp_path))
     assert got == {"errors": {}, "tasks": ["wait_for_new_rows", "ingest_rows"], "mode": "reschedule"}

@@ -37,9 +37,16 @@ def test_features_ignore_the_rows_own_label_and_the_future(small_sim) -> None:  
 
 def test_rows_sharing_a_timestamp_do_not_see_each_other() -> None:
     ts = pd.Timestamp("2026-09-01T10:00:00Z")
-    ev = pd.DataFrame({"event_id": ["a", "b", "c"], "student_id": ["s1", "s2", "s3"], "item_id": ["i1"] * 3,
-                       "skill_id": ["k"] * 3, "ts": [ts, ts, ts + pd.Timedelta(seconds=1)],
-                       "correct": pd.array([1, 1, 0], dtype="Int64")})
+    ev = pd.DataFrame(
+        {
+            "event_id": ["a", "b", "c"],
+            "student_id": ["s1", "s2", "s3"],
+            "item_id": ["i1"] * 3,
+            "skill_id": ["k"] * 3,
+            "ts": [ts, ts, ts + pd.Timedelta(seconds=1)],
+            "correct": pd.array([1, 1, 0], dtype="Int64"),
+        }
+    )
     f = build_features(ev).set_index("event_id")
     assert f.loc["a", "item_attempts"] == f.loc["b", "item_attempts"] == 0
     assert f.loc["c", "item_attempts"] == pytest.approx(np.log1p(2))
@@ -74,7 +81,9 @@ def test_splits_are_by_time_and_grouped_by_student(engine, spec, small_sim, tmp_
     assert not (students["train"] & students["valid"]) and not (students["train"] & students["test"])
     assert not (students["valid"] & students["test"])
     first = frame.groupby("student_id")["ts"].min()
-    assert first[list(students["train"])].max() <= first[list(students["test"])].min()  # later students are the test
+    assert (
+        first[list(students["train"])].max() <= first[list(students["test"])].min()
+    )  # later students are the test
     share = len(parts["train"]) / len(frame)
     assert abs(share - spec.splits.train) < 0.05
 
@@ -88,16 +97,44 @@ def test_the_history_reads_back_exactly_on_both_databases(engine) -> None:  # ty
     from airgate.data.features import load_history
 
     with engine.begin() as conn:
-        conn.execute(dataset_versions.insert().values(
-            version_id="clean-x", model="m", kind="clean", content_hash="h", row_count=3, parents=[], schema={},
-            summary={}, created_at=utcnow()))
+        conn.execute(
+            dataset_versions.insert().values(
+                version_id="clean-x",
+                model="m",
+                kind="clean",
+                content_hash="h",
+                row_count=3,
+                parents=[],
+                schema={},
+                summary={},
+                created_at=utcnow(),
+            )
+        )
     t0 = datetime(2026, 9, 3, 8, 0, 0, 123456, tzinfo=UTC)
-    rows = [("e,1", '0042"', "i 1", "k", t0, 1), ("e2", "s\\2", "i2", "k", t0 + timedelta(seconds=1), None),
-            ("e3", "", "i3", "k", t0 + timedelta(days=1), 0)]
+    rows = [
+        ("e,1", '0042"', "i 1", "k", t0, 1),
+        ("e2", "s\\2", "i2", "k", t0 + timedelta(seconds=1), None),
+        ("e3", "", "i3", "k", t0 + timedelta(days=1), 0),
+    ]
     with engine.begin() as conn:
-        conn.execute(clean_events.insert(), [
-            {"version_id": "clean-x", "model": "m", "event_id": e, "student_id": s, "item_id": i, "skill_id": k,
-             "ts": ts, "response_time_ms": 1500, "answer": "A", "correct": c} for e, s, i, k, ts, c in rows])
+        conn.execute(
+            clean_events.insert(),
+            [
+                {
+                    "version_id": "clean-x",
+                    "model": "m",
+                    "event_id": e,
+                    "student_id": s,
+                    "item_id": i,
+                    "skill_id": k,
+                    "ts": ts,
+                    "response_time_ms": 1500,
+                    "answer": "A",
+                    "correct": c,
+                }
+                for e, s, i, k, ts, c in rows
+            ],
+        )
     got = load_history(engine, "m").sort_values("event_id").reset_index(drop=True)
     assert got["event_id"].tolist() == ["e,1", "e2", "e3"]
     assert got["student_id"].tolist() == ['0042"', "s\\2", ""]

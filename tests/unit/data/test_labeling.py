@@ -21,8 +21,9 @@ pytestmark = pytest.mark.data
 
 def _labels(engine, version: str) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
-        return pd.DataFrame([dict(r) for r in conn.execute(select(labels).where(labels.c.version_id == version))
-                             .mappings()])
+        return pd.DataFrame(
+            [dict(r) for r in conn.execute(select(labels).where(labels.c.version_id == version)).mappings()]
+        )
 
 
 @pytest.fixture
@@ -49,8 +50,10 @@ def test_late_grades_join_by_event_id_once(engine, spec, graded_later, tmp_path:
     n_late = int(graded_later.batch(0).events["correct"].isna().sum())
     clean_rows = first.rows + first.summary["unlabeled"]
     assert second.created and second.by_source["late"] > 0.9 * n_late
-    assert second.rows == clean_rows - second.summary["unlabeled"] and second.summary["rows_added"] == \
-        second.by_source["late"]
+    assert (
+        second.rows == clean_rows - second.summary["unlabeled"]
+        and second.summary["rows_added"] == second.by_source["late"]
+    )
     truth = load_truth(tmp_path / "oracle").set_index("event_id")
     lab = _labels(engine, second.labeled_version_id or "")
     late = lab[lab["source"] == "late"]
@@ -64,8 +67,14 @@ def test_ground_truth_outranks_a_late_label(engine, spec, small_sim, tmp_path: P
     first = labeling.label_pending(engine, spec)
     lab = _labels(engine, first.labeled_version_id or "")
     row = lab.iloc[0]
-    labeling.record_label_events(engine, spec, [{"event_id": row["event_id"], "label": 1 - int(row["label"])}],
-                              "late", "test", "grader")
+    labeling.record_label_events(
+        engine,
+        spec,
+        [{"event_id": row["event_id"], "label": 1 - int(row["label"])}],
+        "late",
+        "test",
+        "grader",
+    )
     second = labeling.label_pending(engine, spec)
     after = _labels(engine, second.labeled_version_id or "").set_index("event_id")
     assert after.loc[row["event_id"], "source"] == "ground_truth"
@@ -86,10 +95,20 @@ def test_bad_label_files_are_rejected_and_audited(engine, spec, small_sim, tmp_p
     assert len(audit.events(engine, event_type="label_rows_rejected")) == 1
 
 
-def test_champion_auto_labels_confident_rows_and_queues_uncertain_ones(engine, spec, graded_later, mlflow_cfg,  # type: ignore[no-untyped-def]
-                                                                       tmp_path: Path) -> None:
-    spec = spec.model_copy(update={"label_policy": spec.label_policy.model_copy(
-        update={"auto_label_min_confidence": 0.8, "review_budget": 50})})
+def test_champion_auto_labels_confident_rows_and_queues_uncertain_ones(
+    engine,
+    spec,
+    graded_later,
+    mlflow_cfg,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    spec = spec.model_copy(
+        update={
+            "label_policy": spec.label_policy.model_copy(
+                update={"auto_label_min_confidence": 0.8, "review_budget": 50}
+            )
+        }
+    )
     _ingest(engine, spec, graded_later, tmp_path, range(2))
     first = labeling.label_pending(engine, spec)
     req = train_to_request(engine, spec, mlflow_cfg, tmp_path, first.labeled_version_id or "")
@@ -110,10 +129,14 @@ def test_champion_auto_labels_confident_rows_and_queues_uncertain_ones(engine, s
 
     queue = labeling.open_queue(engine, spec.name)
     assert len(queue) == second.queued == 50
-    assert set(q["event_id"] for q in queue).isdisjoint(set(lab["event_id"]))  # only unlabeled rows are queued
+    assert set(q["event_id"] for q in queue).isdisjoint(
+        set(lab["event_id"])
+    )  # only unlabeled rows are queued
     uncert = [q["uncertainty"] for q in queue]
     assert uncert == sorted(uncert, reverse=True)
-    assert min(uncert) >= max(1 - abs(a - 0.5) * 2 for a in auto["confidence"])  # the least sure rows, not the surest
+    assert min(uncert) >= max(
+        1 - abs(a - 0.5) * 2 for a in auto["confidence"]
+    )  # the least sure rows, not the surest
 
     answers = answer_reviews(load_truth(tmp_path / "oracle"), [q["event_id"] for q in queue[:20]], "rita")
     accepted, dups = labeling.answer_reviews(engine, spec, answers.to_dict("records"), "rita", "api:rita")
@@ -123,8 +146,13 @@ def test_champion_auto_labels_confident_rows_and_queues_uncertain_ones(engine, s
     human = _labels(engine, third.labeled_version_id or "").query("source == 'human'")
     assert len(human) == 20 and set(human["person"]) == {"rita"}
     with engine.connect() as conn:
-        answered = conn.execute(select(review_queue.c.status).where(review_queue.c.event_id.in_(
-            list(answers["event_id"])))).scalars().all()
+        answered = (
+            conn.execute(
+                select(review_queue.c.status).where(review_queue.c.event_id.in_(list(answers["event_id"])))
+            )
+            .scalars()
+            .all()
+        )
     assert set(answered) == {"answered"}
 
     # evaluation never scores on model-made labels
@@ -138,7 +166,9 @@ def test_champion_auto_labels_confident_rows_and_queues_uncertain_ones(engine, s
 def test_review_answers_by_file_drop_record_the_person(engine, spec, graded_later, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _ingest(engine, spec, graded_later, tmp_path, range(1))
     labeling.label_pending(engine, spec)
-    pending = graded_later.batch(0).events.query("correct.isna() and response_time_ms >= 1000")["event_id"][:5]
+    pending = graded_later.batch(0).events.query("correct.isna() and response_time_ms >= 1000")["event_id"][
+        :5
+    ]
     answers = answer_reviews(load_truth(tmp_path / "oracle"), list(pending), reviewer="maria")
     folder = tmp_path / "reviews"
     folder.mkdir()

@@ -68,8 +68,12 @@ def test_the_history_limit_sits_between_the_marginal_and_the_oracle() -> None:
     b = sim.batch(0)
     ev = b.events.assign(ts=pd.to_datetime(b.events["ts"], utc=True))
     truth = b.truth.set_index("event_id")
-    roster = (ev[["event_id", "student_id"]].merge(b.truth[["event_id", "grade", "cohort"]], on="event_id")
-              .drop_duplicates("student_id").rename(columns={"grade": "grade_level"}))
+    roster = (
+        ev[["event_id", "student_id"]]
+        .merge(b.truth[["event_id", "grade", "cohort"]], on="event_id")
+        .drop_duplicates("student_id")
+        .rename(columns={"grade": "grade_level"})
+    )
     p = history_limit(sim, ev, roster)
     assert list(p.index) != [] and set(p.index) == set(ev["event_id"])
     y = truth.loc[p.index, "true_correct"]

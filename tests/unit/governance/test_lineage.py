@@ -25,13 +25,30 @@ def world(engine, spec, small_sim, mlflow_cfg, tmp_path: Path) -> dict[str, Any]
     approve(engine, spec, mlflow_cfg, v1["approval_request_id"])
     v2_req = second_version(engine, spec, mlflow_cfg, v1["approval_request_id"], trained_by="carol")
     v2 = approve(engine, spec, mlflow_cfg, v2_req)
-    first = scoring.score(engine, scoring.ScoreConfig(spec, mlflow_cfg, "2026-09-03", "sr-1", str(tmp_path / "runs")))
+    first = scoring.score(
+        engine, scoring.ScoreConfig(spec, mlflow_cfg, "2026-09-03", "sr-1", str(tmp_path / "runs"))
+    )
     mid = utcnow()
-    promotion.rollback(engine, spec, Actor("approver", frozenset({"op"})), v1["model_version"],
-                        "v2 regressed on new cohort", lambda m, v: registry.set_alias(mlflow_cfg, m, v))
-    second = scoring.score(engine, scoring.ScoreConfig(spec, mlflow_cfg, "2026-09-04", "sr-2", str(tmp_path / "runs")))
-    return {"labeled": labeled, "v1": v1, "v2": v2, "v2_req": v2_req, "first": first, "second": second,
-            "mid": mid}
+    promotion.rollback(
+        engine,
+        spec,
+        Actor("approver", frozenset({"op"})),
+        v1["model_version"],
+        "v2 regressed on new cohort",
+        lambda m, v: registry.set_alias(mlflow_cfg, m, v),
+    )
+    second = scoring.score(
+        engine, scoring.ScoreConfig(spec, mlflow_cfg, "2026-09-04", "sr-2", str(tmp_path / "runs"))
+    )
+    return {
+        "labeled": labeled,
+        "v1": v1,
+        "v2": v2,
+        "v2_req": v2_req,
+        "first": first,
+        "second": second,
+        "mid": mid,
+    }
 
 
 def _nodes(g: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -53,9 +70,12 @@ def _upstream_closure(g: dict[str, Any], start: str) -> set[str]:
 
 def test_a_prediction_traces_back_to_its_source_files(engine, spec, world) -> None:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
-        event = conn.execute(select(predictions.c.event_id).where(predictions.c.partition_key == "2026-09-04")
-                             .limit(1)).scalar_one()
-        files = {r.id: r.path for r in conn.execute(select(file_ledger).where(file_ledger.c.status == "ingested"))}
+        event = conn.execute(
+            select(predictions.c.event_id).where(predictions.c.partition_key == "2026-09-04").limit(1)
+        ).scalar_one()
+        files = {
+            r.id: r.path for r in conn.execute(select(file_ledger).where(file_ledger.c.status == "ingested"))
+        }
     focus = lineage.ref("prediction", spec.name, "2026-09-04", event)
     g = lineage.graph(engine, focus)
     assert g["focus"] == focus and not g["truncated"]
@@ -77,7 +97,10 @@ def test_a_prediction_traces_back_to_its_source_files(engine, spec, world) -> No
 def test_every_node_steps_forward_too(engine, spec, world) -> None:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
         fid = conn.execute(select(file_ledger.c.id).limit(1)).scalar_one()
-    down = lambda r: {(e["source"], e["target"]) for e in lineage.graph(engine, r)["edges"] if e["source"] == r}  # noqa: E731
+
+    def down(r: str) -> set[tuple[str, str]]:
+        return {(e["source"], e["target"]) for e in lineage.graph(engine, r)["edges"] if e["source"] == r}
+
     file_kids = down(f"file:{fid}")
     assert len(file_kids) == 1 and next(iter(file_kids))[1].startswith("batch:")
     assert ("dataset:" + world["labeled"], "training_run:tr-1") in down("dataset:" + world["labeled"])

@@ -78,8 +78,11 @@ def test_a_row_sees_only_strictly_earlier_events_of_its_student(data: Data, mode
     changed = h.copy()
     old = changed.loc[at, "correct"]
     changed.loc[at, "correct"] = 1 if pd.isna(old) else 1 - int(old)
-    future = rows.iloc[[-1]].assign(event_id="zz_future", ts=rows["ts"].max() + pd.Timedelta(hours=1),
-                                    correct=pd.array([1], dtype="Int64"))
+    future = rows.iloc[[-1]].assign(
+        event_id="zz_future",
+        ts=rows["ts"].max() + pd.Timedelta(hours=1),
+        correct=pd.array([1], dtype="Int64"),
+    )
     changed = pd.concat([changed, future], ignore_index=True)
     after = pd.Series(model.predict(changed), index=changed["event_id"].to_numpy())
 
@@ -95,9 +98,16 @@ def test_a_row_sees_only_strictly_earlier_events_of_its_student(data: Data, mode
 def test_rows_sharing_a_timestamp_do_not_see_each_other(model: dkt.DKTModel) -> None:
     t0 = pd.Timestamp("2026-09-02T10:00:00Z")
     ts = [t0, t0 + pd.Timedelta(seconds=30), t0 + pd.Timedelta(seconds=30), t0 + pd.Timedelta(seconds=60)]
-    h = pd.DataFrame({"event_id": ["a", "b", "c", "d"], "student_id": ["s"] * 4,
-                      "item_id": ["i001", "i002", "i002", "i003"], "skill_id": ["k0", "k1", "k1", "k2"], "ts": ts,
-                      "correct": pd.array([1, 1, 0, 1], dtype="Int64")})
+    h = pd.DataFrame(
+        {
+            "event_id": ["a", "b", "c", "d"],
+            "student_id": ["s"] * 4,
+            "item_id": ["i001", "i002", "i002", "i003"],
+            "skill_id": ["k0", "k1", "k1", "k2"],
+            "ts": ts,
+            "correct": pd.array([1, 1, 0, 1], dtype="Int64"),
+        }
+    )
     p = pd.Series(model.predict(h), index=h["event_id"])
     # b and c read the same state (same item, same skill): identical, whatever either answered
     assert p["b"] == p["c"]
@@ -116,11 +126,16 @@ def test_training_is_deterministic_and_restores_torch_settings(small: Data) -> N
     params = dkt.DKTParams(epochs=3, threads=2)
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     rng_state = torch.random.get_rng_state()
-    a = dkt_training.fit(small.history, small.targets, small.train, small.valid, params).predict(small.history)
-    b = dkt_training.fit(small.history, small.targets, small.train, small.valid, params).predict(small.history)
+    a = dkt_training.fit(small.history, small.targets, small.train, small.valid, params).predict(
+        small.history
+    )
+    b = dkt_training.fit(small.history, small.targets, small.train, small.valid, params).predict(
+        small.history
+    )
     assert np.abs(a - b).max() <= 1e-9
-    other = dkt_training.fit(small.history, small.targets, small.train, small.valid,
-                    dkt.DKTParams(epochs=3, seed=7)).predict(small.history)
+    other = dkt_training.fit(
+        small.history, small.targets, small.train, small.valid, dkt.DKTParams(epochs=3, seed=7)
+    ).predict(small.history)
     assert np.abs(a - other).max() > 1e-4  # the seed does matter: the check above is not vacuous
     assert torch.get_num_threads() == threads and torch.are_deterministic_algorithms_enabled() == det
     assert torch.equal(torch.random.get_rng_state(), rng_state)
@@ -128,7 +143,9 @@ def test_training_is_deterministic_and_restores_torch_settings(small: Data) -> N
 
 def test_long_histories_train_in_chunks(small: Data) -> None:
     """Sequences longer than max_len are trained with truncated backpropagation; predict reads them whole."""
-    m = dkt_training.fit(small.history, small.targets, small.train, small.valid, dkt.DKTParams(epochs=2, max_len=6))
+    m = dkt_training.fit(
+        small.history, small.targets, small.train, small.valid, dkt.DKTParams(epochs=2, max_len=6)
+    )
     p = m.predict(small.history)
     assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
     assert all(np.isfinite(r["train_loss"]) for r in m.history_)
@@ -167,12 +184,15 @@ def test_mlflow_round_trip(small: Data, model: dkt.DKTModel, mlflow_cfg) -> None
     with mlflow.start_run(experiment_id=exp):
         info = dkt.log_model(model, "model", h[h["student_id"] == h["student_id"].iloc[0]].head(10))
     base = model.predict(h)
-    np.testing.assert_allclose(np.asarray(mlflow.pyfunc.load_model(info.model_uri).predict(h)), base,
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(mlflow.pyfunc.load_model(info.model_uri).predict(h)), base, rtol=0, atol=1e-12
+    )
     np.testing.assert_allclose(dkt.load_logged(info.model_uri).predict(h), base, rtol=0, atol=1e-12)
     # scoring loads registered versions by models:/name/version
     version = registry.register(mlflow_cfg, "kt_dkt", info.model_uri, {"airgate.kind": "dkt"})
-    np.testing.assert_allclose(dkt.load_logged(f"models:/kt_dkt/{version}").predict(h), base, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        dkt.load_logged(f"models:/kt_dkt/{version}").predict(h), base, rtol=0, atol=1e-12
+    )
 
 
 def test_params_reject_unknown_keys_and_fractional_ints() -> None:

@@ -16,7 +16,9 @@ from airgate.model.drift import ALL_MISSING, DriftResult, drift_report
 
 pytestmark = pytest.mark.data
 
-SHIFTED = FEATURES[:7]  # a majority of the 13, so that the dataset as a whole drifts at the default share of 0.5
+SHIFTED = FEATURES[
+    :7
+]  # a majority of the 13, so that the dataset as a whole drifts at the default share of 0.5
 
 
 def _frame(seed: int, n: int, shift: list[str] | None = None) -> pd.DataFrame:
@@ -31,15 +33,21 @@ def _frame(seed: int, n: int, shift: list[str] | None = None) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def shifted(tmp_path_factory: pytest.TempPathFactory) -> DriftResult:
-    return drift_report(_frame(1, 3000), _frame(2, 3000, SHIFTED), FEATURES, tmp_path_factory.mktemp("shifted"),
-                        title="Shifted <features>")
+    return drift_report(
+        _frame(1, 3000),
+        _frame(2, 3000, SHIFTED),
+        FEATURES,
+        tmp_path_factory.mktemp("shifted"),
+        title="Shifted <features>",
+    )
 
 
 @pytest.fixture(scope="module")
 def sim_features() -> pd.DataFrame:
     """Real features over three batches (cumulative history, as in production); batch 2 is a weaker cohort."""
-    sim = Simulator(SimConfig(students_per_batch=200, events_per_student=50, new_cohort_from_batch=2,
-                              cohort_shift=-1.0))
+    sim = Simulator(
+        SimConfig(students_per_batch=200, events_per_student=50, new_cohort_from_batch=2, cohort_shift=-1.0)
+    )
     events = pd.concat([sim.batch(b).events for b in range(3)], ignore_index=True)
     feats = build_features(events)
     feats["batch"] = feats["event_id"].str[1:4].astype(int)
@@ -89,7 +97,9 @@ def test_html_and_json_are_written_and_the_summary_round_trips(shifted: DriftRes
     assert doc["evidently"]["version"] == evidently.__version__
     value_drift = [m for m in doc["evidently"]["metrics"] if m["config"]["type"].endswith(":ValueDrift")]
     assert sorted(m["config"]["column"] for m in value_drift) == sorted(FEATURES)
-    assert not any(p.name.startswith(".") for p in Path(shifted.html_path).parent.iterdir())  # written atomically
+    assert not any(
+        p.name.startswith(".") for p in Path(shifted.html_path).parent.iterdir()
+    )  # written atomically
 
 
 def test_rows_are_capped_by_seeded_sampling(tmp_path: Path) -> None:
@@ -111,7 +121,9 @@ def test_constant_missing_and_categorical_columns(tmp_path: Path) -> None:
     ref, cur = _frame(1, 2000), _frame(2, 2000)
     for df in (ref, cur):
         df["constant"] = 1.0
-        df["nullable"] = pd.array(np.where(np.arange(len(df)) % 3 == 0, None, df["stu_rate"]), dtype="Float64")
+        df["nullable"] = pd.array(
+            np.where(np.arange(len(df)) % 3 == 0, None, df["stu_rate"]), dtype="Float64"
+        )
         df["skill"] = "k0"
     ref.loc[::4, "stu_rate"] = np.nan
     cur.loc[5, "item_rate"] = np.inf
@@ -156,6 +168,8 @@ def test_cost_of_a_capped_report(tmp_path: Path, capsys: pytest.CaptureFixture[s
     r100 = drift_report(_frame(1, 100_000), cur, FEATURES, tmp_path / "100k")
     assert r100.reference_rows == 20_000 and not r100.dataset_drift
     with capsys.disabled():
-        print(f"\ndrift report, 20k x {len(FEATURES)}: {r20.seconds:.2f}s; "
-              f"100k reference capped at 20k: {r100.seconds:.2f}s")
+        print(
+            f"\ndrift report, 20k x {len(FEATURES)}: {r20.seconds:.2f}s; "
+            f"100k reference capped at 20k: {r100.seconds:.2f}s"
+        )
     assert r20.seconds < 120 and r100.seconds < 120

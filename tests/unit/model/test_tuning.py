@@ -24,8 +24,12 @@ def test_constraints_follow_optunas_convention(spec) -> None:  # type: ignore[no
 
 
 def test_front_keeps_only_non_dominated_feasible_points(spec) -> None:  # type: ignore[no-untyped-def]
-    points = [pt("a", 0, 0.70, 10, spec), pt("a", 1, 0.72, 30, spec), pt("a", 2, 0.69, 40, spec),  # 2 dominated
-              pt("b", 0, 0.80, 500, spec)]  # best AUC but breaks the latency limit
+    points = [
+        pt("a", 0, 0.70, 10, spec),
+        pt("a", 1, 0.72, 30, spec),
+        pt("a", 2, 0.69, 40, spec),  # 2 dominated
+        pt("b", 0, 0.80, 500, spec),
+    ]  # best AUC but breaks the latency limit
     on = {(p.candidate, p.trial) for p in tuning.front(points, spec)}
     assert on == {("a", 0), ("a", 1)}
 
@@ -33,11 +37,25 @@ def test_front_keeps_only_non_dominated_feasible_points(spec) -> None:  # type: 
 def test_selection_rule_best_auc_among_feasible(spec) -> None:  # type: ignore[no-untyped-def]
     points = [pt("a", 0, 0.70, 10, spec), pt("a", 1, 0.72, 30, spec), pt("b", 0, 0.80, 500, spec)]
     assert (tuning.select(points, spec).candidate, tuning.select(points, spec).trial) == ("a", 1)
-    among_all = spec.model_copy(update={"tuning": spec.tuning.model_copy(
-        update={"select": spec.tuning.select.model_copy(update={"among": "all"})})})
+    among_all = spec.model_copy(
+        update={
+            "tuning": spec.tuning.model_copy(
+                update={"select": spec.tuning.select.model_copy(update={"among": "all"})}
+            )
+        }
+    )
     assert tuning.select(points, among_all).candidate == "b"
-    fastest = spec.model_copy(update={"tuning": spec.tuning.model_copy(update={"select": spec.tuning.select.model_copy(
-        update={"metric": "p95_latency_ms_per_1k", "direction": "minimize"})})})
+    fastest = spec.model_copy(
+        update={
+            "tuning": spec.tuning.model_copy(
+                update={
+                    "select": spec.tuning.select.model_copy(
+                        update={"metric": "p95_latency_ms_per_1k", "direction": "minimize"}
+                    )
+                }
+            )
+        }
+    )
     assert tuning.select(points, fastest).trial == 0
 
 
@@ -69,15 +87,28 @@ def _spec_with(tmp_path: Path, text: str, old: str, new: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("old", "new", "field", "words"), [
-    ("{metric: auc, direction: maximize}\n  - {metric: p95", "{metric: accuracy, direction: maximize}\n  - {metric: p95",
-     "(top level)", "unknown metric 'accuracy'"),
-    ("num_leaves: {type: int, low: 4, high: 128, log: true}", "num_leaves: {type: int, low: 128, high: 4}",
-     "candidates[1].search.num_leaves", "low' <= 'high"),
-    ("sampler: tpe", "sampler: grid", "tuning.sampler", "use one of"),
-    ("by: [grade_level, cohort]", "by: [grade_level]\n  roster: null", "slices", "roster"),
-])
-def test_tuning_spec_errors_name_the_field(tmp_path: Path, old: str, new: str, field: str, words: str) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        (
+            "{metric: auc, direction: maximize}\n  - {metric: p95",
+            "{metric: accuracy, direction: maximize}\n  - {metric: p95",
+            "(top level)",
+            "unknown metric 'accuracy'",
+        ),
+        (
+            "num_leaves: {type: int, low: 4, high: 128, log: true}",
+            "num_leaves: {type: int, low: 128, high: 4}",
+            "candidates[1].search.num_leaves",
+            "low' <= 'high",
+        ),
+        ("sampler: tpe", "sampler: grid", "tuning.sampler", "use one of"),
+        ("by: [grade_level, cohort]", "by: [grade_level]\n  roster: null", "slices", "roster"),
+    ],
+)
+def test_tuning_spec_errors_name_the_field(
+    tmp_path: Path, old: str, new: str, field: str, words: str
+) -> None:
     from airgate.core.spec import DEFAULT_SPECS_DIR
 
     text = (DEFAULT_SPECS_DIR / "knowledge_tracing.yaml").read_text()

@@ -33,12 +33,19 @@ def kspec(spec: ModelSpec) -> ModelSpec:
     by_kind = {c.kind: c.model_copy(update={"resources": None}) for c in spec.candidates}
     base, lgbm = by_kind["baseline"], by_kind["lightgbm"].model_copy(update={"name": "lightgbm"})
     gpu_cand = lgbm.model_copy(update={"name": "lightgbm_gpu", "resources": GPU})
-    return spec.model_copy(update={
-        "kubernetes": Kubernetes(image=IMAGE, namespace="ml-train", service_account="airgate-trainer",
-                                 env_secret="airgate-env", resources=Resources(cpu="2", memory="4Gi"),
-                                 startup_timeout_s=900),
-        "candidates": [base, lgbm, gpu_cand],
-    })
+    return spec.model_copy(
+        update={
+            "kubernetes": Kubernetes(
+                image=IMAGE,
+                namespace="ml-train",
+                service_account="airgate-trainer",
+                env_secret="airgate-env",
+                resources=Resources(cpu="2", memory="4Gi"),
+                startup_timeout_s=900,
+            ),
+            "candidates": [base, lgbm, gpu_cand],
+        }
+    )
 
 
 def _roundtrip(pod: Any) -> tuple[dict[str, Any], Any]:
@@ -56,6 +63,7 @@ def _roundtrip(pod: Any) -> tuple[dict[str, Any], Any]:
 
 
 # ----------------------------------------------------------------------------------------------- resources
+
 
 def test_a_candidate_override_beats_the_default_and_the_rest_get_the_default(kspec: ModelSpec) -> None:
     assert kube.candidate_resources(kspec, "lightgbm_gpu") == GPU
@@ -77,8 +85,15 @@ def test_requests_equal_limits_and_a_gpu_appears_only_when_asked_for() -> None:
 def test_pod_names_are_dns_labels_with_room_for_the_random_suffix(kspec: ModelSpec) -> None:
     import re
 
-    long = kspec.model_copy(update={"name": "m" * 63, "candidates": [
-        c.model_copy(update={"name": f"c_{'x' * 60}"}) if c.kind != "baseline" else c for c in kspec.candidates]})
+    long = kspec.model_copy(
+        update={
+            "name": "m" * 63,
+            "candidates": [
+                c.model_copy(update={"name": f"c_{'x' * 60}"}) if c.kind != "baseline" else c
+                for c in kspec.candidates
+            ],
+        }
+    )
     for cand in long.candidates:
         name = kube.pod_name(long, cand)
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) + 9 <= 63, name
@@ -92,6 +107,7 @@ def test_a_spec_without_kubernetes_says_so(spec: ModelSpec) -> None:
 
 # ------------------------------------------------------------------------------------------------------ pods
 
+
 @pytest.mark.parametrize("candidate", ["baseline", "lightgbm", "lightgbm_gpu"])
 def test_each_candidate_pod_is_a_valid_pod_with_what_the_spec_says(kspec: ModelSpec, candidate: str) -> None:
     pod = kube.build_pod(kspec, candidate, "tr-knowledge_tracing-manual__1")
@@ -103,8 +119,11 @@ def test_each_candidate_pod_is_a_valid_pod_with_what_the_spec_says(kspec: ModelS
     assert meta["namespace"] == "ml-train"
     assert meta["name"].startswith(f"train-knowledge-tracing-{candidate.replace('_', '-')}-")
     assert len(meta["name"]) <= 63
-    assert {"app": "airgate", "airgate/model": "knowledge_tracing",
-            "airgate/candidate": candidate}.items() <= meta["labels"].items()
+    assert {
+        "app": "airgate",
+        "airgate/model": "knowledge_tracing",
+        "airgate/candidate": candidate,
+    }.items() <= meta["labels"].items()
 
     spec_ = data["spec"]
     assert spec_["serviceAccountName"] == "airgate-trainer"
@@ -113,8 +132,16 @@ def test_each_candidate_pod_is_a_valid_pod_with_what_the_spec_says(kspec: ModelS
     assert [c["name"] for c in sidecars] == ["airflow-xcom-sidecar"]  # do_xcom_push reads the pod's result
     assert main["name"] == "base" and main["image"] == IMAGE
     assert main["command"] == ["python", "-m", "airgate.cli"]
-    assert main["args"] == ["train-candidate", "--model", "knowledge_tracing", "--training-run-id",
-                            "tr-knowledge_tracing-manual__1", "--candidate", candidate, "--xcom"]
+    assert main["args"] == [
+        "train-candidate",
+        "--model",
+        "knowledge_tracing",
+        "--training-run-id",
+        "tr-knowledge_tracing-manual__1",
+        "--candidate",
+        candidate,
+        "--xcom",
+    ]
     assert main["envFrom"] == [{"secretRef": {"name": "airgate-env"}}]
     assert {"name": "PYTHONUNBUFFERED", "value": "1"} in main["env"]
     assert {"name": "xcom", "mountPath": "/airflow/xcom"} in main["volumeMounts"]
@@ -123,7 +150,9 @@ def test_each_candidate_pod_is_a_valid_pod_with_what_the_spec_says(kspec: ModelS
     assert res["requests"] == res["limits"]
     if candidate == "lightgbm_gpu":
         assert res["limits"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
-        assert spec_["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        assert spec_["tolerations"] == [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
     else:
         assert res["limits"] == {"cpu": "2", "memory": "4Gi"}
         assert "nvidia.com/gpu" not in json.dumps(spec_)
@@ -143,23 +172,39 @@ def test_extra_operator_arguments_reach_the_pod(kspec: ModelSpec) -> None:
     """What the spec does not describe, such as the shared AIRGATE_HOME volume the split lives on."""
     from kubernetes.client import V1PersistentVolumeClaimVolumeSource, V1Volume, V1VolumeMount
 
-    home = V1Volume(name="airgate-home",
-                    persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(claim_name="airgate-home"))
-    pod = kube.build_pod(kspec, "lightgbm", "tr-1", volumes=[home],
-                         volume_mounts=[V1VolumeMount(name="airgate-home", mount_path="/usr/local/airflow/.airgate")])
+    home = V1Volume(
+        name="airgate-home",
+        persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(claim_name="airgate-home"),
+    )
+    pod = kube.build_pod(
+        kspec,
+        "lightgbm",
+        "tr-1",
+        volumes=[home],
+        volume_mounts=[V1VolumeMount(name="airgate-home", mount_path="/usr/local/airflow/.airgate")],
+    )
     data, _ = _roundtrip(pod)
-    assert {"name": "airgate-home", "persistentVolumeClaim": {"claimName": "airgate-home"}} in data["spec"]["volumes"]
-    assert {"name": "airgate-home", "mountPath": "/usr/local/airflow/.airgate"} in \
-        data["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "airgate-home", "persistentVolumeClaim": {"claimName": "airgate-home"}} in data["spec"][
+        "volumes"
+    ]
+    assert {"name": "airgate-home", "mountPath": "/usr/local/airflow/.airgate"} in data["spec"]["containers"][
+        0
+    ]["volumeMounts"]
 
 
 # ------------------------------------------------------------------------------------------------------- DAG
 
+
 def _train_dag(kspec: ModelSpec):  # type: ignore[no-untyped-def]
     from airflow.sdk import DAG, task
 
-    with DAG("knowledge_tracing__train_k8s", schedule=None, start_date=datetime(2026, 1, 1),
-             default_args={"owner": "trainer", "retries": 2}) as dag:
+    with DAG(
+        "knowledge_tracing__train_k8s",
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        default_args={"owner": "trainer", "retries": 2},
+    ) as dag:
+
         @task
         def prepare_split() -> dict[str, Any]:
             return {"training_run_id": "tr-1"}
@@ -187,8 +232,10 @@ def test_the_training_task_maps_one_pod_per_candidate(kspec: ModelSpec) -> None:
         args = kwargs["arguments"]
         assert args[:3] == ["train-candidate", "--model", "knowledge_tracing"]
         assert args[args.index("--candidate") + 1] == cand.name
-        assert args[args.index("--training-run-id") + 1] == \
-            "{{ ti.xcom_pull(task_ids='prepare_split')['training_run_id'] }}"
+        assert (
+            args[args.index("--training-run-id") + 1]
+            == "{{ ti.xcom_pull(task_ids='prepare_split')['training_run_id'] }}"
+        )
 
     shared = pods.partial_kwargs
     assert shared["cmds"] == ["python", "-m", "airgate.cli"] and shared["image"] == IMAGE
@@ -236,21 +283,36 @@ def test_the_dag_with_pods_serialises_for_the_scheduler(kspec: ModelSpec) -> Non
 
 @pytest.mark.dag_import
 def test_importing_kube_at_parse_time_loads_no_kubernetes_client() -> None:
-    code = ("import json, sys\nimport airgate.orchestration.kube\n"
-            "print(json.dumps([m for m in ('kubernetes', 'airflow.providers.cncf.kubernetes', 'pandas') "
-            "if m in sys.modules]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                         env=os.environ.copy())
+    code = (
+        "import json, sys\nimport airgate.orchestration.kube\n"
+        "print(json.dumps([m for m in ('kubernetes', 'airflow.providers.cncf.kubernetes', 'pandas') "
+        "if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=os.environ.copy(),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 # ------------------------------------------------------------------------------------------------------- CLI
 
+
 def test_cli_help_exits_cleanly() -> None:
     for argv in (["--help"], ["train-candidate", "--help"]):
-        out = subprocess.run([sys.executable, "-m", "airgate.cli", *argv], capture_output=True, text=True,
-                             timeout=120, cwd=ROOT, env=os.environ.copy())
+        out = subprocess.run(
+            [sys.executable, "-m", "airgate.cli", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env=os.environ.copy(),
+        )
         assert out.returncode == 0, out.stderr
     assert "--training-run-id" in out.stdout and "--xcom" in out.stdout
 
@@ -272,13 +334,26 @@ def fake_train(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
     return calls
 
 
-def test_train_candidate_writes_its_result_for_xcom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str],
-                                                    fake_train: list[tuple[str, str, str]]) -> None:
+def test_train_candidate_writes_its_result_for_xcom(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fake_train: list[tuple[str, str, str]],
+) -> None:
     target = tmp_path / "airflow" / "xcom" / "return.json"
     monkeypatch.setenv(cli.XCOM_PATH_ENV, str(target))
-    rc = cli.main(["train-candidate", "--model", "knowledge_tracing", "--training-run-id", "tr-7",
-                   "--candidate", "lightgbm", "--xcom"])
+    rc = cli.main(
+        [
+            "train-candidate",
+            "--model",
+            "knowledge_tracing",
+            "--training-run-id",
+            "tr-7",
+            "--candidate",
+            "lightgbm",
+            "--xcom",
+        ]
+    )
     assert rc == 0
     assert fake_train == [("knowledge_tracing", "tr-7", "lightgbm")]
     expected = {"candidate": "lightgbm", "valid": {"auc": 0.75}, "n_trials": 3}
@@ -287,8 +362,9 @@ def test_train_candidate_writes_its_result_for_xcom(tmp_path: Path, monkeypatch:
     assert list(target.parent.iterdir()) == [target]  # no temp file left beside it
 
 
-def test_the_xcom_file_is_written_when_the_sidecar_volume_is_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                   fake_train: list[tuple[str, str, str]]) -> None:
+def test_the_xcom_file_is_written_when_the_sidecar_volume_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_train: list[tuple[str, str, str]]
+) -> None:
     mounted = tmp_path / "mounted" / "return.json"
     mounted.parent.mkdir()
     monkeypatch.setenv(cli.XCOM_PATH_ENV, str(mounted))
@@ -309,6 +385,7 @@ def test_cli_rejects_a_missing_id() -> None:
 
 # ------------------------------------------------------------------------------------------------------ spec
 
+
 def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
     doc = yaml.safe_load(SPEC.read_text())
     doc["kubernetes"] = {"image": IMAGE, "resources": {"cpu": "2", "memory": "4Gi"}}
@@ -319,8 +396,9 @@ def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
 
 
 def test_a_kubernetes_block_in_yaml_loads(tmp_path: Path) -> None:
-    path = _write(tmp_path, lambda d: d["candidates"][1].update(resources={"cpu": "500m", "memory": "1.5Gi",
-                                                                           "gpu": 1}))
+    path = _write(
+        tmp_path, lambda d: d["candidates"][1].update(resources={"cpu": "500m", "memory": "1.5Gi", "gpu": 1})
+    )
     loaded = load_spec(path)
     assert loaded.kubernetes is not None and loaded.kubernetes.image == IMAGE
     assert kube.candidate_resources(loaded, "lightgbm") == Resources(cpu="500m", memory="1.5Gi", gpu=1)
@@ -349,11 +427,17 @@ def test_bad_pod_settings_are_rejected_naming_the_field(tmp_path: Path, mutate, 
 
 # ------------------------------------------------------------------------------------------------ scoring pods
 
+
 @pytest.fixture
 def sspec(kspec: ModelSpec) -> ModelSpec:
     """Scoring in pods, 3 shards, with resources of its own."""
-    return kspec.model_copy(update={"scoring": kspec.scoring.model_copy(update={
-        "pods": True, "partitions": 3, "resources": Resources(cpu="1", memory="3Gi")})})
+    return kspec.model_copy(
+        update={
+            "scoring": kspec.scoring.model_copy(
+                update={"pods": True, "partitions": 3, "resources": Resources(cpu="1", memory="3Gi")}
+            )
+        }
+    )
 
 
 @pytest.mark.parametrize("shard", [0, 2])
@@ -362,13 +446,24 @@ def test_each_scoring_pod_is_a_valid_pod_for_its_shard(sspec: ModelSpec, shard: 
     meta, spec_ = data["metadata"], data["spec"]
     assert meta["namespace"] == "ml-train" and len(meta["name"]) <= 63
     assert meta["name"].startswith(f"score-knowledge-tracing-{shard:03d}-")
-    assert {"app": "airgate", "airgate/model": "knowledge_tracing", "airgate/shard": str(shard)}.items() <= \
-        meta["labels"].items()
+    assert {
+        "app": "airgate",
+        "airgate/model": "knowledge_tracing",
+        "airgate/shard": str(shard),
+    }.items() <= meta["labels"].items()
     main, *sidecars = spec_["containers"]
     assert [c["name"] for c in sidecars] == ["airflow-xcom-sidecar"]
     assert main["image"] == IMAGE and main["command"] == ["python", "-m", "airgate.cli"]
-    assert main["args"] == ["score-partition", "--model", "knowledge_tracing", "--scoring-run-id",
-                            "sr-20260903-abc", "--shard", str(shard), "--xcom"]
+    assert main["args"] == [
+        "score-partition",
+        "--model",
+        "knowledge_tracing",
+        "--scoring-run-id",
+        "sr-20260903-abc",
+        "--shard",
+        str(shard),
+        "--xcom",
+    ]
     assert main["envFrom"] == [{"secretRef": {"name": "airgate-env"}}]
     assert main["resources"]["requests"] == main["resources"]["limits"] == {"cpu": "1", "memory": "3Gi"}
 
@@ -409,7 +504,11 @@ def test_the_score_dag_maps_one_pod_per_planned_shard(sspec: ModelSpec) -> None:
     assert shared["container_resources"].limits == {"cpu": "1", "memory": "3Gi"}
 
     # what plan returns for shard 1, through the map function, unmapped and rendered as the worker does
-    part: dict[str, Any] = {"scoring_run_id": "sr-9", "shard": 1, "pod": kube.score_pod_kwargs(sspec, "sr-9", 1)}
+    part: dict[str, Any] = {
+        "scoring_run_id": "sr-9",
+        "shard": 1,
+        "pod": kube.score_pod_kwargs(sspec, "sr-9", 1),
+    }
     task = pods.unmap(kube.pod_of_part(part))
     assert isinstance(task, KubernetesPodOperator)
     assert task.arguments[task.arguments.index("--shard") + 1] == "1"
@@ -420,7 +519,9 @@ def test_the_score_dag_maps_one_pod_per_planned_shard(sspec: ModelSpec) -> None:
     assert back.get_task("score_partition").task_type == "KubernetesPodOperator"
 
 
-def test_score_partition_cli_hands_its_result_to_xcom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_score_partition_cli_hands_its_result_to_xcom(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[tuple[str, str, int]] = []
 
     def score_shard_from_env(model: str, scoring_run_id: str, shard: int) -> dict[str, Any]:
@@ -432,7 +533,20 @@ def test_score_partition_cli_hands_its_result_to_xcom(tmp_path: Path, monkeypatc
     monkeypatch.setitem(sys.modules, "airgate.serving.scoring", fake)
     target = tmp_path / "xcom" / "return.json"
     monkeypatch.setenv(cli.XCOM_PATH_ENV, str(target))
-    assert cli.main(["score-partition", "--model", "knowledge_tracing", "--scoring-run-id", "sr-9", "--shard",
-                     "2", "--xcom"]) == 0
+    assert (
+        cli.main(
+            [
+                "score-partition",
+                "--model",
+                "knowledge_tracing",
+                "--scoring-run-id",
+                "sr-9",
+                "--shard",
+                "2",
+                "--xcom",
+            ]
+        )
+        == 0
+    )
     assert calls == [("knowledge_tracing", "sr-9", 2)]
     assert json.loads(target.read_text()) == {"rows": 1234, "scoring_run_id": "sr-9", "shard": 2}

@@ -18,8 +18,10 @@ pytestmark = pytest.mark.data
 
 @pytest.fixture
 def wired(sqlite_engine, monkeypatch, tmp_path: Path):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("AIRFLOW_CONN_AIRGATE_WAREHOUSE",
-                       json.dumps({"conn_type": "sqlite", "host": str(sqlite_engine.url.database)}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AIRGATE_WAREHOUSE",
+        json.dumps({"conn_type": "sqlite", "host": str(sqlite_engine.url.database)}),
+    )
     return sqlite_engine
 
 
@@ -30,7 +32,9 @@ def test_trigger_waits_for_new_content_and_round_trips(wired, spec, small_sim, t
 
     landing = tmp_path / "landing"
     land(small_sim, tmp_path, range(1))
-    collect.ingest(wired, spec, landing)  # what is there now is already ingested: the trigger must keep waiting
+    collect.ingest(
+        wired, spec, landing
+    )  # what is there now is already ingested: the trigger must keep waiting
     trigger = NewLandingFilesTrigger(spec.name, str(landing), "*.csv", poll_interval=0.2)
     classpath, kwargs = trigger.serialize()
     assert classpath == "airgate.orchestration.sensors.NewLandingFilesTrigger"
@@ -63,8 +67,12 @@ def test_object_storage_uri_landing_zone(sqlite_engine, spec, small_sim, tmp_pat
     assert collect.ingest(sqlite_engine, spec, location).files == []
 
 
-def test_files_the_sensor_saw_but_the_worker_cannot_read_are_named_not_skipped(sqlite_engine, spec, small_sim,  # type: ignore[no-untyped-def]
-                                                                                tmp_path: Path) -> None:
+def test_files_the_sensor_saw_but_the_worker_cannot_read_are_named_not_skipped(
+    sqlite_engine,
+    spec,
+    small_sim,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     """The triggerer and a worker on another host with its own folder: the sensor fired on files the ingest
     cannot see. That must fail naming the files, never pass as 'nothing new'."""
     landing = land(small_sim, tmp_path / "triggerer-host", range(1))

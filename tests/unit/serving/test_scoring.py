@@ -44,12 +44,15 @@ def _status(engine, run_id: str) -> str | None:  # type: ignore[no-untyped-def]
         return conn.execute(select(scoring_runs.c.status).where(scoring_runs.c.run_id == run_id)).scalar()
 
 
-def test_scores_carry_lineage_and_reruns_replace_the_partition(engine, spec, mlflow_cfg, approved, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_scores_carry_lineage_and_reruns_replace_the_partition(
+    engine, spec, mlflow_cfg, approved, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     first = scoring.score(engine, _cfg(spec, mlflow_cfg, tmp_path, "sr-a"))
     rows = _preds(engine)
     assert first.rows_scored == len(rows) > 0
-    assert {(r["model_version"], r["approval_id"], r["scoring_run_id"], r["feature_data_version"]) for r in rows} == \
-        {(approved["model_version"], approved["approval_request_id"], "sr-a", first.feature_data_version)}
+    assert {
+        (r["model_version"], r["approval_id"], r["scoring_run_id"], r["feature_data_version"]) for r in rows
+    } == {(approved["model_version"], approved["approval_request_id"], "sr-a", first.feature_data_version)}
     assert all(0.0 < r["score"] < 1.0 for r in rows)
     # a retry of the same run, and a re-run of the same date: still exactly one set of predictions
     scoring.score(engine, _cfg(spec, mlflow_cfg, tmp_path, "sr-a"))
@@ -84,7 +87,8 @@ def test_shards_split_students_and_change_no_score(engine, spec, mlflow_cfg, app
 
 
 def test_a_retried_shard_replaces_its_rows_and_publish_waits_for_every_shard(  # type: ignore[no-untyped-def]
-        engine, spec, mlflow_cfg, approved, tmp_path) -> None:
+    engine, spec, mlflow_cfg, approved, tmp_path
+) -> None:
     runs = str(tmp_path / "runs")
     p = scoring.plan(engine, _cfg(spec, mlflow_cfg, tmp_path, "sr-r", partitions=2))
     scoring.score_shard(engine, mlflow_cfg, runs, "sr-r", 0)
@@ -106,8 +110,14 @@ def test_the_champion_changing_mid_run_stops_the_swap(engine, spec, mlflow_cfg, 
     p = scoring.plan(engine, _cfg(spec, mlflow_cfg, tmp_path, "sr-new"))
     for sh in p.shards:
         scoring.score_shard(engine, mlflow_cfg, runs, "sr-new", sh.index)
-    promotion.revoke(engine, spec, promotion.Actor("admin", frozenset({"admin"})), approved["model_version"],
-                      "model found to leak the label in production", lambda m: registry.delete_alias(mlflow_cfg, m))
+    promotion.revoke(
+        engine,
+        spec,
+        promotion.Actor("admin", frozenset({"admin"})),
+        approved["model_version"],
+        "model found to leak the label in production",
+        lambda m: registry.delete_alias(mlflow_cfg, m),
+    )
     with pytest.raises(scoring.PublishRefused, match="no longer the ledger's approved champion"):
         scoring.publish(engine, spec, "sr-new")
     assert {r["scoring_run_id"] for r in _visible(engine, spec.name)} == {"sr-old"}
@@ -118,7 +128,9 @@ def test_unapproved_alias_target_is_refused(engine, spec, small_sim, mlflow_cfg,
     req = train_to_request(engine, spec, mlflow_cfg, tmp_path, labeled)
     # someone moves the alias in MLflow directly, bypassing approval
     registry.set_alias(mlflow_cfg, spec.name, req["model_version"])
-    with pytest.raises(scoring.NotApproved, match=rf"v{req['model_version']}.*not show it as the approved champion"):
+    with pytest.raises(
+        scoring.NotApproved, match=rf"v{req['model_version']}.*not show it as the approved champion"
+    ):
         scoring.score(engine, _cfg(spec, mlflow_cfg, tmp_path, "sr-x"))
     assert _preds(engine) == []
 
@@ -128,14 +140,20 @@ def test_a_night_without_a_champion_yet_is_skipped_on_the_record(engine, spec, m
     unlike an alias the ledger does not back, which stays a refusal."""
     with pytest.raises(scoring.NoChampion, match="has no champion yet"):
         scoring.resolve_champion(engine, spec, mlflow_cfg)
-    scoring.skip_night(engine, spec, "sr-y", "no champion yet", airflow_run_id="scheduled__2026-12-01T02:00:00")
+    scoring.skip_night(
+        engine, spec, "sr-y", "no champion yet", airflow_run_id="scheduled__2026-12-01T02:00:00"
+    )
     (skipped,) = audit.events(engine, event_type="scoring_skipped")
-    assert skipped["details"] == {"reason": "no champion yet", "airflow_run_id": "scheduled__2026-12-01T02:00:00"}
+    assert skipped["details"] == {
+        "reason": "no champion yet",
+        "airflow_run_id": "scheduled__2026-12-01T02:00:00",
+    }
     assert audit.events(engine, event_type="scoring_refused") == []
 
 
 def test_planning_a_night_skips_without_a_champion_and_names_each_shard(  # type: ignore[no-untyped-def]
-        engine, spec, mlflow_cfg, tmp_path) -> None:
+    engine, spec, mlflow_cfg, tmp_path
+) -> None:
     from datetime import datetime
 
     from airgate.serving import nightly
@@ -145,23 +163,33 @@ def test_planning_a_night_skips_without_a_champion_and_names_each_shard(  # type
     night = nightly.plan_night(engine, _cfg(spec, mlflow_cfg, tmp_path, "sr-n"))
     assert (night.action, night.scoring_run_id, night.parts) == ("skipped", "sr-n", [])
     assert "has no champion yet" in night.reason
-    assert [e["entity"]["scoring_run_id"] for e in audit.events(engine, event_type="scoring_skipped")] == ["sr-n"]
+    assert [e["entity"]["scoring_run_id"] for e in audit.events(engine, event_type="scoring_skipped")] == [
+        "sr-n"
+    ]
 
 
 def test_a_planned_night_hands_on_one_small_part_per_shard(  # type: ignore[no-untyped-def]
-        engine, spec, mlflow_cfg, approved, tmp_path) -> None:
+    engine, spec, mlflow_cfg, approved, tmp_path
+) -> None:
     from airgate.serving import nightly
 
     night = nightly.plan_night(engine, _cfg(spec, mlflow_cfg, tmp_path, "sr-p", partitions=2))
     assert night.action == "planned" and [p.shard for p in night.parts] == [0, 1]
     assert {(p.scoring_run_id, p.model_version) for p in night.parts} == {("sr-p", approved["model_version"])}
     assert sum(p.rows for p in night.parts) == scoring.load_plan(str(tmp_path / "runs"), "sr-p").rows
-    assert set(night.parts[0].to_dict()) == {"scoring_run_id", "shard", "rows", "model_version", "approval_id"}
+    assert set(night.parts[0].to_dict()) == {
+        "scoring_run_id",
+        "shard",
+        "rows",
+        "model_version",
+        "approval_id",
+    }
 
 
 @pytest.mark.api
 def test_rollback_drill_next_run_scores_with_the_first_model(  # type: ignore[no-untyped-def]
-        client, sqlite_engine, spec, small_sim, mlflow_cfg, tmp_path) -> None:
+    client, sqlite_engine, spec, small_sim, mlflow_cfg, tmp_path
+) -> None:
     """Promote a second model (trained again, on more data), roll back to the first through the governance API,
     score: the first model scores, and the run's lineage says it became champion by that rollback."""
     from airgate.governance import lineage
@@ -179,20 +207,29 @@ def test_rollback_drill_next_run_scores_with_the_first_model(  # type: ignore[no
     scoring.score(engine, _cfg(spec, mlflow_cfg, tmp_path, "sr-v2"))
     assert {r["model_version"] for r in _visible(engine, spec.name)} == {v2}
 
-    r = client.post(f"/airgate/api/models/{spec.name}/rollback", headers=bearer("approver", "op"),
-                    json={"to_version": v1, "justification": "v2 mis-scores the new cohort; back to v1"})
+    r = client.post(
+        f"/airgate/api/models/{spec.name}/rollback",
+        headers=bearer("approver", "op"),
+        json={"to_version": v1, "justification": "v2 mis-scores the new cohort; back to v1"},
+    )
     assert r.status_code == 200, r.text
     assert registry.alias_version(mlflow_cfg, spec.name) == v1
 
     after = scoring.score(engine, _cfg(spec, mlflow_cfg, tmp_path, "sr-after-rollback"))
     assert (after.model_version, after.approval_id) == (v1, first["approval_request_id"])
-    assert {(r["model_version"], r["scoring_run_id"]) for r in _visible(engine, spec.name)} == \
-        {(v1, "sr-after-rollback")}
+    assert {(r["model_version"], r["scoring_run_id"]) for r in _visible(engine, spec.name)} == {
+        (v1, "sr-after-rollback")
+    }
     g = lineage.graph(engine, f"scoring_run:{after.scoring_run_id}")
     focus = next(n for n in g["nodes"] if n["ref"] == g["focus"])
     assert focus["attrs"]["model_version"] == v1
     by = focus["attrs"]["champion_by"]
-    assert (by["action"], by["from_version"], by["to_version"], by["actor"]) == ("rollback", v2, v1, "approver")
+    assert (by["action"], by["from_version"], by["to_version"], by["actor"]) == (
+        "rollback",
+        v2,
+        v1,
+        "approver",
+    )
     assert "mis-scores" in by["reason"]
 
 
@@ -221,7 +258,8 @@ scoring.score_shard(make_engine(url), registry.MlflowConfig(tracking, artifacts)
 
 @pytest.mark.data
 def test_a_shard_killed_mid_write_leaves_one_set_of_predictions(  # type: ignore[no-untyped-def]
-        engine, spec, mlflow_cfg, approved, tmp_path) -> None:
+    engine, spec, mlflow_cfg, approved, tmp_path
+) -> None:
     runs = str(tmp_path / "runs")
     small_chunks = spec.model_copy(update={"scoring": spec.scoring.model_copy(update={"chunk_rows": 100})})
     scoring.score(engine, _cfg(small_chunks, mlflow_cfg, tmp_path, "sr-before"))
@@ -229,13 +267,18 @@ def test_a_shard_killed_mid_write_leaves_one_set_of_predictions(  # type: ignore
     p = scoring.plan(engine, _cfg(small_chunks, mlflow_cfg, tmp_path, "sr-killed", partitions=1))
     marker = tmp_path / "marker"
     url = engine.url.render_as_string(hide_password=False)
-    kill_mid_write(KILLED_SHARD, [url, mlflow_cfg.tracking_uri, mlflow_cfg.artifact_root, runs, "sr-killed",
-                                  str(marker)], marker, "shard")
+    kill_mid_write(
+        KILLED_SHARD,
+        [url, mlflow_cfg.tracking_uri, mlflow_cfg.artifact_root, runs, "sr-killed", str(marker)],
+        marker,
+        "shard",
+    )
 
     # The killed run wrote part of its rows; the date still shows the earlier run's, exactly.
     with engine.connect() as conn:
-        partial = conn.execute(select(func.count()).select_from(predictions)
-                               .where(predictions.c.scoring_run_id == "sr-killed")).scalar_one()
+        partial = conn.execute(
+            select(func.count()).select_from(predictions).where(predictions.c.scoring_run_id == "sr-killed")
+        ).scalar_one()
     assert 0 < partial < p.rows
     assert sorted((r["event_id"], r["score"]) for r in _visible(engine, spec.name)) == before
     with pytest.raises(scoring.PublishRefused):

@@ -94,5 +94,7 @@ def check_current(engine: Engine) -> None:
     if found != wanted:
         where = engine.url.render_as_string(hide_password=True)
         state = "has no airgate schema" if found is None else f"is at revision {found}"
-        raise SchemaNotCurrent(f"the airgate warehouse {where} {state}, this code needs {wanted}: run "
-                               f"{MIGRATE_COMMAND} against it once per release, before the DAGs run")
+        raise SchemaNotCurrent(
+            f"the airgate warehouse {where} {state}, this code needs {wanted}: run "
+            f"{MIGRATE_COMMAND} against it once per release, before the DAGs run"
+        )

@@ -36,7 +36,6 @@ class SpecError(ValueError):
         super().__init__("\n".join(lines))
 
 
-
 _FIXES: dict[str, str] = {
     "missing": "add the field",
     "extra_forbidden": "remove it, or check its spelling against the documented fields",
@@ -71,8 +70,10 @@ def _problems(err: ValidationError) -> list[tuple[str, str, str]]:
         if e["loc"] and e["loc"][-1] in SCHEDULE_FIELDS:
             fix = SCHEDULE_FIX
         if e["type"] == "string_pattern_mismatch" and e["loc"] and e["loc"][-1] == "notifier":
-            fix = ("write the dotted import path of a notifier class or callback function, such as "
-                   "'airgate.notifiers.LogNotifier' or 'airflow.providers.smtp.notifications.smtp.SmtpNotifier'")
+            fix = (
+                "write the dotted import path of a notifier class or callback function, such as "
+                "'airgate.notifiers.LogNotifier' or 'airflow.providers.smtp.notifications.smtp.SmtpNotifier'"
+            )
         if e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
             fix = f"use one of {e['ctx']['expected']}"
         out.append((_field_path(tuple(e["loc"])), msg, fix))
@@ -111,16 +112,33 @@ def _read_text(path: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise SpecError(path, [(f"line {line}", f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
-                                "save the file as UTF-8")]) from exc
+        raise SpecError(
+            path,
+            [
+                (
+                    f"line {line}",
+                    f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                    "save the file as UTF-8",
+                )
+            ],
+        ) from exc
 
 
 def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKey as exc:
-        raise SpecError(path, [(f"line {exc.line}", f"'{exc.key}' is set twice (first on line {exc.first_line}); "
-                                "YAML would silently keep only the last", "keep one of the two")]) from exc
+        raise SpecError(
+            path,
+            [
+                (
+                    f"line {exc.line}",
+                    f"'{exc.key}' is set twice (first on line {exc.first_line}); "
+                    "YAML would silently keep only the last",
+                    "keep one of the two",
+                )
+            ],
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(unknown line)"
@@ -139,8 +157,16 @@ def load_spec(path: Path | str) -> ModelSpec:
     except ValidationError as exc:
         raise SpecError(path, _problems(exc)) from exc
     if spec.name != path.stem:
-        raise SpecError(path, [("name", f"'{spec.name}' differs from the file name '{path.stem}'",
-                                f"rename the file to {spec.name}.yaml or set name: {path.stem}")])
+        raise SpecError(
+            path,
+            [
+                (
+                    "name",
+                    f"'{spec.name}' differs from the file name '{path.stem}'",
+                    f"rename the file to {spec.name}.yaml or set name: {path.stem}",
+                )
+            ],
+        )
     return spec
 
 
@@ -151,8 +177,16 @@ def specs_dir() -> Path:
 def _spec_files(directory: Path | str | None) -> list[Path]:
     folder = Path(directory) if directory is not None else specs_dir()
     if not folder.is_dir():
-        raise SpecError(folder, [("(folder)", "the specs folder does not exist",
-                                  "set AIRGATE_SPECS_DIR to the folder that holds the model specs (*.yaml)")])
+        raise SpecError(
+            folder,
+            [
+                (
+                    "(folder)",
+                    "the specs folder does not exist",
+                    "set AIRGATE_SPECS_DIR to the folder that holds the model specs (*.yaml)",
+                )
+            ],
+        )
     return sorted(folder.glob("*.yaml"))
 
 
@@ -198,5 +232,7 @@ class BrokenSpecs(Exception):
     def __init__(self, errors: tuple[SpecError, ...]) -> None:
         self.errors = errors
         count = f"{len(errors)} model spec{'s' if len(errors) != 1 else ''}"
-        super().__init__(f"{count} did not load; their models have no DAGs until fixed "
-                         "(the other models are not affected):\n" + "\n".join(str(e) for e in errors))
+        super().__init__(
+            f"{count} did not load; their models have no DAGs until fixed "
+            "(the other models are not affected):\n" + "\n".join(str(e) for e in errors)
+        )

@@ -41,7 +41,9 @@ class ModelSpec(_Strict):
     label_policy: LabelPolicy = LabelPolicy()
     splits: Splits = Splits()
     candidates: list[Candidate]
-    objectives: list[Objective] = Field(default_factory=lambda: [Objective(metric="auc", direction="maximize")])
+    objectives: list[Objective] = Field(
+        default_factory=lambda: [Objective(metric="auc", direction="maximize")]
+    )
     constraints: list[Constraint] = Field(default_factory=list)
     tuning: Tuning = Tuning()
     slices: Slices = Slices()
@@ -69,8 +71,9 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _known_metrics(self) -> ModelSpec:
-        named = [("objectives", o.metric) for o in self.objectives] + [("constraints", c.metric)
-                                                                          for c in self.constraints]
+        named = [("objectives", o.metric) for o in self.objectives] + [
+            ("constraints", c.metric) for c in self.constraints
+        ]
         named.append(("tuning.select.metric", self.tuning.select.metric))
         for where, metric in named:
             if metric not in TUNING_METRICS:
@@ -78,12 +81,16 @@ class ModelSpec(_Strict):
         if len({o.metric for o in self.objectives}) != len(self.objectives):
             raise ValueError("objectives: each metric may appear once")
         if self.scoring.pods and self.kubernetes is None:
-            raise ValueError("scoring.pods needs a 'kubernetes:' block (image, namespace) to run the pods with")
+            raise ValueError(
+                "scoring.pods needs a 'kubernetes:' block (image, namespace) to run the pods with"
+            )
         if self.slices.by and not self.slices.roster:
             raise ValueError("slices.by needs slices.roster, the CSV that maps students to slices")
         if self.alerts.on_deadline_missed and self.scoring.deadline_minutes is None:
-            raise ValueError("alerts.on_deadline_missed names notifiers but scoring has no deadline: set "
-                             "scoring.deadline_minutes (minutes after the run's logical date)")
+            raise ValueError(
+                "alerts.on_deadline_missed names notifiers but scoring has no deadline: set "
+                "scoring.deadline_minutes (minutes after the run's logical date)"
+            )
         return self
 
     @property

@@ -11,8 +11,10 @@ from pydantic import AfterValidator
 # What Airflow's ``schedule=`` accepts as a string besides a cron expression (airflow.sdk's CRON_PRESETS, plus the
 # two special timetables).
 PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
-FIX = ("use a cron expression with five fields (minute hour day-of-month month day-of-week), such as '0 2 * * *' "
-       f"for 02:00 UTC every day, or one of {', '.join(PRESETS)}")
+FIX = (
+    "use a cron expression with five fields (minute hour day-of-month month day-of-week), such as '0 2 * * *' "
+    f"for 02:00 UTC every day, or one of {', '.join(PRESETS)}"
+)
 
 
 def check_schedule(value: str) -> str:

@@ -71,7 +71,9 @@ class Cleaning(_Strict):
     max_future_skew_s: int = Field(300, ge=0)
     earliest_ts: str = "2000-01-01T00:00:00+00:00"
     min_events_per_student: int = Field(1, ge=1)
-    item_catalog: str | None = None  # CSV with item_id, skill_id: rows with unknown items or skills are quarantined
+    item_catalog: str | None = (
+        None  # CSV with item_id, skill_id: rows with unknown items or skills are quarantined
+    )
 
 
 class Approvers(_Strict):
@@ -97,8 +99,12 @@ class LabelPolicy(_Strict):
     review_budget: int = Field(0, ge=0)  # size of the open review queue (uncertainty sampling)
     late_labels_path: str | None = None  # CSV files (event_id, label) of grades that arrive afterwards
     reviews_path: str | None = None  # CSV files (event_id, label, reviewer) answering the review queue
-    schedule: Schedule | None = "0 * * * *"  # also run labeling on this cron, for late labels and review answers
-    reviewers: Approvers | None = None  # who may answer the queue through the API (default: role user or above)
+    schedule: Schedule | None = (
+        "0 * * * *"  # also run labeling on this cron, for late labels and review answers
+    )
+    reviewers: Approvers | None = (
+        None  # who may answer the queue through the API (default: role user or above)
+    )
 
 
 class Resources(_Strict):
@@ -216,10 +222,16 @@ class Gates(_Strict):
     beat_baseline_by: float = Field(0.01, ge=0)
     champion_tolerance: float = Field(0.005, ge=0)
     primary_metric: str = "auc"
-    max_calibration_error: float = Field(0.05, gt=0, le=1)  # expected calibration error (10 bins) on the test set
-    reproducibility_tolerance: float = Field(1e-9, ge=0)  # max |p1 - p2| between two trainings on the same data
+    max_calibration_error: float = Field(
+        0.05, gt=0, le=1
+    )  # expected calibration error (10 bins) on the test set
+    reproducibility_tolerance: float = Field(
+        1e-9, ge=0
+    )  # max |p1 - p2| between two trainings on the same data
     max_slice_gap: float = Field(0.1, gt=0, le=1)  # largest primary-metric gap between slices of one column
-    max_drift_share: float = Field(0.5, gt=0, le=1)  # share of drifted features (Evidently) that counts as drift
+    max_drift_share: float = Field(
+        0.5, gt=0, le=1
+    )  # share of drifted features (Evidently) that counts as drift
     drift_blocking: bool = False  # drift is evidence by default; a gate that can fail when true
 
 
@@ -277,12 +289,16 @@ class AlertTarget(_Strict):
     @classmethod
     def _plain_values(cls, value: dict[str, Any]) -> dict[str, Any]:
         if "context" in value:
-            raise ValueError("'context' is reserved: Airflow passes the context itself; remove it from kwargs")
+            raise ValueError(
+                "'context' is reserved: Airflow passes the context itself; remove it from kwargs"
+            )
         try:
             json.dumps(value)
         except (TypeError, ValueError) as exc:
-            raise ValueError("kwargs must be plain values (strings, numbers, booleans, lists, mappings); "
-                             f"quote dates and times ({exc})") from exc
+            raise ValueError(
+                "kwargs must be plain values (strings, numbers, booleans, lists, mappings); "
+                f"quote dates and times ({exc})"
+            ) from exc
         return value
 
 
@@ -293,7 +309,9 @@ class Alerts(_Strict):
     on_failure: list[AlertTarget] = Field(default_factory=list)  # a task of any of the model's DAGs failed
     on_deadline_missed: list[AlertTarget] = Field(default_factory=list)  # scoring not done by its deadline
     on_drift: list[AlertTarget] = Field(default_factory=list)  # a drift alarm after scoring
-    on_decay: list[AlertTarget] = Field(default_factory=list)  # a decay alarm (accuracy on labeled predictions)
+    on_decay: list[AlertTarget] = Field(
+        default_factory=list
+    )  # a decay alarm (accuracy on labeled predictions)
 
     def targets(self, kind: str) -> list[AlertTarget]:
         if kind not in ALERT_KINDS:

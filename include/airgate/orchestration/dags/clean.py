@@ -11,18 +11,28 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airgate.core.spec import ModelSpec
 from airgate.orchestration.dags.common import START, actor, assets, defaults, doc, tags
 
-DOC = ("Turns every raw version not yet cleaned into a clean version; each rejected row goes to quarantine with a "
-       "reason code. rows in = accepted + quarantined. Then validates each clean version with Great Expectations "
-       "(suite built from the spec): a critical failure stops the downstream DAGs; warnings pass and are kept as "
-       "evidence with GX Data Docs. Then computes each version's point-in-time features once, as the files nightly "
-       "scoring reads.")
+DOC = (
+    "Turns every raw version not yet cleaned into a clean version; each rejected row goes to quarantine with a "
+    "reason code. rows in = accepted + quarantined. Then validates each clean version with Great Expectations "
+    "(suite built from the spec): a critical failure stops the downstream DAGs; warnings pass and are kept as "
+    "evidence with GX Data Docs. Then computes each version's point-in-time features once, as the files nightly "
+    "scoring reads."
+)
 
 
 def build(spec: ModelSpec) -> DAG:
     a = assets(spec)
 
-    @dag(dag_id=spec.dag_id("clean"), schedule=[a["raw"]], start_date=START, catchup=False, max_active_runs=1,
-         default_args=defaults(spec), tags=tags(spec, "clean"), doc_md=doc(spec, "clean", DOC))
+    @dag(
+        dag_id=spec.dag_id("clean"),
+        schedule=[a["raw"]],
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        default_args=defaults(spec),
+        tags=tags(spec, "clean"),
+        doc_md=doc(spec, "clean", DOC),
+    )
     def clean() -> None:
         @task
         def clean_batches() -> dict[str, Any]:
@@ -32,7 +42,10 @@ def build(spec: ModelSpec) -> DAG:
             result = stage.clean_pending(warehouse_engine(), spec, actor=actor())
             if not result.versions:
                 raise AirflowSkipException("no raw version waiting to be cleaned")
-            return {"clean_version_ids": result.clean_version_ids, "batches": [v.__dict__ for v in result.versions]}
+            return {
+                "clean_version_ids": result.clean_version_ids,
+                "batches": [v.__dict__ for v in result.versions],
+            }
 
         @task(outlets=[a["clean"]])
         def validate_batches(cleaned: dict[str, Any]) -> dict[str, Any]:
@@ -51,8 +64,9 @@ def build(spec: ModelSpec) -> DAG:
             from airgate.core.settings import runs_dir, warehouse_engine
             from airgate.data import feature_store
 
-            return feature_store.materialize_versions(warehouse_engine(), spec, list(validated), runs_dir(),
-                                                      actor=actor())
+            return feature_store.materialize_versions(
+                warehouse_engine(), spec, list(validated), runs_dir(), actor=actor()
+            )
 
         materialize_features(validate_batches(clean_batches()))  # type: ignore[arg-type]
 

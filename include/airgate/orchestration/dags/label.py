@@ -17,8 +17,9 @@ def _schedule(spec: ModelSpec) -> Any:
     their own time."""
     clean = assets(spec)["clean"]
     if spec.label_policy.schedule:
-        return AssetOrTimeSchedule(timetable=CronTriggerTimetable(spec.label_policy.schedule, timezone="UTC"),
-                                   assets=clean)
+        return AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable(spec.label_policy.schedule, timezone="UTC"), assets=clean
+        )
     return [clean]
 
 
@@ -26,12 +27,23 @@ def build(spec: ModelSpec) -> DAG:
     a = assets(spec)
     policy = spec.label_policy
 
-    @dag(dag_id=spec.dag_id("label"), schedule=_schedule(spec), start_date=START, catchup=False, max_active_runs=1,
-         default_args=defaults(spec), tags=tags(spec, "label"),
-         doc_md=doc(spec, "label", "Collects late grades and review answers (label files), then builds the next "
-                    "labeled version: ground truth, late, human and (from the approved champion, at confidence "
-                    f">= {policy.auto_label_min_confidence}) auto labels, each with provenance; queues the "
-                    f"{policy.review_budget} most uncertain unlabeled rows for people."))
+    @dag(
+        dag_id=spec.dag_id("label"),
+        schedule=_schedule(spec),
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        default_args=defaults(spec),
+        tags=tags(spec, "label"),
+        doc_md=doc(
+            spec,
+            "label",
+            "Collects late grades and review answers (label files), then builds the next "
+            "labeled version: ground truth, late, human and (from the approved champion, at confidence "
+            f">= {policy.auto_label_min_confidence}) auto labels, each with provenance; queues the "
+            f"{policy.review_budget} most uncertain unlabeled rows for people.",
+        ),
+    )
     def label() -> None:
         @task(outlets=[a["labeled"]])
         def build_labeled_version() -> dict[str, Any]:
@@ -42,13 +54,18 @@ def build(spec: ModelSpec) -> DAG:
             from airgate.serving.autolabel import champion_predictor
 
             engine = warehouse_engine()
-            dirs = {source: resolve_path(path) for source, path in
-                    (("late", policy.late_labels_path), ("human", policy.reviews_path)) if path}
-            done = stage.label_round(engine, spec, dirs, champion_predictor(engine, spec, mlflow_config()),
-                                     actor=actor())
+            dirs = {
+                source: resolve_path(path)
+                for source, path in (("late", policy.late_labels_path), ("human", policy.reviews_path))
+                if path
+            }
+            done = stage.label_round(
+                engine, spec, dirs, champion_predictor(engine, spec, mlflow_config()), actor=actor()
+            )
             if not done.result.created:
-                raise AirflowSkipException(f"no new clean data and no new label events (label files: "
-                                           f"{done.label_files})")
+                raise AirflowSkipException(
+                    f"no new clean data and no new label events (label files: {done.label_files})"
+                )
             return done.summary()
 
         @task.short_circuit
@@ -57,8 +74,9 @@ def build(spec: ModelSpec) -> DAG:
             from airgate.core.settings import warehouse_engine
             from airgate.serving import retraining
 
-            return retraining.after_new_labels(warehouse_engine(), spec, actor=actor(),
-                                               airflow_run_id=airflow_run_id()).request
+            return retraining.after_new_labels(
+                warehouse_engine(), spec, actor=actor(), airflow_run_id=airflow_run_id()
+            ).request
 
         @task(outlets=[a["retrain"]])
         def request_training() -> None:

@@ -22,20 +22,32 @@ from airgate.orchestration.dags.common import (
 
 def _doc(spec: ModelSpec) -> str:
     mon = spec.monitoring
-    return doc(spec, "monitor", "Runs on every new labeled version (late grades, review answers, new graded data): "
-               "the AUC of the approved champion's newest published predictions "
-               f"(up to {mon.decay_window_partitions} partitions) on the rows that now have a trusted label, "
-               f"against its test AUC at approval. A drop of more than {mon.max_auc_drop} is a decay alarm, which "
-               "updates the retrain Asset and so starts the train DAG; fewer than "
-               f"{mon.min_labeled_rows} labeled predictions is not evaluated. A run can be pinned with "
-               "`labeled_version_id` in its conf.")
+    return doc(
+        spec,
+        "monitor",
+        "Runs on every new labeled version (late grades, review answers, new graded data): "
+        "the AUC of the approved champion's newest published predictions "
+        f"(up to {mon.decay_window_partitions} partitions) on the rows that now have a trusted label, "
+        f"against its test AUC at approval. A drop of more than {mon.max_auc_drop} is a decay alarm, which "
+        "updates the retrain Asset and so starts the train DAG; fewer than "
+        f"{mon.min_labeled_rows} labeled predictions is not evaluated. A run can be pinned with "
+        "`labeled_version_id` in its conf.",
+    )
 
 
 def build(spec: ModelSpec) -> DAG:
     a = assets(spec)
 
-    @dag(dag_id=spec.dag_id("monitor"), schedule=[a["labeled"]], start_date=START, catchup=False,
-         max_active_runs=1, default_args=defaults(spec), tags=tags(spec, "monitor"), doc_md=_doc(spec))
+    @dag(
+        dag_id=spec.dag_id("monitor"),
+        schedule=[a["labeled"]],
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        default_args=defaults(spec),
+        tags=tags(spec, "monitor"),
+        doc_md=_doc(spec),
+    )
     def monitor() -> None:
         @task
         def check_decay() -> dict[str, Any]:

@@ -24,12 +24,16 @@ from airgate.orchestration.dags.common import (
 def _doc(spec: ModelSpec) -> str:
     sc = spec.scoring
     where = "one Kubernetes pod" if sc.pods else "one mapped task"
-    return doc(spec, "score", f"Nightly batch scoring into `{sc.destination}`. `plan` resolves the `champion` alias "
-               "once, refuses any version the promotion ledger does not show approved, and writes the "
-               f"point-in-time features as {sc.partitions} shards split by student; {where} per shard scores it "
-               f"in chunks of {sc.chunk_rows:,} rows; `publish` swaps the run in as the logical date's only "
-               "predictions in one transaction. Then an Evidently drift check against the champion's validation "
-               "split; an alarm updates the retrain Asset, which starts the train DAG.")
+    return doc(
+        spec,
+        "score",
+        f"Nightly batch scoring into `{sc.destination}`. `plan` resolves the `champion` alias "
+        "once, refuses any version the promotion ledger does not show approved, and writes the "
+        f"point-in-time features as {sc.partitions} shards split by student; {where} per shard scores it "
+        f"in chunks of {sc.chunk_rows:,} rows; `publish` swaps the run in as the logical date's only "
+        "predictions in one transaction. Then an Evidently drift check against the champion's validation "
+        "split; an alarm updates the retrain Asset, which starts the train DAG.",
+    )
 
 
 def _plan_task(spec: ModelSpec) -> Any:
@@ -42,8 +46,15 @@ def _plan_task(spec: ModelSpec) -> Any:
 
         dr = get_current_context()["dag_run"]
         when = dr.logical_date or dr.run_after
-        cfg = ScoreConfig(spec, mlflow_config(), when.strftime("%Y-%m-%d"), nightly.night_run_id(when), runs_dir(),
-                          actor=actor(), airflow_run_id=dr.run_id)
+        cfg = ScoreConfig(
+            spec,
+            mlflow_config(),
+            when.strftime("%Y-%m-%d"),
+            nightly.night_run_id(when),
+            runs_dir(),
+            actor=actor(),
+            airflow_run_id=dr.run_id,
+        )
         night = nightly.plan_night(warehouse_engine(), cfg)
         if night.action == "skipped":
             raise AirflowSkipException(night.reason)
@@ -71,8 +82,9 @@ def _scorers(spec: ModelSpec, planned: Any) -> Any:
         from airgate.core.settings import mlflow_config, runs_dir, warehouse_engine
         from airgate.serving import scoring as stage
 
-        return stage.score_shard(warehouse_engine(), mlflow_config(), runs_dir(), part["scoring_run_id"],
-                                 part["shard"]).to_dict()
+        return stage.score_shard(
+            warehouse_engine(), mlflow_config(), runs_dir(), part["scoring_run_id"], part["shard"]
+        ).to_dict()
 
     return score_partition.expand(part=planned)
 
@@ -82,9 +94,17 @@ def build(spec: ModelSpec) -> DAG:
 
     a = assets(spec)
 
-    @dag(dag_id=spec.dag_id("score"), schedule=spec.scoring.schedule, start_date=START, catchup=False,
-         max_active_runs=1, default_args=defaults(spec), tags=tags(spec, "score"), **alerts.score_dag_kwargs(spec),
-         doc_md=_doc(spec))
+    @dag(
+        dag_id=spec.dag_id("score"),
+        schedule=spec.scoring.schedule,
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        default_args=defaults(spec),
+        tags=tags(spec, "score"),
+        **alerts.score_dag_kwargs(spec),
+        doc_md=_doc(spec),
+    )
     def score() -> None:
         @task
         def publish(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -92,7 +112,9 @@ def build(spec: ModelSpec) -> DAG:
             from airgate.serving import scoring as stage
 
             try:
-                return stage.publish(warehouse_engine(), spec, parts[0]["scoring_run_id"], actor=actor()).to_dict()
+                return stage.publish(
+                    warehouse_engine(), spec, parts[0]["scoring_run_id"], actor=actor()
+                ).to_dict()
             except stage.PublishRefused as exc:
                 raise AirflowFailException(str(exc)) from exc
 
@@ -101,8 +123,9 @@ def build(spec: ModelSpec) -> DAG:
             from airgate.core.settings import mlflow_config, runs_dir, warehouse_engine
             from airgate.serving import monitoring
 
-            return monitoring.check_drift(warehouse_engine(), spec, mlflow_config(), scored["scoring_run_id"],
-                                          runs_dir(), actor=actor()).to_dict()
+            return monitoring.check_drift(
+                warehouse_engine(), spec, mlflow_config(), scored["scoring_run_id"], runs_dir(), actor=actor()
+            ).to_dict()
 
         planned = _plan_task(spec)()
         published = publish(planned)

@@ -25,8 +25,9 @@ def train_config(spec: ModelSpec, labeled_version_id: str, training_run_id: str,
     from airgate.core.settings import code_version, mlflow_config, runs_dir
     from airgate.model import training as stage
 
-    return stage.TrainConfig(spec, labeled_version_id, training_run_id, trained_by, mlflow_config(), runs_dir(),
-                             code_version())
+    return stage.TrainConfig(
+        spec, labeled_version_id, training_run_id, trained_by, mlflow_config(), runs_dir(), code_version()
+    )
 
 
 def schedule(spec: ModelSpec) -> Any:
@@ -41,12 +42,16 @@ def schedule(spec: ModelSpec) -> Any:
 
 def _doc(spec: ModelSpec) -> str:
     names = [c.name for c in spec.candidates]
-    return doc(spec, "train", "Splits the newest labeled version (or the one pinned in the run's conf as "
-               "`labeled_version_id`), trains and tunes every candidate in parallel (one mapped task each"
-               f"{', as Kubernetes pods' if spec.kubernetes else ''}: {', '.join(names)}), picks one by the "
-               "spec's rule from the Pareto front, reads the test split once, gates it against the baseline "
-               "and the champion, registers it in MLflow and opens an approval request. Approval itself "
-               "happens in the Governance view, by someone other than the trainer.")
+    return doc(
+        spec,
+        "train",
+        "Splits the newest labeled version (or the one pinned in the run's conf as "
+        "`labeled_version_id`), trains and tunes every candidate in parallel (one mapped task each"
+        f"{', as Kubernetes pods' if spec.kubernetes else ''}: {', '.join(names)}), picks one by the "
+        "spec's rule from the Pareto front, reads the test split once, gates it against the baseline "
+        "and the champion, registers it in MLflow and opens an approval request. Approval itself "
+        "happens in the Governance view, by someone other than the trainer.",
+    )
 
 
 def _prepare_split_task(spec: ModelSpec) -> Any:
@@ -60,9 +65,16 @@ def _prepare_split_task(spec: ModelSpec) -> Any:
         conf = run_conf()
         engine = warehouse_engine()
         run_id = f"tr-{spec.name}-{dr.run_id}"[:80]
-        start = retraining.start_training(engine, spec, training_run_id=run_id, code_version=code_version(),
-                                          pinned=conf.get("labeled_version_id"), force=bool(conf.get("force")),
-                                          actor=actor(), airflow_run_id=dr.run_id)
+        start = retraining.start_training(
+            engine,
+            spec,
+            training_run_id=run_id,
+            code_version=code_version(),
+            pinned=conf.get("labeled_version_id"),
+            force=bool(conf.get("force")),
+            actor=actor(),
+            airflow_run_id=dr.run_id,
+        )
         if start.action == "refuse":
             raise AirflowFailException(start.reason)
         if start.action == "skip":
@@ -70,8 +82,13 @@ def _prepare_split_task(spec: ModelSpec) -> Any:
         trained_by = getattr(dr, "triggering_user_name", None) or spec.owner
         vid = str(start.labeled_version_id)
         manifest = stage.prepare(engine, train_config(spec, vid, run_id, trained_by))
-        return {"training_run_id": run_id, "labeled_version_id": vid, "trained_by": trained_by,
-                "rows": manifest.rows, "split_hash": manifest.split_hash}
+        return {
+            "training_run_id": run_id,
+            "labeled_version_id": vid,
+            "trained_by": trained_by,
+            "rows": manifest.rows,
+            "split_hash": manifest.split_hash,
+        }
 
     return prepare_split
 
@@ -99,41 +116,65 @@ def _candidates(spec: ModelSpec, split: Any) -> Any:
 def build(spec: ModelSpec) -> DAG:
     names = [c.name for c in spec.candidates]
 
-    @dag(dag_id=spec.dag_id("train"), schedule=schedule(spec), start_date=START, catchup=False, max_active_runs=1,
-         default_args=defaults(spec), tags=tags(spec, "train"), doc_md=_doc(spec))
+    @dag(
+        dag_id=spec.dag_id("train"),
+        schedule=schedule(spec),
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        default_args=defaults(spec),
+        tags=tags(spec, "train"),
+        doc_md=_doc(spec),
+    )
     def train() -> None:
         @task(pool=TRAINING_POOL)
         def select_and_test(split: dict[str, Any], trained: list[Any]) -> dict[str, Any]:
             from airgate.core.settings import warehouse_engine
             from airgate.model import training as stage
 
-            cfg = train_config(spec, split["labeled_version_id"], split["training_run_id"], split["trained_by"])
+            cfg = train_config(
+                spec, split["labeled_version_id"], split["training_run_id"], split["trained_by"]
+            )
             # Each candidate's full result (every trial) is a file of the run in storage, not an XCom: tasks pass ids.
             results = [stage.load_result(cfg, n) for n in names]
             result = stage.finalize(warehouse_engine(), cfg, results)
-            return {"training_run_id": result.training_run_id, "data_version": result.data_version,
-                    "chosen": result.chosen, "test_auc": result.metrics[result.chosen]["test_auc"],
-                    "pareto_size": result.pareto.get("size")}
+            return {
+                "training_run_id": result.training_run_id,
+                "data_version": result.data_version,
+                "chosen": result.chosen,
+                "test_auc": result.metrics[result.chosen]["test_auc"],
+                "pareto_size": result.pareto.get("size"),
+            }
 
         @task
         def validate(trained: dict[str, Any]) -> dict[str, Any]:
             from airgate.core.settings import mlflow_config, runs_dir, warehouse_engine
             from airgate.model import gates
 
-            report = gates.validate(warehouse_engine(), spec, mlflow_config(), trained["training_run_id"],
-                                    runs_dir(), actor=actor())
+            report = gates.validate(
+                warehouse_engine(),
+                spec,
+                mlflow_config(),
+                trained["training_run_id"],
+                runs_dir(),
+                actor=actor(),
+            )
             if not report.approvable:
                 raise AirflowFailException(f"gates failed, candidate cannot be approved: {report.failures}")
-            return {"training_run_id": report.training_run_id, "evidence_hash": report.evidence_hash,
-                    "gates": {g.name: g.state.value for g in report.gates}}
+            return {
+                "training_run_id": report.training_run_id,
+                "evidence_hash": report.evidence_hash,
+                "gates": {g.name: g.state.value for g in report.gates},
+            }
 
         @task
         def register_and_request_approval(validated: dict[str, Any]) -> dict[str, Any]:
             from airgate.core.settings import mlflow_config, warehouse_engine
             from airgate.governance import registration
 
-            return registration.register_and_request(warehouse_engine(), spec, mlflow_config(),
-                                                     validated["training_run_id"], actor=actor())
+            return registration.register_and_request(
+                warehouse_engine(), spec, mlflow_config(), validated["training_run_id"], actor=actor()
+            )
 
         split = _prepare_split_task(spec)()
         register_and_request_approval(validate(select_and_test(split, _candidates(spec, split))))  # type: ignore[arg-type]

@@ -16,8 +16,14 @@ router = APIRouter(prefix="/api", tags=["approvals"], responses=errors(401))
 
 
 @router.get("/approvals")
-def list_approvals(actor: CurrentActor, engine: Warehouse, model: str | None = None, status: str | None = None,
-                   limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+def list_approvals(
+    actor: CurrentActor,
+    engine: Warehouse,
+    model: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
     return promotion.list_requests(engine, model=model, status=status, limit=min(limit, 500), offset=offset)
 
 
@@ -74,6 +80,14 @@ def decide(request_id: str, body: DecisionIn, actor: WritingActor, engine: Wareh
 
     spec = governed_spec(promotion.get_request(engine, request_id)["model"])
     cfg = mlflow_config()
-    return promotion.decide(engine, spec, request_id, actor, body.decision, body.comment, body.evidence_hash,
-                            move_alias=lambda m, v: registry.set_alias(cfg, m, v),
-                            restore_alias=lambda m, v: registry.set_alias(cfg, m, v))
+    return promotion.decide(
+        engine,
+        spec,
+        request_id,
+        actor,
+        body.decision,
+        body.comment,
+        body.evidence_hash,
+        move_alias=lambda m, v: registry.set_alias(cfg, m, v),
+        restore_alias=lambda m, v: registry.set_alias(cfg, m, v),
+    )

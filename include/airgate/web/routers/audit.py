@@ -19,9 +19,14 @@ from airgate.web.schemas import AuditPageOut, ChainCheckOut
 router = APIRouter(prefix="/api/audit", tags=["audit"], responses=errors(401))
 
 
-def audit_filter(model: str | None = None, version: str | None = None,
-                 actor_name: Annotated[str | None, Query(alias="actor")] = None, event_type: str | None = None,
-                 since: datetime | None = None, until: datetime | None = None) -> audit.AuditFilter:
+def audit_filter(
+    model: str | None = None,
+    version: str | None = None,
+    actor_name: Annotated[str | None, Query(alias="actor")] = None,
+    event_type: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> audit.AuditFilter:
     """The filters an auditor narrows by, the same for a page and for an export."""
     return audit.AuditFilter(model, version, actor_name, event_type, since, until)
 
@@ -30,8 +35,13 @@ Filter = Annotated[audit.AuditFilter, Depends(audit_filter)]
 
 
 @router.get("", response_model=AuditPageOut)
-def list_audit(actor: CurrentActor, flt: Filter, engine: Warehouse, before: int | None = None,
-               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+def list_audit(
+    actor: CurrentActor,
+    flt: Filter,
+    engine: Warehouse,
+    before: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
     """Newest first. Pass ``next_before`` back as ``before`` for the next page. Anyone signed in may audit."""
     got = audit.page(engine, flt, before, limit)
     return {"events": [audit.to_json_record(r) for r in got.events], "next_before": got.next_before}
@@ -43,13 +53,19 @@ def _ndjson(rows: Any) -> Iterator[str]:
 
 
 @router.get("/export")
-def export_audit(actor: CurrentActor, flt: Filter, engine: Warehouse,
-                 format: Annotated[str, Query(pattern="^(csv|json)$")] = "csv") -> StreamingResponse:
+def export_audit(
+    actor: CurrentActor,
+    flt: Filter,
+    engine: Warehouse,
+    format: Annotated[str, Query(pattern="^(csv|json)$")] = "csv",
+) -> StreamingResponse:
     """Every matching event, oldest first, streamed (CSV cells that look like formulas are neutralised)."""
     rows = audit.iter_filtered(engine, flt)
     headers = {"Content-Disposition": f'attachment; filename="airgate-audit.{format}"'}
     if format == "csv":
-        return StreamingResponse(audit.to_csv_lines(rows), media_type="text/csv; charset=utf-8", headers=headers)
+        return StreamingResponse(
+            audit.to_csv_lines(rows), media_type="text/csv; charset=utf-8", headers=headers
+        )
     return StreamingResponse(_ndjson(rows), media_type="application/x-ndjson", headers=headers)
 
 

@@ -22,7 +22,8 @@ def lineage_graph(actor: CurrentActor, node: str, engine: Warehouse) -> Any:
 
 
 @router.get("/as-of")
-def lineage_as_of(actor: CurrentActor, model: str, at: datetime, engine: Warehouse,
-                  partition_key: str | None = None) -> Any:
+def lineage_as_of(
+    actor: CurrentActor, model: str, at: datetime, engine: Warehouse, partition_key: str | None = None
+) -> Any:
     """Which approved version was champion at ``at``, and which version had produced the partition by then."""
     return lineage.as_of(engine, model, at, partition_key)

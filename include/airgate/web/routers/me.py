@@ -18,6 +18,9 @@ router = APIRouter(prefix="/api", tags=["auth"], responses=errors(401))
 @router.get("/me", response_model=MeOut)
 def me(actor: CurrentActor) -> Any:
     specs = all_specs()
-    return {"username": actor.username, "roles": sorted(actor.roles),
-            "approver_of": [s.name for s in specs if promotion.is_approver(s, actor)],
-            "break_glass_of": [s.name for s in specs if promotion.may_break_glass(s, actor)]}
+    return {
+        "username": actor.username,
+        "roles": sorted(actor.roles),
+        "approver_of": [s.name for s in specs if promotion.is_approver(s, actor)],
+        "break_glass_of": [s.name for s in specs if promotion.may_break_glass(s, actor)],
+    }

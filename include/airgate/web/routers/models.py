@@ -25,10 +25,17 @@ def get_model(model: str, actor: CurrentActor, spec: GovernedSpec, engine: Wareh
     """The promotion ledger (oldest first), every version that asked for approval, and what you may do."""
     from airgate.core.warehouse import utcnow
 
-    return {"model": model, "owner": spec.owner, "champion": promotion.champion_as_of(engine, model, utcnow()),
-            "ledger": promotion.ledger(engine, model), "versions": promotion.model_versions(engine, model),
-            "you": {"can_rollback": promotion.is_approver(spec, actor),
-                    "can_revoke": promotion.may_break_glass(spec, actor)}}
+    return {
+        "model": model,
+        "owner": spec.owner,
+        "champion": promotion.champion_as_of(engine, model, utcnow()),
+        "ledger": promotion.ledger(engine, model),
+        "versions": promotion.model_versions(engine, model),
+        "you": {
+            "can_rollback": promotion.is_approver(spec, actor),
+            "can_revoke": promotion.may_break_glass(spec, actor),
+        },
+    }
 
 
 @router.get("/{model}/ledger")
@@ -43,8 +50,14 @@ def rollback(model: str, body: RollbackIn, actor: WritingActor, engine: Warehous
     from airgate.core.settings import mlflow_config
 
     cfg = mlflow_config()
-    return promotion.rollback(engine, governed_spec(model), actor, body.to_version, body.justification,
-                              move_alias=lambda m, v: registry.set_alias(cfg, m, v))
+    return promotion.rollback(
+        engine,
+        governed_spec(model),
+        actor,
+        body.to_version,
+        body.justification,
+        move_alias=lambda m, v: registry.set_alias(cfg, m, v),
+    )
 
 
 @router.post("/{model}/revoke", response_model=RevokeOut, responses=errors(403, 404, 409))
@@ -55,5 +68,11 @@ def revoke(model: str, body: RevokeIn, actor: WritingActor, engine: Warehouse) -
     from airgate.core.settings import mlflow_config
 
     cfg = mlflow_config()
-    return promotion.revoke(engine, governed_spec(model), actor, body.version, body.justification,
-                            remove_alias=lambda m: registry.delete_alias(cfg, m))
+    return promotion.revoke(
+        engine,
+        governed_spec(model),
+        actor,
+        body.version,
+        body.justification,
+        remove_alias=lambda m: registry.delete_alias(cfg, m),
+    )

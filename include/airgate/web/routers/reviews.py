@@ -16,14 +16,17 @@ router = APIRouter(prefix="/api/reviews", tags=["labeling"], responses=errors(40
 
 
 @router.get("/{model}/queue")
-def review_queue(model: str, actor: CurrentActor, engine: Warehouse, limit: int = 100) -> list[dict[str, Any]]:
+def review_queue(
+    model: str, actor: CurrentActor, engine: Warehouse, limit: int = 100
+) -> list[dict[str, Any]]:
     """The rows people are asked to label, most uncertain first."""
     return reviews.open_queue(engine, model, limit=limit)
 
 
 @router.post("/{model}/answers", response_model=ReviewResult, responses=errors(403, 404))
-def review_answers(model: str, body: ReviewAnswersIn, actor: WritingActor, spec: ReviewableSpec,
-                   engine: Warehouse) -> Any:
+def review_answers(
+    model: str, body: ReviewAnswersIn, actor: WritingActor, spec: ReviewableSpec, engine: Warehouse
+) -> Any:
     """Answer queued rows; each answer becomes a human label with the caller as the person."""
     try:
         accepted, duplicates = reviews.answer(engine, spec, [a.model_dump() for a in body.answers], actor)
