@@ -53,3 +53,11 @@ def test_the_cli_that_pods_and_the_migration_job_run_starts() -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "migrate" in out.stdout and "train-candidate" in out.stdout
+
+
+def test_the_deadline_callback_paths_old_and_new_resolve() -> None:
+    from airgate.orchestration import alerts
+
+    deadline = alerts.deadline_alert(find_spec("knowledge_tracing"))  # its callback path is stored per run
+    assert import_string(deadline.callback.path) is alerts.deadline_missed
+    assert import_string("airgate.alerts.deadline_missed") is alerts.deadline_missed
