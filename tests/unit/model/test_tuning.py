@@ -103,7 +103,7 @@ def _spec_with(tmp_path: Path, text: str, old: str, new: str) -> Path:
             "low' <= 'high",
         ),
         ("sampler: tpe", "sampler: grid", "tuning.sampler", "use one of"),
-        ("by: [grade_level, cohort]", "by: [grade_level]\n  roster: null", "slices", "roster"),
+        ("roster: catalog/knowledge_tracing_students.csv", "roster: null", "slices", "roster"),
     ],
 )
 def test_tuning_spec_errors_name_the_field(
