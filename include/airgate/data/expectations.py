@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from airgate.core import datasets
 from airgate.core.spec import ModelSpec
 from airgate.core.warehouse import clean_events, data_validations, utcnow
+from airgate.data.clean import EVENT_COLUMNS
 
 MAX_RESPONSE_MS = 24 * 3600 * 1000
 
@@ -42,19 +43,7 @@ def _frame(engine: Engine, version_id: str) -> pd.DataFrame:
                 clean_events.c.correct,
             ).where(clean_events.c.version_id == version_id)
         ).all()
-    df = pd.DataFrame(
-        rows,
-        columns=[
-            "event_id",
-            "student_id",
-            "item_id",
-            "skill_id",
-            "ts",
-            "response_time_ms",
-            "answer",
-            "correct",
-        ],
-    )
+    df = pd.DataFrame(rows, columns=EVENT_COLUMNS)
     df["ts"] = pd.to_datetime(df["ts"], utc=True)
     df["correct"] = df["correct"].astype("float64")
     return df

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
 from airgate.core import audit
+from airgate.core.champion import current_champion
 from airgate.core.hashing import canonical_sha256
 from airgate.core.spec import ModelSpec
 from airgate.core.warehouse import (
@@ -23,7 +24,7 @@ from airgate.core.warehouse import (
     promotion_ledger,
     utcnow,
 )
-from airgate.governance.requests import Actor, GovernanceError, _ledger_lock, current_champion, is_approver
+from airgate.governance.requests import Actor, GovernanceError, _ledger_lock, is_approver
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,16 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
 from airgate.core import audit
+from airgate.core.champion import current_champion
+from airgate.core.champion import last_ledger_entry as _last_ledger_entry
 from airgate.core.spec import ModelSpec
 from airgate.core.warehouse import approval_requests, as_utc, lock_for_chain, promotion_ledger, utcnow
 from airgate.governance.decisions import AliasMover
 from airgate.governance.requests import (
     Actor,
     GovernanceError,
-    _last_ledger_entry,
     _ledger_lock,
     _shown_status,
-    current_champion,
     is_approver,
     may_break_glass,
 )

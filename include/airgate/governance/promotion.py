@@ -12,6 +12,7 @@ refused ones included.
 
 from __future__ import annotations
 
+from airgate.core.champion import Champion, current_champion
 from airgate.governance.decisions import (
     REQUEST_RULES,
     AliasMover,
@@ -37,9 +38,7 @@ from airgate.governance.ledger import (
 )
 from airgate.governance.requests import (
     Actor,
-    Champion,
     GovernanceError,
-    current_champion,
     get_request,
     is_approver,
     list_requests,

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from airgate.core import audit, registry
 from airgate.core.spec import ModelSpec
 from airgate.core.warehouse import model_candidates
 from airgate.governance import promotion
+from airgate.model import training
 from airgate.model.contracts import TrainingRecord
 
 REGISTRABLE = ("gates_passed", "registered")
@@ -27,14 +28,7 @@ def register_and_request(
 
     Returns the small JSON the DAG task hands on: the model version and the approval request id.
     """
-    with engine.connect() as conn:
-        cand = (
-            conn.execute(
-                select(model_candidates).where(model_candidates.c.training_run_id == training_run_id)
-            )
-            .one()
-            ._mapping
-        )
+    cand = training.candidate_row(engine, training_run_id)
     if cand["status"] not in REGISTRABLE:
         raise promotion.GovernanceError(
             "not_approvable", 409, f"training run {training_run_id} did not pass its gates ({cand['status']})"

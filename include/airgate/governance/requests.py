@@ -9,12 +9,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from airgate.core import audit
 from airgate.core.spec import Approvers, ModelSpec
-from airgate.core.warehouse import approval_decisions, approval_requests, as_utc, promotion_ledger, utcnow
+from airgate.core.warehouse import approval_decisions, approval_requests, as_utc, utcnow
 
 
 class GovernanceError(Exception):
@@ -31,13 +31,6 @@ class GovernanceError(Exception):
 class Actor:
     username: str
     roles: frozenset[str]
-
-
-@dataclass(frozen=True)
-class Champion:
-    version: str
-    approval_id: str | None
-    action: str
 
 
 def _allowed(rules: Approvers, actor: Actor) -> bool:
@@ -202,23 +195,3 @@ def get_request(engine: Engine, request_id: str) -> dict[str, Any]:
             ).mappings()
         ]
     return d
-
-
-def current_champion(engine: Engine | Connection, model: str) -> Champion | None:
-    """The approved champion according to the promotion ledger (the source of truth, not the MLflow alias)."""
-    r = _last_ledger_entry(engine, model)
-    if r is None or r.action == "revoke" or r.to_version is None:
-        return None
-    return Champion(str(r.to_version), r.approval_id, r.action)
-
-
-def _last_ledger_entry(engine: Engine | Connection, model: str, at: datetime | None = None) -> Any:
-    """The newest ledger row of ``model`` (written by ``at``, when given), inside the caller's transaction if any."""
-    q = select(promotion_ledger).where(promotion_ledger.c.model == model)
-    if at is not None:
-        q = q.where(promotion_ledger.c.at <= at)
-    q = q.order_by(promotion_ledger.c.id.desc()).limit(1)
-    if isinstance(engine, Connection):
-        return engine.execute(q).first()
-    with engine.connect() as conn:
-        return conn.execute(q).first()

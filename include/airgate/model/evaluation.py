@@ -8,10 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from airgate.core.warehouse import promotion_ledger
+from airgate.core.champion import current_champion
 from airgate.model import predictors
 from airgate.model.contracts import CandidateResult, TrainConfig
 from airgate.model.splits import history_of, read_test_once
@@ -40,24 +39,6 @@ def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
-def current_champion_version(engine: Engine, model: str) -> str | None:
-    """The approved champion's version, read from the promotion ledger (the source of truth, not the MLflow alias).
-
-    The same rule as ``governance.promotion.current_champion`` (the newest entry; none after a revoke), read here
-    because the model layer sits below governance and may not import it; a test pins the two together.
-    """
-    with engine.connect() as conn:
-        r = conn.execute(
-            select(promotion_ledger)
-            .where(promotion_ledger.c.model == model)
-            .order_by(promotion_ledger.c.id.desc())
-            .limit(1)
-        ).first()
-    if r is None or r.action == "revoke" or r.to_version is None:
-        return None
-    return str(r.to_version)
-
-
 @dataclass
 class TestEvaluation:
     """Test metrics per candidate (costs and validation metrics too), the champion's, and the per-row predictions."""
@@ -72,7 +53,8 @@ def evaluate_on_test(
 ) -> TestEvaluation:
     """Read the test split (the one read) and score the chosen model, the baseline and the champion on it."""
     test = read_test_once(engine, cfg, chosen.model_uri)
-    champ_version = current_champion_version(engine, cfg.spec.name)
+    champ = current_champion(engine, cfg.spec.name)
+    champ_version = champ.version if champ else None
     champ_pred = predictors.load_version(cfg.mlflow, cfg.spec.name, champ_version) if champ_version else None
     kinds = {chosen.kind} | ({champ_pred.kind} if champ_pred is not None else set())
     history = history_of(engine, cfg) if "dkt" in kinds else test[["event_id", "student_id"]]

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from airgate.core import audit, registry, storage
@@ -244,14 +244,9 @@ def validate(
     actor: str = "airflow",
 ) -> GateReport:
     """Evaluate every gate on what finalize recorded, freeze the evidence under its hash and record the outcome."""
-    with engine.connect() as conn:
-        cand = (
-            conn.execute(
-                select(model_candidates).where(model_candidates.c.training_run_id == training_run_id)
-            )
-            .one()
-            ._mapping
-        )
+    from airgate.model.training import candidate_row
+
+    cand = candidate_row(engine, training_run_id)
     record = TrainingRecord.from_dict(cand["metrics"])
     evaluated = _evaluate_all(engine, spec, record, training_run_id, runs_dir, cand["data_version"])
     approvable = not any(blocks(g) for g in evaluated.gates)

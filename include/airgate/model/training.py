@@ -73,6 +73,16 @@ def existing(engine: Engine, training_run_id: str) -> dict[str, Any] | None:
     return dict(r._mapping) if r else None
 
 
+def candidate_row(engine: Engine, training_run_id: str) -> dict[str, Any]:
+    """The run's ``model_candidates`` row, which finalize writes: what the gates and registration read."""
+    row = existing(engine, training_run_id)
+    if row is None:
+        raise LookupError(
+            f"training run {training_run_id} has no model_candidates row: its finalize has not run"
+        )
+    return row
+
+
 def already_trained(
     engine: Engine, spec: ModelSpec, labeled_version_id: str, code_version: str
 ) -> dict[str, Any] | None:

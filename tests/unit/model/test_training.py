@@ -261,26 +261,3 @@ def test_a_dkt_champion_scores_and_auto_labels_through_the_same_predictor(
     assert len(set(round(s, 6) for s in scores)) > 50, "a sequence model gives rows their own probabilities"
     predictor = autolabel.champion_predictor(engine, only_dkt, mlflow_cfg)
     assert predictor is not None and predictor.model_version == req["model_version"]
-
-
-def test_the_champion_is_read_by_the_same_rule_as_governance(
-    engine, spec, trained, mlflow_cfg, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    """The model layer reads the ledger itself (it may not import governance); it must agree with promotion."""
-    from airgate.governance import promotion, registration
-    from airgate.model import evaluation, gates
-    from tests.helpers import approve
-
-    cfg, result = trained
-
-    def agree() -> str | None:
-        champ = promotion.current_champion(engine, spec.name)
-        version = evaluation.current_champion_version(engine, spec.name)
-        assert version == (champ.version if champ else None)
-        return version
-
-    assert agree() is None
-    assert gates.validate(engine, spec, mlflow_cfg, cfg.training_run_id, cfg.runs_dir).approvable
-    req = registration.register_and_request(engine, spec, mlflow_cfg, cfg.training_run_id)
-    approve(engine, spec, mlflow_cfg, req["approval_request_id"])
-    assert agree() == req["model_version"]
