@@ -19,6 +19,7 @@ from airgate.core.spec.sections import (
     LabelPolicy,
     Monitoring,
     Objective,
+    Privacy,
     Schema,
     Scoring,
     Slices,
@@ -37,6 +38,7 @@ class ModelSpec(_Strict):
     source: Source
     data_schema: Schema = Field(alias="schema")
     cleaning: Cleaning = Cleaning()
+    privacy: Privacy = Privacy()
     validation: Validation = Validation()
     label_policy: LabelPolicy = LabelPolicy()
     splits: Splits = Splits()
@@ -84,6 +86,9 @@ class ModelSpec(_Strict):
             raise ValueError(
                 "scoring.pods needs a 'kubernetes:' block (image, namespace) to run the pods with"
             )
+        unknown = [c for c in self.privacy.pseudonymize if c not in self.data_schema.columns]
+        if unknown:
+            raise ValueError(f"privacy.pseudonymize: {unknown} are not declared in schema.columns")
         if self.slices.by and not self.slices.roster:
             raise ValueError("slices.by needs slices.roster, the CSV that maps students to slices")
         if self.alerts.on_deadline_missed and self.scoring.deadline_minutes is None:

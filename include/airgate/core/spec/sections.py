@@ -40,6 +40,9 @@ class Source(_Strict):
     sensor_timeout_s: int = Field(600, ge=1)
     poke_interval_s: float = Field(30, gt=0)
     deferrable: bool = True  # wait in the triggerer, not in a worker slot
+    # sql: each read starts this far behind the stored watermark, in the watermark column's units (seconds for a
+    # timestamp or date column), and drops the keys already read: rows committed late or backdated are not lost.
+    lookback: float = Field(3600, ge=0)
 
     @model_validator(mode="after")
     def _complete(self) -> Source:
@@ -51,11 +54,29 @@ class Source(_Strict):
 
 
 class Schema(_Strict):
+    """The landing data's columns and the role each plays. Cleaning reads the key, entity, time and label through
+    these roles, so a source may name them as it likes. ``naive_timezone`` is the IANA zone a timestamp without an
+    offset is read in, value by value (a value with an offset keeps its own)."""
+
     key: str = "event_id"
     entity: str = "student_id"
     time: str = "ts"
     label: str = "correct"
     columns: dict[str, Literal["str", "int", "float", "datetime", "bool"]]
+    naive_timezone: str = "UTC"
+
+    @field_validator("naive_timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone '{v}': use an IANA name such as UTC or Europe/Paris"
+            ) from exc
+        return v
 
     @model_validator(mode="after")
     def _roles_are_columns(self) -> Schema:
@@ -64,6 +85,18 @@ class Schema(_Strict):
             if col not in self.columns:
                 raise ValueError(f"{role} column '{col}' is not declared in schema.columns")
         return self
+
+
+class Privacy(_Strict):
+    """De-identification at ingest. Each column named in ``pseudonymize`` (the entity column is always among them
+    when the list is not empty) is replaced by a keyed HMAC-SHA256 pseudonym before anything is stored; the key is
+    the password of the Airflow connection ``key_conn_id`` (or a secrets backend entry of that name). The roster is
+    joined on the same pseudonym. ``retention_days``: raw rows and landing files older than this are purged
+    (audited; their hashes stay, so lineage still resolves)."""
+
+    pseudonymize: list[str] = Field(default_factory=list)
+    key_conn_id: str = "airgate_pseudonym_key"
+    retention_days: int | None = Field(None, ge=1)
 
 
 class Cleaning(_Strict):
