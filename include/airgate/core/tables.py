@@ -104,6 +104,25 @@ source_watermarks = Table(
     Column("watermark", Text, nullable=False),
     Column("raw_version_id", String(80), nullable=False),
     _ts("updated_at", nullable=False),
+    # The watermark's type (datetime | date | int | float | decimal | text), so it is decoded to the column's own
+    # type; NULL for rows written before migration 0011. ``tracked_from``: keys are known only above this value
+    # (the watermark at the upgrade to 0011), so the lookback never re-reads rows whose keys were never recorded.
+    Column("watermark_type", String(16)),
+    Column("tracked_from", Text),
+)
+
+# The keys each SQL source has delivered within its lookback window (migration 0011): a read re-scans the window
+# and drops these keys, so late or backdated rows arrive once. Pruned to the window on every read, so it stays small.
+source_keys = Table(
+    "source_keys",
+    metadata,
+    Column("model", String(64), primary_key=True),
+    Column("source", String(256), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column(
+        "watermark", Text
+    ),  # the row's watermark as last seen, encoded like source_watermarks; NULL if NULL
+    Column("raw_version_id", String(80), nullable=False),
 )
 
 raw_rows = Table(

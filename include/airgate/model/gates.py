@@ -20,6 +20,7 @@ from airgate.core import audit, registry, storage
 from airgate.core.spec import ModelSpec
 from airgate.core.warehouse import model_candidates
 from airgate.data.features import FEATURES
+from airgate.data.privacy import pseudonymize_roster
 from airgate.model.contracts import TrainingRecord
 from airgate.model.gate_report import (  # noqa: F401 - re-exported: callers import them from here
     Gate,
@@ -60,6 +61,7 @@ def slice_gate(spec: ModelSpec, test_pred: pd.DataFrame, p_col: str) -> tuple[Ga
         ), {}
     with storage.open_read(roster_path, what="the roster (spec field slices.roster)") as fh:
         roster = pd.read_csv(fh, dtype=str)
+    roster = pseudonymize_roster(roster, spec)  # the stored entity ids are pseudonyms when privacy is on
     missing = [c for c in spec.slices.by if c not in roster.columns]
     if missing:
         return Gate("slice_gap", GateState.NOT_EVALUATED, None, limit, f"roster lacks columns {missing}"), {}

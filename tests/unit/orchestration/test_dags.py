@@ -262,3 +262,14 @@ def test_a_kubernetes_spec_trains_candidates_as_pods(spec) -> None:  # type: ign
     assert type(pods).__name__ == "MappedOperator" and "KubernetesPodOperator" in str(pods.operator_class)
     assert pods.upstream_task_ids == {"prepare_split"}
     assert dag.get_task("select_and_test").upstream_task_ids >= {"train_candidate", "prepare_split"}
+
+
+@pytest.mark.dag_structure
+def test_retention_purges_beside_the_ingest_only_when_the_spec_sets_it(spec) -> None:  # type: ignore[no-untyped-def]
+    from airgate.core.spec import Privacy
+    from airgate.orchestration.builders import build_collect
+
+    assert "purge_expired" not in build_collect(spec).task_ids  # the shipped spec keeps its raw data
+    kept = build_collect(spec.model_copy(update={"privacy": Privacy(retention_days=90)}))
+    assert "purge_expired" in kept.task_ids
+    assert not kept.get_task("purge_expired").upstream_task_ids  # a sensor that times out never holds it back

@@ -92,6 +92,22 @@ def _file_tasks(spec: ModelSpec) -> None:
     ingest(wait.output)  # type: ignore[arg-type]  # TaskFlow passes an XComArg
 
 
+def _retention_task(spec: ModelSpec) -> None:
+    """``privacy.retention_days``: raw rows and landing files past it are purged, audited, on every poll (a no-op
+    query when nothing expired), beside the ingest and independent of the sensor."""
+
+    @task
+    def purge_expired() -> dict[str, Any]:
+        from airgate.core.settings import warehouse_engine
+        from airgate.core.warehouse import utcnow
+        from airgate.data import retention
+
+        result = retention.purge(warehouse_engine(), spec, utcnow(), actor=actor())
+        return {"status": result.status, "rows": result.rows, "versions": [v.version_id for v in result.versions]}
+
+    purge_expired()
+
+
 def build(spec: ModelSpec) -> DAG:
     @dag(
         dag_id=spec.dag_id("collect"),
@@ -108,5 +124,7 @@ def build(spec: ModelSpec) -> DAG:
             _sql_tasks(spec)
         else:
             _file_tasks(spec)
+        if spec.privacy.retention_days is not None:
+            _retention_task(spec)
 
     return collect()
