@@ -150,3 +150,23 @@ def kill_mid_write(code: str, args: list[str], marker: Path, what: str, timeout_
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+
+
+def snapshot_sqlite(source: Path, target: Path) -> Path:
+    """A consistent copy of a live SQLite database (WAL content included), taken through SQLite's backup API.
+
+    Never ``shutil.copy`` a database this process has open: closing any descriptor of the file drops every POSIX
+    lock the process holds on it, so another process (an api-server on the session's metadata DB) may then take
+    itself for the last connection, checkpoint and truncate the WAL under this process's connections, which then
+    fail with "disk I/O error"; a plain copy also misses what is still in the WAL.
+    """
+    import sqlite3
+
+    src = sqlite3.connect(source)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+    return target

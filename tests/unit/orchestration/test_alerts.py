@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ import yaml
 from airgate.core import audit
 from airgate.core.spec import ModelSpec, SpecError, load_spec
 from airgate.orchestration import alerts
-from tests.helpers import REPO_ROOT, migrated_sqlite
+from tests.helpers import REPO_ROOT, migrated_sqlite, snapshot_sqlite
 from tests.recording_notifier import recorded
 
 ROOT = REPO_ROOT
@@ -547,7 +546,7 @@ def test_under_real_airflow_a_failed_task_and_a_missed_deadline_reach_the_notifi
     af_home.mkdir()
     dags.mkdir()
     # A copy of the session's migrated metadata DB: this test's DAG folder does not touch the shared one.
-    shutil.copy(airflow_db / "airflow.db", af_home / "airflow.db")
+    snapshot_sqlite(airflow_db / "airflow.db", af_home / "airflow.db")
     (dags / "probe_dag.py").write_text(PROBE_DAG)
     (tmp_path / "probe_run.py").write_text(PROBE_RUN)
     spec_path = _write(tmp_path / "specs", _alerting_doc())
