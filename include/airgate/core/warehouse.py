@@ -158,24 +158,32 @@ def _copy_value(v: Any) -> Any:
 def bulk_insert(
     conn: Connection,
     table: Table,
-    rows: Sequence[Mapping[str, Any]] | Iterable[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]] | Iterable[Mapping[str, Any]] | Sequence[tuple[Any, ...]],
     columns: Sequence[str] | None = None,
 ) -> int:
     """Insert many rows by the fastest path the database has.
 
     PostgreSQL: COPY through psycopg (an order of magnitude above executemany). SQLite:
-    executemany in the caller's transaction, which is already the fast path there.
+    executemany in the caller's transaction, which is already the fast path there. Rows may also be tuples laid
+    out as ``columns`` (values already in their stored form, e.g. JSON text): they go to ``bulk_insert_tuples``.
     """
     rows = rows if isinstance(rows, Sequence) else list(rows)
     if not rows:
         return 0
-    cols = list(columns or rows[0].keys())
+    if isinstance(rows[0], tuple):
+        if columns is None:
+            raise ValueError(
+                f"bulk_insert into {table.name}: tuple rows need their column names (columns=...)"
+            )
+        return bulk_insert_tuples(conn, table, columns, rows)  # type: ignore[arg-type]
+    maps: Sequence[Mapping[str, Any]] = rows  # type: ignore[assignment]
+    cols = list(columns or maps[0].keys())
     if is_postgres(conn):
         return bulk_insert_tuples(
-            conn, table, cols, [tuple(_copy_value(r.get(c)) for c in cols) for r in rows]
+            conn, table, cols, [tuple(_copy_value(r.get(c)) for c in cols) for r in maps]
         )
-    conn.execute(table.insert(), [dict(r) for r in rows])
-    return len(rows)
+    conn.execute(table.insert(), [dict(r) for r in maps])
+    return len(maps)
 
 
 def bulk_insert_tuples(

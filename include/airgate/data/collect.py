@@ -1,43 +1,59 @@
 """Collection: landing-zone files become immutable raw dataset versions, each piece of content exactly once.
 
 A file's raw rows, its raw version, its ledger row and its audit event commit in one transaction. The raw version
-id is derived from the content (rows and the file's SHA-256), so a retry, a re-run, a byte-identical copy under
-another name, a parallel worker or a task killed mid-write can neither duplicate nor lose rows: either the whole
-batch is there and the ledger says so, or nothing is. A copy is recorded in the ledger as a duplicate and audited.
-A file that cannot be read is recorded as rejected, with the reason, and the other files go on.
+id is derived from the SHA-256 of the bytes that were parsed (and the reader's settings), so a retry, a re-run, a
+byte-identical copy under another name, a parallel worker or a task killed mid-write can neither duplicate nor lose
+rows: either the whole batch is there and the ledger says so, or nothing is. A copy is recorded in the ledger as a
+duplicate and audited. A file that cannot be read, or not parsed, is recorded as rejected, with the reason, and the
+other files go on.
+
+Files are streamed (``airgate.data.readers``): memory follows the chunk size, not the file size, and the file is
+hashed as it is parsed, so the ledger names exactly the content that became rows even if a writer rewrote the file
+after ``scan`` (the scan's hash is then only the first guess; see ``ingest_file``).
 
 The landing zone is a storage location (``airgate.core.storage.location``: an ObjectStoragePath for ``s3://``,
 ``gs://``, ``file://`` and the other fsspec schemes; a relative spec path is under ``AIRGATE_STORAGE_URL``), so the
 sensor in the triggerer and the ingest on a worker see the same files. A file is named in the ledger as
-``storage.as_string`` writes it: its plain path on a local root, its URI otherwise. CSV and Parquet are read.
+``storage.as_string`` writes it: its plain path on a local root, its URI otherwise. CSV (plain, .gz, .bz2, .xz) and
+Parquet are read.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
+import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from airgate.core import audit, datasets, storage
 from airgate.core.spec import ModelSpec
-from airgate.core.warehouse import bulk_insert, file_ledger, raw_rows, utcnow
+from airgate.core.warehouse import bulk_insert, dataset_versions, file_ledger, is_postgres, raw_rows, utcnow
+from airgate.data import landing_io, readers
+from airgate.data.landing import LandingFile, as_path, new_files, scan
+from airgate.data.landing_io import BadFile, HashingReader
+from airgate.data.readers import MALFORMED, UNDECODABLE
+
+__all__ = [
+    "MALFORMED",
+    "UNDECODABLE",
+    "BadFile",
+    "FileOutcome",
+    "IngestResult",
+    "LandingFile",
+    "LandingRound",
+    "as_path",
+    "new_files",
+    "scan",
+]
 
 log = logging.getLogger(__name__)
-MALFORMED = "_malformed"  # set in a raw row's content when the row did not have the header's shape
-
-
-@dataclass(frozen=True)
-class LandingFile:
-    path: str
-    size_bytes: int
-    sha256: str
+RAW_COLUMNS = ("version_id", "row_num", "content")
+MAX_READS = 3  # a file rewritten while being read is read again, this many times in all
 
 
 @dataclass(frozen=True)
@@ -64,119 +80,26 @@ class IngestResult:
         return sum(f.rows for f in self.files if f.status == "ingested")
 
 
-class BadFile(ValueError):
-    pass
+class _Changed(Exception):  # noqa: N818 - control flow, never leaves this module
+    """The bytes parsed are not the ones the version id was derived from: the file changed since ``scan``."""
+
+    def __init__(self, sha256: str, size: int) -> None:
+        super().__init__(sha256)
+        self.sha256, self.size = sha256, size
 
 
-def as_path(location: Any) -> Any:
-    """The landing location as a storage location (``storage.location``: a spec string, a local Path, or a
-    location already)."""
-    return storage.location(location)
+def _batch_id(sha256: str) -> str:
+    return f"batch-{sha256[:16]}"
 
 
-def _sha256(path: Any) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def scan(landing_dir: Any, pattern: str) -> list[LandingFile]:
-    """Files in the landing zone, skipping hidden and temporary names (writers rename into place when done)."""
-    folder = as_path(landing_dir)
-    if not folder.exists() or not folder.is_dir():
-        return []
-    out = []
-    for p in sorted(folder.glob(pattern), key=str):
-        if p.is_file() and not p.name.startswith("."):
-            out.append(LandingFile(storage.as_string(p), int(p.stat().st_size), _sha256(p)))
-    return out
-
-
-def new_files(engine: Engine, model: str, landing_dir: Any, pattern: str) -> list[LandingFile]:
-    """Files whose (path, content) the ledger has not seen: new files, and changed or copied ones."""
-    files = scan(landing_dir, pattern)
-    if not files:
-        return []
-    with engine.connect() as conn:
-        seen = {
-            (r.path, r.sha256)
-            for r in conn.execute(
-                select(file_ledger.c.path, file_ledger.c.sha256).where(file_ledger.c.model == model)
-            )
-        }
-    return [f for f in files if (f.path, f.sha256) not in seen]
-
-
-def _csv_rows(data: bytes, expected: list[str]) -> list[dict[str, str]]:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BadFile(f"not UTF-8 (byte {exc.start})") from exc
-    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=MALFORMED)
-    header = reader.fieldnames or []
-    missing = [c for c in expected if c not in header]
-    if missing:
-        raise BadFile(f"missing columns {missing}; found {header}")
-    rows = []
-    try:
-        for r in reader:
-            row = {k: ("" if v is None else str(v)) for k, v in r.items() if k != MALFORMED}
-            if r.get(MALFORMED) is not None:
-                row[MALFORMED] = f"{len(header) + len(r[MALFORMED])} fields, header has {len(header)}"
-            elif any(v is None for v in r.values()):
-                row[MALFORMED] = f"{sum(v is not None for v in r.values())} fields, header has {len(header)}"
-            rows.append(row)
-    except csv.Error as exc:  # e.g. a quote left open by a truncated write
-        raise BadFile(f"unreadable CSV at row {len(rows) + 1}: {exc}") from exc
-    return rows
-
-
-def _parquet_rows(data: bytes, expected: list[str]) -> list[dict[str, str]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(io.BytesIO(data))
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise BadFile(f"corrupt Parquet: {exc}") from exc
-    missing = [c for c in expected if c not in table.column_names]
-    if missing:
-        raise BadFile(f"missing columns {missing}; found {table.column_names}")
-    out = []
-    for r in table.to_pylist():
-        out.append(
-            {
-                k: "" if v is None else (v.isoformat() if hasattr(v, "isoformat") else str(v))
-                for k, v in r.items()
-            }
-        )
-    return out
-
-
-def read_rows(path: Any, expected: list[str]) -> list[dict[str, str]]:
-    """Parse a landing file into rows of strings; raise BadFile with a reason a person can act on."""
-    data = as_path(path).read_bytes()
-    if not data.strip():
-        raise BadFile("empty file")
-    name = str(path).lower()
-    rows = _parquet_rows(data, expected) if name.endswith((".parquet", ".pq")) else _csv_rows(data, expected)
-    if not rows:
-        raise BadFile("header only, no rows")
-    return rows
-
-
-def _ledger(
-    conn: Any, spec: ModelSpec, f: LandingFile, batch_id: str, status: str, error: str | None = None
-) -> None:
+def _ledger(conn: Any, spec: ModelSpec, f: LandingFile, status: str, error: str | None = None) -> None:
     conn.execute(
         file_ledger.insert().values(
             model=spec.name,
             path=f.path,
             size_bytes=f.size_bytes,
             sha256=f.sha256,
-            batch_id=batch_id,
+            batch_id=_batch_id(f.sha256),
             status=status,
             error=error,
             ingested_at=utcnow(),
@@ -184,87 +107,185 @@ def _ledger(
     )
 
 
-def ingest_file(
-    engine: Engine, spec: ModelSpec, f: LandingFile, actor: str, location: Any = None
-) -> FileOutcome:
-    batch_id = f"batch-{f.sha256[:16]}"
-    with engine.connect() as conn:
-        already = conn.execute(
-            select(file_ledger.c.path).where(
-                file_ledger.c.model == spec.name,
-                file_ledger.c.sha256 == f.sha256,
-                file_ledger.c.status == "ingested",
-            )
-        ).first()
-    if already is not None:
-        return _duplicate(engine, spec, f, batch_id, actor, already.path)
-    expected = list(spec.data_schema.columns)
-    try:
-        rows = read_rows(location if location is not None else f.path, expected)
-    except (BadFile, OSError) as exc:
-        try:
-            with engine.begin() as conn:
-                _ledger(conn, spec, f, batch_id, "rejected", str(exc))
-                audit.append(
-                    conn,
-                    actor=actor,
-                    event_type="ingest_rejected",
-                    model=spec.name,
-                    entity={"batch_id": batch_id, "path": f.path},
-                    details={"error": str(exc)},
-                )
-        except IntegrityError:
-            return FileOutcome(f.path, batch_id, "duplicate")
-        log.error("rejected landing file %s: %s", f.path, exc)
-        return FileOutcome(f.path, batch_id, "rejected", error=str(exc))
-
-    digest = datasets.content_hash(
-        "raw", spec.name, ((i, sorted(r.items())) for i, r in enumerate(rows)), extra={"sha256": f.sha256}
-    )
+def _reject(engine: Engine, spec: ModelSpec, f: LandingFile, actor: str, error: str) -> FileOutcome:
+    batch_id = _batch_id(f.sha256)
     try:
         with engine.begin() as conn:
-            vid = datasets.insert_version(
+            _ledger(conn, spec, f, "rejected", error)
+            audit.append(
                 conn,
+                actor=actor,
+                event_type="ingest_rejected",
                 model=spec.name,
-                kind="raw",
-                digest=digest,
-                parents=[],
-                row_count=len(rows),
-                schema={"columns": list(rows[0].keys())},
-                batch_id=batch_id,
-                summary={
-                    "path": f.path,
-                    "sha256": f.sha256,
-                    "size_bytes": f.size_bytes,
-                    "rows_added": len(rows),
-                    "malformed_rows": sum(MALFORMED in r for r in rows),
-                },
+                entity={"batch_id": batch_id, "path": f.path},
+                details={"error": error, "sha256": f.sha256},
             )
-            bulk_insert(
-                conn, raw_rows, [{"version_id": vid, "row_num": i, "content": r} for i, r in enumerate(rows)]
+    except IntegrityError:  # this (path, content) was recorded by an earlier try
+        return FileOutcome(f.path, batch_id, "duplicate")
+    log.error("rejected landing file %s: %s", f.path, error)
+    return FileOutcome(f.path, batch_id, "rejected", error=error)
+
+
+def _ingested_as(engine: Engine, model: str, sha256: str) -> str | None:
+    """The path under which this content was ingested, if it was."""
+    with engine.connect() as conn:
+        return conn.execute(  # type: ignore[no-any-return]
+            select(file_ledger.c.path).where(
+                file_ledger.c.model == model,
+                file_ledger.c.sha256 == sha256,
+                file_ledger.c.status == "ingested",
             )
-            _ledger(conn, spec, f, batch_id, "ingested")
+        ).scalar()
+
+
+def _start_version(conn: Connection, spec: ModelSpec, f: LandingFile, source: readers.Source) -> str:
+    """The raw version row, written before its rows (they reference it). Its id comes from the file's hash and the
+    reader's settings, known up front; the content hash of the rows and the counts are set by _finish_version."""
+    key = datasets.content_hash(
+        "raw",
+        spec.name,
+        [],
+        extra={"sha256": f.sha256, "format": source.format, "reader": readers.READER_VERSION},
+    )
+    return datasets.insert_version(
+        conn,
+        model=spec.name,
+        kind="raw",
+        digest=key,
+        parents=[],
+        row_count=0,
+        schema={"columns": source.header},
+        batch_id=_batch_id(f.sha256),
+        summary={},
+    )
+
+
+def _rows_hash(model: str, sha256: str) -> Any:
+    """``datasets.content_hash`` of the raw rows, fed chunk by chunk (so ``datasets.verify`` recomputes it)."""
+    h = hashlib.sha256()
+    h.update(
+        json.dumps({"kind": "raw", "model": model, "extra": {"sha256": sha256}}, sort_keys=True).encode()
+    )
+    return h
+
+
+def _finish_version(conn: Connection, vid: str, f: LandingFile, source: readers.Source, digest: str) -> None:
+    stats = source.stats
+    summary = {
+        "path": f.path,
+        "sha256": f.sha256,
+        "size_bytes": f.size_bytes,
+        "format": source.format,
+        "rows_added": stats.rows,
+        "malformed_rows": stats.malformed_rows,
+        "undecodable_rows": stats.undecodable_rows,
+    }
+    conn.execute(
+        update(dataset_versions)
+        .where(dataset_versions.c.version_id == vid)
+        .values(row_count=stats.rows, summary=summary, content_hash=digest)
+    )
+
+
+def _stream_rows(conn: Connection, spec: ModelSpec, f: LandingFile, source: readers.Source) -> str:
+    """Version row, then the raw rows chunk by chunk (bulk path); returns the rows' content hash."""
+    vid = _start_version(conn, spec, f, source)
+    h = _rows_hash(spec.name, f.sha256)
+    # PostgreSQL works in its own process: parse the next chunk meanwhile. SQLite works in ours: no gain there.
+    with readers.read_ahead(source.chunks(), depth=1 if is_postgres(conn) else 0) as chunks:
+        for chunk in chunks:
+            bulk_insert(conn, raw_rows, chunk.tuples(vid), columns=RAW_COLUMNS)
+            h.update(chunk.canonical_bytes())
+    sha, size = source.finish()
+    if sha != f.sha256:
+        raise _Changed(sha, size)
+    if source.stats.rows == 0:
+        raise BadFile("header only, no rows")
+    _finish_version(conn, vid, replace(f, size_bytes=size), source, h.hexdigest())
+    return vid
+
+
+def _write(
+    engine: Engine, spec: ModelSpec, f: LandingFile, source: readers.Source, actor: str
+) -> FileOutcome:
+    """Stream the file into one transaction: version row, raw rows, ledger, audit; all or nothing."""
+    f = replace(f, sha256=source.known_sha256 or f.sha256)
+    original = _ingested_as(engine, spec.name, f.sha256)
+    if original is not None:
+        return _duplicate(engine, spec, f, actor, original)
+    try:
+        with engine.begin() as conn:
+            vid = _stream_rows(conn, spec, f, source)
+            f = replace(f, size_bytes=source.finish()[1])
+            _ledger(conn, spec, f, "ingested")
             audit.append(
                 conn,
                 actor=actor,
                 event_type="ingest",
                 model=spec.name,
-                entity={"batch_id": batch_id, "raw_version_id": vid, "path": f.path},
-                details={"rows": len(rows), "sha256": f.sha256},
+                entity={"batch_id": _batch_id(f.sha256), "raw_version_id": vid, "path": f.path},
+                details={"rows": source.stats.rows, "sha256": f.sha256},
             )
     except IntegrityError:
         # Another attempt (a retry, a parallel worker) committed this exact content first.
-        return FileOutcome(f.path, batch_id, "duplicate")
-    log.info("ingested %s as %s (%d rows)", f.path, vid, len(rows))
-    return FileOutcome(f.path, batch_id, "ingested", vid, len(rows))
+        original = _ingested_as(engine, spec.name, f.sha256)
+        if original is not None and original != f.path:
+            return _duplicate(engine, spec, f, actor, original)
+        return FileOutcome(f.path, _batch_id(f.sha256), "duplicate")
+    log.info("ingested %s as %s (%d rows)", f.path, vid, source.stats.rows)
+    return FileOutcome(f.path, _batch_id(f.sha256), "ingested", vid, source.stats.rows)
 
 
-def _duplicate(
-    engine: Engine, spec: ModelSpec, f: LandingFile, batch_id: str, actor: str, original: str
+def _read_once(engine: Engine, spec: ModelSpec, f: LandingFile, location: Any, actor: str) -> FileOutcome:
+    """One read of the file; a bad file is rejected under the hash of what was read (the rest is hashed too)."""
+    expected = list(spec.data_schema.columns)
+    try:
+        with landing_io.open_binary(location) as fh:
+            raw = HashingReader(fh)
+            source: readers.Source | None = None
+            try:
+                source = readers.open_source(raw, f.path, expected)
+                return _write(engine, spec, f, source, actor)
+            except BadFile as exc:
+                sha, size = raw.finish()
+                return _reject(engine, spec, replace(f, sha256=sha, size_bytes=size), actor, str(exc))
+            finally:
+                if isinstance(source, readers.ParquetSource):
+                    source.close()
+    except FileNotFoundError as exc:
+        return _reject(engine, spec, f, actor, f"gone before it could be read: {exc}")
+    except OSError as exc:
+        return _reject(engine, spec, f, actor, f"cannot read: {exc}")
+
+
+def ingest_file(
+    engine: Engine, spec: ModelSpec, f: LandingFile, actor: str, location: Any = None
 ) -> FileOutcome:
+    """Ingest one landing file exactly once. The version id is derived from ``f.sha256`` (the scan's hash); if the
+    bytes parsed hash differently (the file was rewritten since), the transaction is rolled back and the file read
+    again under the hash it now has, so what is recorded is always what was read."""
+    if f.error is not None:
+        return _reject(engine, spec, f, actor, f.error)
+    for _ in range(MAX_READS):
+        try:
+            return _read_once(engine, spec, f, location if location is not None else f.path, actor)
+        except _Changed as changed:
+            log.warning("%s changed while it was read; reading it again", f.path)
+            f = replace(f, sha256=changed.sha256, size_bytes=changed.size)
+    return _reject(
+        engine,
+        spec,
+        f,
+        actor,
+        f"the file changed on each of {MAX_READS} reads: writers must write elsewhere and rename into place",
+    )
+
+
+def _duplicate(engine: Engine, spec: ModelSpec, f: LandingFile, actor: str, original: str) -> FileOutcome:
+    batch_id = _batch_id(f.sha256)
     try:
         with engine.begin() as conn:
-            _ledger(conn, spec, f, batch_id, "duplicate", f"same content as {original}")
+            _ledger(conn, spec, f, "duplicate", f"same content as {original}")
             audit.append(
                 conn,
                 actor=actor,
