@@ -3,37 +3,46 @@
 The invariant holds for every batch and is checked before anything is written:
 rows in = rows accepted + rows quarantined. Rules come from the spec. The cut-off for "in the future" is the time
 the raw batch was ingested, not the wall clock, so re-cleaning a raw version always gives the same clean version.
+
+A raw version is read in chunks of row numbers, and each chunk is judged vectorised (``clean_rules``), so memory
+follows the chunk size, not the batch or the model's history. The batch-level rules are asked of the database, in
+the one transaction that writes the version: a key is a duplicate if clean_events already has it (an earlier
+version) or this run staged it already (an earlier chunk); entities with too few events are counted in SQL. The
+accepted and rejected rows wait in temporary tables until the content hash (the version id) is known, then move
+to clean_events and quarantine in one statement each.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy import Text, cast, func, select
+from sqlalchemy.engine import Connection, Engine
 
 from airgate.core import audit, datasets, storage
 from airgate.core.spec import ModelSpec
-from airgate.core.warehouse import as_utc, bulk_insert, clean_events, dataset_versions, quarantine, raw_rows
-from airgate.data.collect import MALFORMED
+from airgate.core.warehouse import as_utc, bulk_read_tuples, dataset_versions, raw_rows
+from airgate.data import clean_stage as stage
+from airgate.data.clean_rules import (  # noqa: F401 - EVENT_COLUMNS and MAX_RESPONSE_MS are imported from here
+    EVENT_COLUMNS,
+    MAX_RESPONSE_MS,
+    Catalog,
+    Roles,
+    Verdict,
+    parse_contents,
+    row_rules,
+)
 
 log = logging.getLogger(__name__)
 
-EVENT_COLUMNS = [
-    "event_id",
-    "student_id",
-    "item_id",
-    "skill_id",
-    "ts",
-    "response_time_ms",
-    "answer",
-    "correct",
-]
-MAX_RESPONSE_MS = 24 * 3600 * 1000
+CHUNK_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -46,10 +55,19 @@ class CleanOutcome:
     reasons: dict[str, int]
 
 
+@dataclass(frozen=True)
+class CleanFailure:
+    """A raw version that could not be cleaned at all (not one of its rows: the version), and why."""
+
+    raw_version_id: str
+    error: str
+
+
 @dataclass
 class CleanResult:
     model: str
     versions: list[CleanOutcome] = field(default_factory=list)
+    failed: list[CleanFailure] = field(default_factory=list)
 
     @property
     def clean_version_ids(self) -> list[str]:
@@ -60,137 +78,20 @@ class InvariantBroken(RuntimeError):
     pass
 
 
-def _iso_year(value: str) -> float | None:
-    try:
-        return float(datetime.fromisoformat(value.replace("Z", "+00:00")).year)
-    except ValueError:
-        return None
+class RawVersionUnreadable(RuntimeError):
+    """The raw version as a whole cannot be cleaned (its rows are gone or were never all written): not a bug, and
+    not a reason to hold back the versions behind it."""
 
 
-class _Reasons:
-    """The first rule each row breaks (code and detail): a row flagged once keeps that reason, so it is stable."""
+@dataclass(frozen=True)
+class _Batch:
+    """What every chunk of one raw version is judged with."""
 
-    def __init__(self, index: pd.Index) -> None:
-        self.reason = pd.Series(pd.NA, index=index, dtype="object")
-        self.detail = pd.Series(pd.NA, index=index, dtype="object")
-
-    def flag(self, mask: pd.Series, code: str, text: str | pd.Series) -> None:
-        m = mask & self.reason.isna()
-        self.reason[m] = code
-        self.detail[m] = text[m] if isinstance(text, pd.Series) else text
-
-    @property
-    def ok(self) -> pd.Series:
-        return self.reason.isna()
-
-
-def _shape_rules(df: pd.DataFrame, r: _Reasons) -> None:
-    """Rows that do not match the header, and empty required values (stripped in place)."""
-    if MALFORMED in df.columns:
-        r.flag(
-            df[MALFORMED].notna() & (df[MALFORMED].astype(str) != ""),
-            "malformed_row",
-            "row does not match the header: " + df[MALFORMED].fillna("").astype(str),
-        )
-    for col in ["event_id", "student_id", "item_id", "skill_id", "ts", "response_time_ms"]:
-        vals = df[col].fillna("").astype(str).str.strip()
-        r.flag(vals == "", "missing_value", f"{col} is empty")
-        df[col] = vals
-
-
-def _typed_values(df: pd.DataFrame, r: _Reasons, rules: Any) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """(ts, response_time_ms, label) parsed; what does not parse is flagged."""
-    ts = pd.to_datetime(df["ts"], utc=True, errors="coerce", format="ISO8601")
-    # Valid ISO-8601 outside pandas' range (e.g. year 2999) is a range problem, not a type problem.
-    beyond = ts.isna() & df["ts"].map(_iso_year).notna()
-    years = df["ts"].map(_iso_year)
-    r.flag(beyond & (years >= 2000), "ts_in_future", "ts is later than the batch's arrival")
-    r.flag(beyond, "ts_out_of_range", f"ts before {rules.earliest_ts}")
-    r.flag(ts.isna(), "bad_type", "ts is not an ISO-8601 timestamp")
-    rt = pd.to_numeric(df["response_time_ms"], errors="coerce")
-    r.flag(rt.isna() | (rt != rt.round()), "bad_type", "response_time_ms is not a whole number")
-    r.flag((rt < 0) | (rt > MAX_RESPONSE_MS), "out_of_range", "response_time_ms outside [0, 24h]")
-    label_raw = df["correct"].fillna("").astype(str).str.strip()
-    label = pd.to_numeric(label_raw.where(label_raw != ""), errors="coerce")  # "" is ungraded: NaN
-    r.flag((label_raw != "") & ~label.isin([0, 1]), "bad_label", "correct must be 0, 1 or empty")
-    return ts, rt, label
-
-
-def _range_rules(ts: pd.Series, rt: pd.Series, r: _Reasons, rules: Any, as_of: pd.Timestamp) -> None:
-    r.flag(
-        ts > as_of + timedelta(seconds=rules.max_future_skew_s),
-        "ts_in_future",
-        "ts is later than the batch's arrival",
-    )
-    r.flag(ts < pd.Timestamp(rules.earliest_ts), "ts_out_of_range", f"ts before {rules.earliest_ts}")
-    r.flag(
-        rt < rules.min_response_time_ms, "rapid_guess", f"response_time_ms under {rules.min_response_time_ms}"
-    )
-
-
-def _catalog_rules(df: pd.DataFrame, r: _Reasons, catalog: pd.DataFrame | None) -> None:
-    """Items and skills the item catalog does not know, or that it pairs differently."""
-    if catalog is None:
-        return
-    skill_of = dict(zip(catalog["item_id"].astype(str), catalog["skill_id"].astype(str), strict=True))
-    known_skill = df["skill_id"].isin(set(skill_of.values()))
-    r.flag(~df["item_id"].isin(skill_of.keys()), "unknown_item", "item_id is not in the item catalog")
-    r.flag(~known_skill, "unknown_skill", "skill_id is not in the item catalog")
-    r.flag(
-        df["item_id"].map(skill_of) != df["skill_id"],
-        "skill_mismatch",
-        "skill_id differs from the catalog's skill for this item",
-    )
-
-
-def _event_rules(df: pd.DataFrame, r: _Reasons, rules: Any, known_event_ids: set[str]) -> None:
-    """Duplicate events (earlier versions, then within the batch), then students left with too few clean events."""
-    r.flag(
-        df["event_id"].isin(known_event_ids), "duplicate_event_id", "event_id already in an earlier version"
-    )
-    dup = df["event_id"].duplicated(keep="first") & r.ok
-    r.flag(dup, "duplicate_event_id", "event_id repeated within the batch")
-    ok = r.ok
-    counts = df.loc[ok, "student_id"].map(df.loc[ok, "student_id"].value_counts())
-    few = pd.Series(False, index=df.index)
-    few[counts.index] = counts < rules.min_events_per_student
-    r.flag(few, "too_few_events", f"student has fewer than {rules.min_events_per_student} clean events")
-
-
-def apply_rules(
-    raw: pd.DataFrame,
-    spec: ModelSpec,
-    as_of: pd.Timestamp,
-    known_event_ids: set[str],
-    catalog: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split raw string rows into (accepted typed rows, rejected rows with reason and detail).
-
-    Each row gets the first rule it breaks, in a fixed order, so the reason is stable.
-    """
-    rules = spec.cleaning
-    df = raw.copy()
-    r = _Reasons(df.index)
-    _shape_rules(df, r)
-    ts, rt, label = _typed_values(df, r, rules)
-    _range_rules(ts, rt, r, rules, as_of)
-    _catalog_rules(df, r, catalog)
-    _event_rules(df, r, rules, known_event_ids)
-    ok = r.ok
-    accepted = pd.DataFrame(
-        {
-            "event_id": df.loc[ok, "event_id"],
-            "student_id": df.loc[ok, "student_id"],
-            "item_id": df.loc[ok, "item_id"],
-            "skill_id": df.loc[ok, "skill_id"],
-            "ts": ts[ok],
-            "response_time_ms": rt[ok].astype("int64"),
-            "answer": df.loc[ok, "answer"].fillna("").astype(str),
-            "correct": label[ok].astype("Int64"),
-        }
-    )
-    rejected = pd.DataFrame({"reason": r.reason[~ok], "detail": r.detail[~ok]})
-    return accepted, rejected
+    spec: ModelSpec
+    raw_version_id: str
+    roles: Roles
+    as_of: pd.Timestamp
+    catalog: Catalog | None
 
 
 def load_catalog(spec: ModelSpec) -> pd.DataFrame | None:
@@ -214,82 +115,164 @@ def pending_raw_versions(engine: Engine, model: str) -> list[str]:
     return [v.version_id for v in raws if v.version_id not in cleaned]
 
 
+class _Digest:
+    """The clean version's content hash, fed chunk by chunk: the rows that passed the row and duplicate rules,
+    in row order, and each rejected row's (row number, reason), in row order. The two streams are hashed apart so
+    the chunk size does not change the hash. The too-few-events rule is a function of those and of the rules (in
+    the header), so the hash fixes the whole result; a re-clean gives the same id."""
+
+    def __init__(self, model: str, extra: dict[str, Any]) -> None:
+        self._header = json.dumps(
+            {"kind": "clean", "model": model, "extra": extra}, sort_keys=True, default=str
+        )
+        self._accepted = hashlib.sha256()
+        self._rejected = hashlib.sha256()
+
+    def add(self, accepted: pd.DataFrame, rejected: pd.Series) -> None:
+        self._accepted.update(accepted.to_csv(index=False, header=False, lineterminator="\n").encode())
+        self._rejected.update(rejected.to_csv(header=False, lineterminator="\n").encode())
+
+    def hexdigest(self) -> str:
+        parts = [self._header, self._accepted.hexdigest(), self._rejected.hexdigest()]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _read_chunk(conn: Connection, raw_version_id: str, lo: int, hi: int) -> pd.Series:
+    """Raw contents (JSON text as stored) of row numbers [lo, hi), indexed by row number, by the warehouse's bulk
+    read (COPY on PostgreSQL)."""
+    q = (
+        select(raw_rows.c.row_num, cast(raw_rows.c.content, Text).label("content"))
+        .where(raw_rows.c.version_id == raw_version_id, raw_rows.c.row_num >= lo, raw_rows.c.row_num < hi)
+        .order_by(raw_rows.c.row_num)
+    )
+    _, data = bulk_read_tuples(conn, q)
+    if not data:  # a gap in the row numbers
+        return pd.Series([], index=pd.Index([], name="row_num", dtype="int64"), dtype=object)
+    if isinstance(data, bytes):
+        frame = pd.read_csv(
+            io.BytesIO(data),
+            names=["row_num", "content"],
+            header=None,
+            dtype={"content": str},
+            keep_default_na=False,
+        )
+        return pd.Series(
+            frame["content"].to_numpy(), index=pd.Index(frame["row_num"], name="row_num"), dtype=object
+        )
+    return pd.Series([c for _, c in data], index=pd.Index([n for n, _ in data], name="row_num"), dtype=object)
+
+
+def _flag_duplicates(conn: Connection, b: _Batch, v: Verdict) -> None:
+    """Duplicate keys among the rows that passed the row rules (a rejected first copy keeps its own reason and
+    does not hide a later valid one): keys an earlier version holds, then keys seen earlier in this batch."""
+    ok = v.ok
+    keys = v.values.loc[ok, "event_id"]
+    if keys.empty:
+        return
+    within = keys.duplicated(keep="first")
+    earlier, staged = stage.known_keys(conn, b.spec.name, keys[~within].tolist())
+    key = b.roles.name("event_id")
+    is_earlier = keys.isin(earlier)
+    _flag(v, is_earlier.index[is_earlier], "duplicate_event_id", f"{key} already in an earlier version")
+    again = (within | keys.isin(staged)) & ~is_earlier
+    _flag(v, again.index[again], "duplicate_event_id", f"{key} repeated within the batch")
+
+
+def _flag(v: Verdict, rows: pd.Index, code: str, text: str) -> None:
+    v.reason[rows] = code
+    v.detail[rows] = text
+
+
+def _clean_chunk(
+    conn: Connection, b: _Batch, contents: pd.Series, digest: _Digest, tally: Counter[str]
+) -> None:
+    verdict = row_rules(
+        parse_contents(contents.tolist(), contents.index, b.roles), b.spec, b.roles, b.as_of, b.catalog
+    )
+    _flag_duplicates(conn, b, verdict)
+    ok = verdict.ok
+    accepted = stage.accepted_frame(verdict.values[ok])
+    rejected = verdict.reason[~ok]
+    stage.put_accepted(conn, accepted)
+    stage.put_rejected(conn, rejected, verdict.detail[~ok], contents[~ok])
+    digest.add(accepted, rejected)
+    tally.update(rejected.value_counts().to_dict())
+
+
+def _extent(conn: Connection, raw_version_id: str) -> tuple[Any, int, int, int]:
+    """The raw version's row (its arrival time is the cut-off), and its row numbers' range and count, checked
+    against what collect recorded."""
+    meta = conn.execute(
+        select(dataset_versions).where(dataset_versions.c.version_id == raw_version_id)
+    ).first()
+    if meta is None or meta.kind != "raw":
+        raise LookupError(f"{raw_version_id} is not a raw version: list them with datasets.list_versions")
+    lo, hi, n = conn.execute(
+        select(func.min(raw_rows.c.row_num), func.max(raw_rows.c.row_num), func.count()).where(
+            raw_rows.c.version_id == raw_version_id
+        )
+    ).one()
+    if n != meta.row_count:
+        raise RawVersionUnreadable(
+            f"{raw_version_id}: {n} raw rows stored, {meta.row_count} recorded at ingest (purged by "
+            "privacy.retention_days, or lost): re-land its file to ingest it again"
+        )
+    return meta, int(lo or 0), int(hi if hi is not None else -1), int(n)
+
+
+def _summary(rows_in: int, accepted: int, tally: Counter[str]) -> dict[str, Any]:
+    reasons = {k: int(tally[k]) for k in sorted(tally)}
+    return {
+        "rows_in": rows_in,
+        "accepted": accepted,
+        "quarantined": sum(reasons.values()),
+        "reasons": reasons,
+        "rows_added": accepted,
+    }
+
+
 def clean_version(
     engine: Engine, spec: ModelSpec, raw_version_id: str, actor: str = "airflow"
 ) -> CleanOutcome:
-    with engine.connect() as conn:
-        meta = conn.execute(
-            select(dataset_versions).where(dataset_versions.c.version_id == raw_version_id)
-        ).one()
-        raw_list = conn.execute(
-            select(raw_rows.c.row_num, raw_rows.c.content)
-            .where(raw_rows.c.version_id == raw_version_id)
-            .order_by(raw_rows.c.row_num)
-        ).all()
-        known = set(
-            conn.execute(select(clean_events.c.event_id).where(clean_events.c.model == spec.name)).scalars()
-        )
-    raw = pd.DataFrame([dict(c) for _, c in raw_list], index=[n for n, _ in raw_list])
-    for col in EVENT_COLUMNS:
-        if col not in raw.columns:
-            raw[col] = ""
-    as_of = pd.Timestamp(as_utc(meta.created_at))
-    accepted, rejected = apply_rules(raw, spec, as_of, known, load_catalog(spec))
-    if len(accepted) + len(rejected) != len(raw):
-        raise InvariantBroken(
-            f"{raw_version_id}: {len(raw)} in != {len(accepted)} accepted + {len(rejected)} quarantined"
-        )
-
-    accepted = accepted.sort_values("event_id")
-    rows_for_hash = accepted.astype({"ts": "string", "correct": "object"}).itertuples(index=False, name=None)
-    digest = datasets.content_hash(
-        "clean",
-        spec.name,
-        rows_for_hash,
-        extra={
-            "raw": raw_version_id,
-            "rules": spec.cleaning.model_dump(),
-            "rejected": sorted(zip(rejected.index.tolist(), rejected["reason"].tolist(), strict=True)),
-        },
-    )
-    reasons = {str(k): int(v) for k, v in rejected["reason"].value_counts().items()}
-    summary: dict[str, Any] = {
-        "rows_in": len(raw),
-        "accepted": len(accepted),
-        "quarantined": len(rejected),
-        "reasons": reasons,
-        "rows_added": len(accepted),
+    """Clean one raw version, in one transaction: the clean version, its rows and its quarantine, audited."""
+    catalog = Catalog.of(load_catalog(spec))
+    roles = Roles.of(spec)
+    extra = {
+        "raw": raw_version_id,
+        "rules": spec.cleaning.model_dump(),
+        "roles": roles.source_of,
+        "naive_timezone": spec.data_schema.naive_timezone,
     }
+    digest, tally = _Digest(spec.name, extra), Counter[str]()
     with engine.begin() as conn:
+        meta, lo, hi, rows_in = _extent(conn, raw_version_id)
+        b = _Batch(spec, raw_version_id, roles, pd.Timestamp(as_utc(meta.created_at)), catalog)
+        stage.create(conn)
+        for start in range(lo, hi + 1, CHUNK_ROWS):
+            contents = _read_chunk(conn, raw_version_id, start, start + CHUNK_ROWS)
+            if len(contents):
+                _clean_chunk(conn, b, contents, digest, tally)
+        few = stage.reject_too_few(conn, raw_version_id, spec.cleaning.min_events_per_student, roles)
+        if few:
+            tally["too_few_events"] += few
+        accepted = stage.accepted_count(conn)
+        summary = _summary(rows_in, accepted, tally)
+        if accepted + summary["quarantined"] != rows_in:
+            raise InvariantBroken(
+                f"{raw_version_id}: {rows_in} in != {accepted} accepted + {summary['quarantined']} quarantined"
+            )
         vid = datasets.insert_version(
             conn,
             model=spec.name,
             kind="clean",
-            digest=digest,
+            digest=digest.hexdigest(),
             parents=[raw_version_id],
-            row_count=len(accepted),
+            row_count=accepted,
             schema={"columns": EVENT_COLUMNS},
             summary=summary,
             batch_id=meta.batch_id,
         )
-        recs = accepted.assign(version_id=vid, model=spec.name)
-        rows = recs.astype(object).where(recs.notna(), None).to_dict("records")
-        bulk_insert(conn, clean_events, rows)
-        bulk_insert(
-            conn,
-            quarantine,
-            [
-                {
-                    "version_id": vid,
-                    "raw_version_id": raw_version_id,
-                    "row_num": int(i),
-                    "reason": r.reason,
-                    "detail": str(r.detail),
-                    "content": raw.loc[i, :].fillna("").astype(str).to_dict(),
-                }
-                for i, r in rejected.iterrows()
-            ],
-        )
+        stage.publish(conn, vid, spec.name, raw_version_id)
         audit.append(
             conn,
             actor=actor,
@@ -302,15 +285,30 @@ def clean_version(
         "cleaned %s -> %s: %d accepted, %d quarantined %s",
         raw_version_id,
         vid,
-        len(accepted),
-        len(rejected),
-        reasons,
+        accepted,
+        summary["quarantined"],
+        summary["reasons"],
     )
-    return CleanOutcome(raw_version_id, vid, len(raw), len(accepted), len(rejected), reasons)
+    return CleanOutcome(raw_version_id, vid, rows_in, accepted, summary["quarantined"], summary["reasons"])
 
 
 def clean_pending(engine: Engine, spec: ModelSpec, actor: str = "airflow") -> CleanResult:
+    """Every raw version not cleaned yet, oldest first. One that cannot be cleaned at all is recorded (logged,
+    audited as ``clean_failed``, listed in ``failed``) and the ones behind it go on; it stays pending, so it is
+    tried again on the next run (e.g. after its file is landed again)."""
     result = CleanResult(spec.name)
     for rv in pending_raw_versions(engine, spec.name):
-        result.versions.append(clean_version(engine, spec, rv, actor))
+        try:
+            result.versions.append(clean_version(engine, spec, rv, actor))
+        except RawVersionUnreadable as exc:
+            log.error("cannot clean %s: %s", rv, exc)
+            audit.record(
+                engine,
+                actor=actor,
+                event_type="clean_failed",
+                model=spec.name,
+                entity={"raw_version_id": rv},
+                details={"error": str(exc)},
+            )
+            result.failed.append(CleanFailure(rv, str(exc)))
     return result

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from airgate.core import audit, storage
+from airgate.core import audit, datasets, storage
 from airgate.core.spec import ModelSpec
 from airgate.data import features
 from airgate.data.features import FEATURES, build_features, load_history
@@ -127,12 +127,41 @@ def materialize(
     if storage.exists(manifest_path):
         return _load(folder, False, 0.0)
     t0 = time.perf_counter()
+    version = datasets.get(engine, version_id)
+    if version is None or version.model != spec.name or version.kind != "clean":
+        raise ValueError(
+            f"clean version {version_id} of {spec.name} has no rows to compute features for: there is no such "
+            "clean version (list them with datasets.list_versions)"
+        )
+    if version.row_count == 0:  # every row quarantined: a valid version, with an empty feature set
+        return _commit(engine, spec, folder, version_id, _no_rows(), n, actor, t0)
     hist = load_history(engine, spec.name) if history is None else history
     if not (hist["version_id"] == version_id).any():
         raise ValueError(f"clean version {version_id} of {spec.name} has no rows to compute features for")
     feats = build_features(hist)
     rows = hist.loc[hist["version_id"] == version_id, ID_COLUMNS].merge(feats, on="event_id", how="left")
     rows = rows.sort_values("event_id", kind="mergesort").reset_index(drop=True)
+    return _commit(engine, spec, folder, version_id, rows, n, actor, t0)
+
+
+def _no_rows() -> pd.DataFrame:
+    """The feature rows of an empty clean version: the columns, typed, and no row."""
+    ids = {c: pd.Series([], dtype=object) for c in ID_COLUMNS}
+    return pd.DataFrame({**ids, **{f: pd.Series([], dtype="float64") for f in FEATURES}})
+
+
+def _commit(
+    engine: Engine,
+    spec: ModelSpec,
+    folder: storage.StoragePath,
+    version_id: str,
+    rows: pd.DataFrame,
+    n: int,
+    actor: str,
+    t0: float,
+) -> FeatureSet:
+    """Write the shards, then the manifest (the commit), audited."""
+    manifest_path = folder / "manifest.json"
     shard_no = shard_of(rows["student_id"], n)
     attempt = uuid.uuid4().hex[:8]  # this attempt's own file names: a racing worker never overwrites them
     shards = []
