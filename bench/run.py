@@ -5,7 +5,9 @@
 2. Scoring (scoring.py): airgate's scoring path (shards streamed in chunks, bulk write, publish) against raw
    ``booster.predict`` plus a raw bulk write of the same rows, in the same run, on SQLite and PostgreSQL (COPY), at
    two sizes (100k and 1M rows by default), with rows/s and one worker's peak memory at each size.
-3. Data plane, model plane, auto-labels and active learning (data_plane.py, model_plane.py).
+3. Data plane, model plane, auto-labels and active learning (data_plane.py, model_plane.py). ``data_plane_scale``:
+   one 1M-row landing file through ingest + clean + validate (rows/s, against a pyarrow read + one COPY of the same
+   rows), GX's share of it, and the peak RSS of ingest + clean at two file sizes, each in a fresh process.
 4. Governance API latency (api_latency.py): median and p95 per endpoint with 10,000 audit events, on both databases.
 5. Drift detection delay (drift_delay.py): batches from a new cohort's arrival to the first drift alarm after
    scoring, and false alarms on the batches before it, over a few seeds and cohort shifts.
@@ -164,7 +166,7 @@ def main() -> int:
     ap.add_argument("--mp-trials", type=int, default=16, help="tuning trials per candidate (and per sampler)")
     ap.add_argument(
         "--only",
-        choices=["dag_parse", "model_plane", "api", "scoring", "drift", "airflow"],
+        choices=["dag_parse", "model_plane", "api", "scoring", "drift", "airflow", "data_plane_scale"],
         help="run one benchmark and merge it into results.json",
     )
     ap.add_argument(
@@ -173,7 +175,21 @@ def main() -> int:
     ap.add_argument(
         "--ingest-batches", type=int, default=10, help="batches of 10,000 rows for the ingest figures"
     )
+    ap.add_argument(
+        "--dp-rows", type=int, default=1_000_000, help="rows of the data_plane_scale landing file"
+    )
+    ap.add_argument(
+        "--dp-rss-mb",
+        type=int,
+        nargs="+",
+        default=[10, 100],
+        help="landing file sizes (MB) whose ingest + clean peak RSS data_plane_scale measures",
+    )
+    ap.add_argument(
+        "--dp-1gb", action="store_true", help="also measure a 1 GB landing file (long on 2 cores)"
+    )
     args = ap.parse_args()
+    rss_sizes = tuple(args.dp_rss_mb) + ((1000,) if args.dp_1gb else ())
     results: dict[str, Any] = {
         "machine": {
             "python": platform.python_version(),
@@ -203,6 +219,16 @@ def main() -> int:
                     "scoring",
                     work,
                     lambda backend, url, w: scoring.scoring(backend, url, w, tuple(args.score_rows)),
+                )
+            elif args.only == "data_plane_scale":
+                import data_plane
+
+                merged["data_plane_scale"] = on_both_databases(
+                    "data plane at scale",
+                    work / "dps",
+                    lambda backend, url, w: data_plane.data_plane_scale(
+                        backend, url, w, args.dp_rows, rss_sizes
+                    ),
                 )
             elif args.only == "airflow":
                 import airflow_overhead
@@ -240,6 +266,11 @@ def main() -> int:
             "ingest and GX validation",
             work / "dp",
             lambda backend, url, w: data_plane.ingest_and_validate(url, w, args.ingest_batches, 200),
+        )
+        results["data_plane_scale"] = on_both_databases(
+            "data plane at scale",
+            work / "dps",
+            lambda backend, url, w: data_plane.data_plane_scale(backend, url, w, args.dp_rows, rss_sizes),
         )
         import model_plane
 

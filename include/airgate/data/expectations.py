@@ -1,5 +1,5 @@
 """The Great Expectations suite a spec implies, built from the schema, the cleaning rules and the previous validated
-version. ``checks`` runs it and records the outcome."""
+version's aggregates (``version_stats``). ``checks`` runs it and records the outcome."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from sqlalchemy.engine import Engine
 
 from airgate.core import datasets
 from airgate.core.spec import ModelSpec
-from airgate.core.warehouse import clean_events, data_validations, utcnow
-from airgate.data.clean import EVENT_COLUMNS
+from airgate.core.warehouse import data_validations, utcnow
+from airgate.data.version_stats import ReferenceStats
+
+# A version whose every row was quarantined: recorded, never a reference, and nothing downstream can use.
+EMPTY = "empty"
 
 MAX_RESPONSE_MS = 24 * 3600 * 1000
 
@@ -21,41 +24,24 @@ MAX_RESPONSE_MS = 24 * 3600 * 1000
 @dataclass
 class ValidationOutcome:
     version_id: str
-    status: str  # pass | warn | fail
+    status: str  # pass | warn | fail | empty (0 rows: nothing to label or train on)
     critical: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
     results_path: str = ""
     docs_path: str | None = None
-
-
-def _frame(engine: Engine, version_id: str) -> pd.DataFrame:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                clean_events.c.event_id,
-                clean_events.c.student_id,
-                clean_events.c.item_id,
-                clean_events.c.skill_id,
-                clean_events.c.ts,
-                clean_events.c.response_time_ms,
-                clean_events.c.answer,
-                clean_events.c.correct,
-            ).where(clean_events.c.version_id == version_id)
-        ).all()
-    df = pd.DataFrame(rows, columns=EVENT_COLUMNS)
-    df["ts"] = pd.to_datetime(df["ts"], utc=True)
-    df["correct"] = df["correct"].astype("float64")
-    return df
+    note: str | None = None
 
 
 def _previous_validated(engine: Engine, spec: ModelSpec, version_id: str) -> str | None:
-    """The newest clean version before this one that passed validation: the reference for shift checks."""
+    """The newest clean version before this one that passed validation (with rows): the reference for shift
+    checks."""
     with engine.connect() as conn:
         ok = set(
             conn.execute(
                 select(data_validations.c.version_id).where(
-                    data_validations.c.model == spec.name, data_validations.c.status != "fail"
+                    data_validations.c.model == spec.name,
+                    data_validations.c.status.not_in(("fail", EMPTY)),
                 )
             ).scalars()
         )
@@ -67,7 +53,7 @@ def _previous_validated(engine: Engine, spec: ModelSpec, version_id: str) -> str
 
 
 def build_expectations(
-    spec: ModelSpec, df: pd.DataFrame, reference: pd.DataFrame | None, catalog: pd.DataFrame | None
+    spec: ModelSpec, reference: ReferenceStats | None, catalog: pd.DataFrame | None
 ) -> list[Any]:
     import great_expectations.expectations as gxe
     from great_expectations.expectations.metadata_types import FailureSeverity
@@ -118,27 +104,40 @@ def build_expectations(
             severity=shift,
         )
     )
-    if reference is not None and len(reference):
-        ref_mean = float(reference[s.label].mean())
-        d = spec.validation.label_mean_shift
+    if reference is not None and reference.rows:
+        ex.extend(_shift_expectations(spec, reference, shift))
+    return ex
+
+
+def _shift_expectations(spec: ModelSpec, ref: ReferenceStats, shift: Any) -> list[Any]:
+    """Label mean, response-time median and skill mix against the reference version's aggregates."""
+    import great_expectations.expectations as gxe
+
+    s, v = spec.data_schema, spec.validation
+    ex: list[Any] = []
+    if ref.label_mean is not None:
+        d = v.label_mean_shift
         ex.append(
             gxe.ExpectColumnMeanToBeBetween(
-                column=s.label, min_value=ref_mean - d, max_value=ref_mean + d, severity=shift
+                column=s.label, min_value=ref.label_mean - d, max_value=ref.label_mean + d, severity=shift
             )
         )
-        med = float(reference["response_time_ms"].median())
-        r = spec.validation.response_time_median_shift
+    if ref.response_time_median is not None:
+        med, r = ref.response_time_median, v.response_time_median_shift
         ex.append(
             gxe.ExpectColumnMedianToBeBetween(
                 column="response_time_ms", min_value=med * (1 - r), max_value=med * (1 + r), severity=shift
             )
         )
-        mix = reference["skill_id"].value_counts(normalize=True).sort_index()
+    if ref.skill_mix:
         ex.append(
             gxe.ExpectColumnKLDivergenceToBeLessThan(
                 column="skill_id",
-                partition_object={"values": mix.index.tolist(), "weights": mix.tolist()},
-                threshold=spec.validation.skill_kl_divergence,
+                partition_object={
+                    "values": [k for k, _ in ref.skill_mix],
+                    "weights": [w for _, w in ref.skill_mix],
+                },
+                threshold=v.skill_kl_divergence,
                 severity=shift,
             )
         )
@@ -146,7 +145,8 @@ def build_expectations(
 
 
 def duplicate_columns(df: pd.DataFrame, threshold: float) -> list[str]:
-    """Pairs of numeric columns so correlated that one is a copy of the other (the seeds' duplicate columns)."""
+    """Pairs of numeric columns so correlated that one is a copy of the other (the seeds' duplicate columns), in a
+    frame; ``version_stats.duplicate_columns_in`` is the same check on a stored version, in SQL."""
     num = df.select_dtypes("number")
     num = num.loc[:, num.std(ddof=0) > 0]
     if num.shape[1] < 2:

@@ -79,3 +79,116 @@ def test_near_duplicate_columns_are_found() -> None:
     df = pd.DataFrame({"a": a, "a_copy": a * 2 + 1, "b": rng.normal(size=500), "const": 1.0})
     found = checks.duplicate_columns(df, 0.99)
     assert len(found) == 1 and found[0].startswith("a~a_copy")
+
+
+def _empty_clean_version(engine, spec, parent: str) -> str:  # type: ignore[no-untyped-def]
+    """A clean version with no rows, as cleaning leaves one when it quarantined the whole batch."""
+    from airgate.core import datasets
+
+    with engine.begin() as conn:
+        return datasets.insert_version(
+            conn,
+            model=spec.name,
+            kind="clean",
+            digest="0" * 64,
+            parents=[parent],
+            row_count=0,
+            schema={},
+            summary={"accepted": 0},
+        )
+
+
+def test_an_empty_version_is_recorded_as_empty_and_never_a_reference(
+    engine, spec, small_sim, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from airgate.core.warehouse import data_validations
+
+    [first] = _clean(engine, spec, small_sim, tmp_path, range(1))
+    empty = _empty_clean_version(engine, spec, first)
+    outcomes = {o.version_id: o for o in checks.validate_pending(engine, spec)}
+    assert outcomes[first].status == "pass"
+    assert outcomes[empty].status == "empty" and not outcomes[empty].critical
+    assert "0 rows" in str(outcomes[empty].note)
+    assert json.loads(Path(outcomes[empty].results_path).read_text())["status"] == "empty"
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(data_validations.c.status).where(data_validations.c.version_id == empty)
+        ).scalar_one()
+    assert stored == "empty" and empty not in checks.failed_versions(engine, spec.name)
+    assert checks.blocking_failures(list(outcomes.values())) == {}  # nothing to use is not a failure
+    [later] = _clean(engine, spec, small_sim, tmp_path, range(1, 2))
+    [outcome] = checks.validate_pending(engine, spec)
+    assert outcome.version_id == later
+    assert json.loads(Path(outcome.results_path).read_text())["reference_version"] == first
+
+
+def test_a_timestamp_out_of_range_fails_in_the_warehouse(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    [vid] = _clean(engine, spec, small_sim, tmp_path, range(1))
+    ids = _some_ids(engine, vid)
+    with engine.begin() as conn:  # a date before the spec's earliest_ts, written after cleaning
+        conn.execute(
+            update(clean_events)
+            .where(clean_events.c.version_id == vid, clean_events.c.event_id.in_(ids))
+            .values(ts=datetime(1990, 1, 1, tzinfo=UTC))
+        )
+    [outcome] = checks.validate_pending(engine, spec)
+    assert outcome.status == "fail"
+    assert any(
+        c.startswith("expect_column_values_to_be_between(ts)") and "unexpected 3" in c
+        for c in outcome.critical
+    )
+
+
+def _some_ids(engine, vid: str) -> list[str]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    with engine.connect() as conn:
+        q = select(clean_events.c.event_id).where(clean_events.c.version_id == vid).limit(3)
+        return list(conn.execute(q).scalars())
+
+
+def test_sql_aggregates_match_the_frame_figures(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The reference figures and the duplicate-column check come from the warehouse; they must be pandas' own."""
+    import pandas as pd
+    from sqlalchemy import select
+
+    from airgate.data import version_stats
+
+    [vid] = _clean(engine, spec, small_sim, tmp_path, range(1))
+    with engine.begin() as conn:  # make correct a copy of the response time, so a pair is found
+        conn.execute(
+            update(clean_events)
+            .where(clean_events.c.version_id == vid)
+            .values(correct=clean_events.c.response_time_ms)
+        )
+        df = pd.DataFrame(
+            conn.execute(
+                select(
+                    clean_events.c.skill_id, clean_events.c.response_time_ms, clean_events.c.correct
+                ).where(clean_events.c.version_id == vid)
+            ).all(),
+            columns=["skill_id", "response_time_ms", "correct"],
+        )
+    df["correct"] = df["correct"].astype("float64")
+    ref = version_stats.reference_stats(engine, spec, vid)
+    assert ref.rows == len(df) > 0
+    assert ref.label_mean == pytest.approx(df["correct"].mean())
+    assert ref.response_time_median == pytest.approx(df["response_time_ms"].median())
+    mix = df["skill_id"].value_counts(normalize=True).sort_index()
+    assert [k for k, _ in ref.skill_mix] == mix.index.tolist()
+    assert [w for _, w in ref.skill_mix] == pytest.approx(mix.tolist())
+    found = version_stats.duplicate_columns_in(engine, vid, 0.99)
+    assert found == checks.duplicate_columns(df, 0.99) and len(found) == 1
+
+
+def test_the_warehouse_url_never_reaches_the_gx_project(engine, spec, small_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _clean(engine, spec, small_sim, tmp_path, range(1))
+    checks.validate_pending(engine, spec)
+    project = Path(str(checks.gx_project(spec.name)).removeprefix("file://"))
+    config = next(project.rglob("great_expectations.yml")).read_text()
+    assert "${" + checks.WAREHOUSE_URL_ENV + "}" in config
+    assert engine.url.database not in config and checks.WAREHOUSE_URL_ENV not in __import__("os").environ
