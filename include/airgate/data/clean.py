@@ -97,7 +97,8 @@ class _Batch:
 def load_catalog(spec: ModelSpec) -> pd.DataFrame | None:
     """The item catalog (item_id, skill_id) named by the spec, if any, from storage (``storage.location``:
     relative paths are under ``AIRGATE_STORAGE_URL``, by default ``$AIRGATE_HOME``). A named catalog that is not
-    there is an error: cleaning never runs without the check the spec asks for."""
+    there is an error: cleaning never runs without the check the spec asks for. With ``privacy.pseudonymize``, the
+    catalog's ids that are pseudonymised in the data are compared as the same pseudonyms."""
     if not spec.cleaning.item_catalog:
         return None
     what = (
@@ -105,7 +106,13 @@ def load_catalog(spec: ModelSpec) -> pd.DataFrame | None:
         "skip the check"
     )
     with storage.open_read(spec.cleaning.item_catalog, what=what) as fh:
-        return pd.read_csv(fh, dtype=str)
+        catalog = pd.read_csv(fh, dtype=str)
+    if spec.privacy.pseudonymize:
+        from airgate.data.privacy import Pseudonymizer
+
+        pseudo = Pseudonymizer.from_spec(spec)
+        catalog = pseudo.apply_frame(catalog, [c for c in ("item_id", "skill_id") if c in pseudo.columns])
+    return catalog
 
 
 def pending_raw_versions(engine: Engine, model: str) -> list[str]:

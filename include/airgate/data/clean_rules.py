@@ -22,11 +22,11 @@ import pyarrow as pa
 import pyarrow.json as pajson
 
 from airgate.core.spec import ModelSpec
-from airgate.data.collect import MALFORMED
 
-# Set by collect in a raw row's content when a value could not be decoded as UTF-8 (a Parquet binary column);
-# the value names the column(s).
-UNDECODABLE = "_undecodable"
+# Markers collect sets in a raw row's content: the row did not have the header's shape; a value could not be
+# decoded as UTF-8 (a Parquet binary column; the marker names the column(s)).
+from airgate.data.readers import MALFORMED, UNDECODABLE
+
 EVENT_COLUMNS = [
     "event_id",
     "student_id",

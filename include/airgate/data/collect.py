@@ -36,6 +36,7 @@ from airgate.core.warehouse import bulk_insert, dataset_versions, file_ledger, i
 from airgate.data import landing_io, readers
 from airgate.data.landing import LandingFile, as_path, new_files, scan
 from airgate.data.landing_io import BadFile, HashingReader
+from airgate.data.privacy import Pseudonymizer
 from airgate.data.readers import MALFORMED, UNDECODABLE
 
 __all__ = [
@@ -239,12 +240,15 @@ def _write(
 def _read_once(engine: Engine, spec: ModelSpec, f: LandingFile, location: Any, actor: str) -> FileOutcome:
     """One read of the file; a bad file is rejected under the hash of what was read (the rest is hashed too)."""
     expected = list(spec.data_schema.columns)
+    # privacy.pseudonymize: ids become keyed pseudonyms in every chunk, before anything is stored. A missing key is
+    # an error naming the connection, raised before the file is opened (never a weak default key).
+    pseudo = Pseudonymizer.from_spec(spec) if spec.privacy.pseudonymize else None
     try:
         with landing_io.open_binary(location) as fh:
             raw = HashingReader(fh)
             source: readers.Source | None = None
             try:
-                source = readers.open_source(raw, f.path, expected)
+                source = readers.open_source(raw, f.path, expected, pseudo)
                 return _write(engine, spec, f, source, actor)
             except BadFile as exc:
                 sha, size = raw.finish()

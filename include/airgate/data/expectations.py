@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from airgate.core import datasets
 from airgate.core.spec import ModelSpec
 from airgate.core.warehouse import data_validations, utcnow
+from airgate.data.clean_rules import EVENT_COLUMNS
 from airgate.data.version_stats import ReferenceStats
 
 # A version whose every row was quarantined: recorded, never a reference, and nothing downstream can use.
@@ -58,17 +59,17 @@ def build_expectations(
     import great_expectations.expectations as gxe
     from great_expectations.expectations.metadata_types import FailureSeverity
 
-    s = spec.data_schema
+    # The clean rows carry the canonical names whatever the spec's roles call them in the landing data.
     rules = spec.cleaning
     critical = FailureSeverity.CRITICAL
     shift = FailureSeverity(spec.validation.shift_severity)
     ex: list[Any] = []
-    for col in s.columns:
+    for col in EVENT_COLUMNS:
         ex.append(gxe.ExpectColumnToExist(column=col, severity=critical))
-    for col in [c for c in s.columns if c not in (s.label, "answer")]:
+    for col in [c for c in EVENT_COLUMNS if c not in ("correct", "answer")]:
         ex.append(gxe.ExpectColumnValuesToNotBeNull(column=col, severity=critical))
-    ex.append(gxe.ExpectColumnValuesToBeUnique(column=s.key, severity=critical))
-    ex.append(gxe.ExpectColumnValuesToBeInSet(column=s.label, value_set=[0.0, 1.0], severity=critical))
+    ex.append(gxe.ExpectColumnValuesToBeUnique(column="event_id", severity=critical))
+    ex.append(gxe.ExpectColumnValuesToBeInSet(column="correct", value_set=[0.0, 1.0], severity=critical))
     ex.append(
         gxe.ExpectColumnValuesToBeBetween(
             column="response_time_ms",
@@ -79,7 +80,7 @@ def build_expectations(
     )
     ex.append(
         gxe.ExpectColumnValuesToBeBetween(
-            column=s.time,
+            column="ts",
             min_value=pd.Timestamp(rules.earliest_ts),
             max_value=pd.Timestamp(utcnow()) + pd.Timedelta(seconds=rules.max_future_skew_s),
             severity=critical,
@@ -98,7 +99,7 @@ def build_expectations(
         )
     ex.append(
         gxe.ExpectColumnProportionOfNonNullValuesToBeBetween(
-            column=s.label,
+            column="correct",
             min_value=1 - spec.validation.max_unlabeled_fraction,
             max_value=1.0,
             severity=shift,
@@ -113,13 +114,13 @@ def _shift_expectations(spec: ModelSpec, ref: ReferenceStats, shift: Any) -> lis
     """Label mean, response-time median and skill mix against the reference version's aggregates."""
     import great_expectations.expectations as gxe
 
-    s, v = spec.data_schema, spec.validation
+    v = spec.validation
     ex: list[Any] = []
     if ref.label_mean is not None:
         d = v.label_mean_shift
         ex.append(
             gxe.ExpectColumnMeanToBeBetween(
-                column=s.label, min_value=ref.label_mean - d, max_value=ref.label_mean + d, severity=shift
+                column="correct", min_value=ref.label_mean - d, max_value=ref.label_mean + d, severity=shift
             )
         )
     if ref.response_time_median is not None:

@@ -31,6 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from airgate.data.landing_io import BadFile, HashingReader, Utf8Checked, text_stream
+from airgate.data.privacy import Pseudonymizer
 from airgate.data.rowjson import canonical_text, content_text, encode, strings_of
 
 MALFORMED = "_malformed"  # set in a raw row's content when the row did not have the header's shape
@@ -173,8 +174,11 @@ class CsvSource:
 
     known_sha256: str | None = None
 
-    def __init__(self, raw: HashingReader, name: str, expected: list[str]) -> None:
+    def __init__(
+        self, raw: HashingReader, name: str, expected: list[str], pseudo: Pseudonymizer | None = None
+    ) -> None:
         self._raw = raw
+        self._pseudo = pseudo
         text, self.format = text_stream(raw, name)
         self.header = _read_header(text)
         check_header(self.header, expected)
@@ -209,15 +213,16 @@ class CsvSource:
         rows = self._misfits.take(below)
         self.stats.malformed_rows += len(rows)
         self.stats.rows += len(chunk) + len(rows)
-        return _merged(
-            chunk, [p for p, _, _ in rows], [_malformed_row(self.header, t, n) for _, t, n in rows]
-        )
+        misfits = [_malformed_row(self.header, t, n) for _, t, n in rows]
+        if self._pseudo is not None and misfits:
+            misfits = self._pseudo.apply_rows(misfits)
+        return _merged(chunk, [p for p, _, _ in rows], misfits)
 
     def chunks(self) -> Iterator[Chunk]:
         start = 0
         for batch in self._batches():
             nums, start = self._misfits.place(start, batch.num_rows)
-            enc = encode(self.header, list(batch.columns), nums, {})
+            enc = encode(self.header, pseudonymized(self._pseudo, self.header, list(batch.columns)), nums, {})
             yield self._with_misfits(Chunk(nums, enc.contents, enc.canonical), start)
         empty = pa.array([], pa.string())
         rest = self._with_misfits(Chunk(np.zeros(0, dtype=np.int64), empty, empty), None)
@@ -238,7 +243,8 @@ class ParquetSource:
 
     format = "parquet"
 
-    def __init__(self, raw: HashingReader, expected: list[str]) -> None:
+    def __init__(self, raw: HashingReader, expected: list[str], pseudo: Pseudonymizer | None = None) -> None:
+        self._pseudo = pseudo
         self._tmp = tempfile.TemporaryFile(prefix="airgate-landing-")  # noqa: SIM115 - closed in close()
         shutil.copyfileobj(raw, self._tmp, 1 << 20)
         self._sha = raw.finish()
@@ -275,7 +281,7 @@ class ParquetSource:
         self.stats.undecodable_rows += len(extra)
         start, self.stats.rows = self.stats.rows, self.stats.rows + batch.num_rows
         nums = np.arange(start, self.stats.rows, dtype=np.int64)
-        enc = encode(self.header, columns, nums, extra)
+        enc = encode(self.header, pseudonymized(self._pseudo, self.header, columns), nums, extra)
         return Chunk(nums, enc.contents, enc.canonical)
 
     def finish(self) -> tuple[str, int]:
@@ -289,11 +295,22 @@ def is_parquet(name: str) -> bool:
     return name.lower().endswith((".parquet", ".pq"))
 
 
-def open_source(raw: HashingReader, name: str, expected: list[str]) -> Source:
-    """The reader for a landing file, by its name (the content's first bytes are checked against it)."""
+def pseudonymized(pseudo: Pseudonymizer | None, header: list[str], columns: list[Any]) -> list[Any]:
+    """A chunk's string columns with the ``privacy.pseudonymize`` ones replaced, before anything is stored."""
+    if pseudo is None:
+        return columns
+    table = pseudo.apply_table(pa.Table.from_arrays(columns, names=header))
+    return [c.combine_chunks() for c in table.columns]
+
+
+def open_source(
+    raw: HashingReader, name: str, expected: list[str], pseudo: Pseudonymizer | None = None
+) -> Source:
+    """The reader for a landing file, by its name (the content's first bytes are checked against it). With
+    ``pseudo``, the columns it names are pseudonymised in every chunk, malformed rows included."""
     if is_parquet(name):
-        return ParquetSource(raw, expected)
-    return CsvSource(raw, name, expected)
+        return ParquetSource(raw, expected, pseudo)
+    return CsvSource(raw, name, expected, pseudo)
 
 
 _END = object()

@@ -46,7 +46,7 @@ def _rows(conn: Connection, version_id: str) -> int:
 
 def reference_stats(engine: Engine, spec: ModelSpec, version_id: str) -> ReferenceStats:
     in_version = clean_events.c.version_id == version_id
-    label = clean_events.c[spec.data_schema.label]
+    label = clean_events.c.correct  # canonical: the spec's label role is renamed at cleaning
     with engine.connect() as conn:
         rows = _rows(conn, version_id)
         mean = conn.execute(select(func.avg(cast(label, Float))).where(in_version)).scalar_one()

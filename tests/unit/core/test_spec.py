@@ -60,6 +60,18 @@ def test_shipped_spec_loads_with_every_section() -> None:
         (lambda d: d["scoring"].update(schedule="0 2 * *"), "scoring.schedule", "'0 2 * * *'"),
         (lambda d: d["source"].update(poll_schedule="@every_minute"), "source.poll_schedule", "@continuous"),
         (lambda d: d["label_policy"].update(schedule="hourly"), "label_policy.schedule", "five fields"),
+        (lambda d: d["schema"].update(naive_timezone="Mars/Olympus"), "schema.naive_timezone", "IANA name"),
+        (
+            lambda d: d.update(privacy={"pseudonymize": ["email"]}),
+            "(top level)",
+            "not declared in schema.columns",
+        ),
+        (
+            lambda d: d.update(privacy={"pseudonymize": ["event_id"]}),
+            "(top level)",
+            "carries no personal data",
+        ),
+        (lambda d: d["source"].update(lookback=-1), "source.lookback", "larger value"),
     ],
 )
 def test_bad_spec_names_file_field_and_fix(tmp_path: Path, mutate, field: str, fix: str) -> None:  # type: ignore[no-untyped-def]

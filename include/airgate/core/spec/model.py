@@ -89,6 +89,11 @@ class ModelSpec(_Strict):
         unknown = [c for c in self.privacy.pseudonymize if c not in self.data_schema.columns]
         if unknown:
             raise ValueError(f"privacy.pseudonymize: {unknown} are not declared in schema.columns")
+        if self.data_schema.key in self.privacy.pseudonymize:
+            raise ValueError(
+                f"privacy.pseudonymize: the key column '{self.data_schema.key}' cannot be pseudonymised (late "
+                "labels and review answers are joined on it); use an event id that carries no personal data"
+            )
         if self.slices.by and not self.slices.roster:
             raise ValueError("slices.by needs slices.roster, the CSV that maps students to slices")
         if self.alerts.on_deadline_missed and self.scoring.deadline_minutes is None:

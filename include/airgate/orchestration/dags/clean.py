@@ -40,11 +40,15 @@ def build(spec: ModelSpec) -> DAG:
             from airgate.data import clean as stage
 
             result = stage.clean_pending(warehouse_engine(), spec, actor=actor())
+            failed = [f.__dict__ for f in result.failed]
+            if not result.versions and failed:
+                raise AirflowFailException(f"no raw version could be cleaned: {failed}")
             if not result.versions:
                 raise AirflowSkipException("no raw version waiting to be cleaned")
             return {
                 "clean_version_ids": result.clean_version_ids,
                 "batches": [v.__dict__ for v in result.versions],
+                "failed": failed,
             }
 
         @task(outlets=[a["clean"]])
@@ -68,6 +72,14 @@ def build(spec: ModelSpec) -> DAG:
                 warehouse_engine(), spec, list(validated), runs_dir(), actor=actor()
             )
 
-        materialize_features(validate_batches(clean_batches()))  # type: ignore[arg-type]
+        @task
+        def report_unreadable(cleaned: dict[str, Any], features: dict[str, Any]) -> None:
+            """A raw version that could not be cleaned at all stays pending (audited as clean_failed) and fails
+            the run once the versions behind it are cleaned, validated and featurized: seen, never blocking."""
+            if cleaned.get("failed"):
+                raise AirflowFailException(f"raw versions left pending, not cleanable: {cleaned['failed']}")
+
+        cleaned = clean_batches()
+        report_unreadable(cleaned, materialize_features(validate_batches(cleaned)))  # type: ignore[arg-type]
 
     return clean()

@@ -103,7 +103,11 @@ def _retention_task(spec: ModelSpec) -> None:
         from airgate.data import retention
 
         result = retention.purge(warehouse_engine(), spec, utcnow(), actor=actor())
-        return {"status": result.status, "rows": result.rows, "versions": [v.version_id for v in result.versions]}
+        return {
+            "status": result.status,
+            "rows": result.rows,
+            "versions": [v.version_id for v in result.versions],
+        }
 
     purge_expired()
 
