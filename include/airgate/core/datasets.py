@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, true, update
 from sqlalchemy.engine import Connection, Engine
 
 from airgate.core.warehouse import current_versions, dataset_versions, utcnow
@@ -97,10 +97,13 @@ def get(engine: Engine | Connection, vid: str) -> DatasetVersion | None:
     return _to_version(r) if r else None
 
 
-def latest(engine: Engine, model: str, kind: str) -> DatasetVersion | None:
+def latest(engine: Engine, model: str, kind: str, with_rows: bool = False) -> DatasetVersion | None:
+    """The newest version of ``kind``; with ``with_rows``, the newest that holds rows (a batch whose rows were all
+    quarantined is a valid, empty clean version, and there is nothing in it to score)."""
     q = (
         select(dataset_versions)
         .where(dataset_versions.c.model == model, dataset_versions.c.kind == kind)
+        .where(dataset_versions.c.row_count > 0 if with_rows else true())
         .order_by(dataset_versions.c.created_at.desc(), dataset_versions.c.version_id.desc())
         .limit(1)
     )

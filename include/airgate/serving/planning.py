@@ -269,7 +269,7 @@ def plan(engine: Engine, cfg: ScoreConfig) -> ScorePlan:
     target = (
         datasets.get(engine, cfg.feature_version_id)
         if cfg.feature_version_id
-        else datasets.latest(engine, spec.name, "clean")
+        else datasets.latest(engine, spec.name, "clean", with_rows=True)
     )
     if target is None:
         raise ValueError(f"no clean dataset version to score for {spec.name}")

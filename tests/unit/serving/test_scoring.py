@@ -304,3 +304,24 @@ def test_a_rerun_after_a_kill_abandons_the_killed_run(engine, spec, mlflow_cfg, 
     assert {r["scoring_run_id"] for r in rows} == {"sr-rerun"} and len(rows) == rerun.rows_scored
     with pytest.raises(scoring.PublishRefused, match="abandoned"):
         scoring.score_shard(engine, mlflow_cfg, runs, "sr-dead", p.shards[0].index)
+
+
+def test_a_night_after_an_all_quarantined_batch_scores_the_last_version_with_rows(  # type: ignore[no-untyped-def]
+    engine, spec, mlflow_cfg, approved, tmp_path
+) -> None:
+    """A batch whose every row was quarantined is a 0-row clean version: the night scores the newest version that
+    holds rows instead of failing (or publishing nothing) on the empty one."""
+    from airgate.core import datasets
+    from airgate.data import clean
+    from tests.unit.data.test_clean import ev, raw_version
+
+    before = datasets.latest(engine, spec.name, "clean")
+    assert before is not None and before.row_count > 0
+    raw_version(engine, spec, [ev(f"r{i}", response_time_ms="10") for i in range(5)])  # all rapid guesses
+    (empty,) = clean.clean_pending(engine, spec).versions
+    assert (
+        empty.accepted == 0
+        and datasets.latest(engine, spec.name, "clean").version_id == empty.clean_version_id
+    )  # type: ignore[union-attr]
+    night = scoring.score(engine, _cfg(spec, mlflow_cfg, tmp_path, "sr-after-empty"))
+    assert night.feature_data_version == before.version_id and night.rows_scored > 0
