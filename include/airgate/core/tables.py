@@ -47,6 +47,9 @@ file_ledger = Table(
     Column("status", String(16), nullable=False),  # ingested | rejected | duplicate
     Column("error", Text),
     _ts("ingested_at", nullable=False),
+    Column(
+        "modified", Float
+    ),  # the file's modification time as listed (migration 0012): the poll's quick check
     # One row per (file name, content). Exactly-once of the *content* is the raw version's content-addressed id.
     UniqueConstraint("model", "path", "sha256", name="uq_file_ledger_model_path_sha256"),
     Index("ix_file_ledger_model_sha256", "model", "sha256"),

@@ -75,14 +75,16 @@ def validate_version(
 ) -> ValidationOutcome:
     """Validate one clean version and record the outcome. Nothing of the version is read into Python: GX's
     expectations and the aggregates behind the shift and duplicate-column checks all run in the warehouse."""
-    if row_count(engine, version_id) == 0:
+    rows = row_count(engine, version_id)
+    if rows == 0:
         return _finish(engine, spec, ValidationOutcome(version_id, EMPTY, note=EMPTY_NOTE), None, None, actor)
     os.environ.setdefault("TQDM_DISABLE", "1")
     import great_expectations as gx
 
     from airgate.data.clean import load_catalog
 
-    ref_id = _previous_validated(engine, spec, version_id)
+    small = rows < spec.validation.min_rows_for_shift  # too few rows for a shift to mean anything
+    ref_id = None if small else _previous_validated(engine, spec, version_id)
     reference = reference_stats(engine, spec, ref_id) if ref_id else None
     suite = build_expectations(spec, reference, load_catalog(spec))
     with storage.scratch("gx-") as tmp, _warehouse_url(engine):
@@ -192,7 +194,11 @@ def _version_batch(ctx: Any, run: GxRun) -> Any:
 def _run_gx(gx: Any, run: GxRun, project: Path) -> tuple[Any, str | None]:
     """Run the suite with GX's file context in the local ``project``; (the validation result, the Data Docs index
     as it will be in storage)."""
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     ctx = gx.get_context(mode="file", project_root_dir=str(project))
+    # GX draws progress bars on stderr, which task logs show as errors: a validation has nobody watching it.
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     bd = _version_batch(ctx, run)
     suite = ctx.suites.add_or_update(
         gx.ExpectationSuite(

@@ -20,6 +20,7 @@ Parquet are read.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -104,6 +105,7 @@ def _ledger(conn: Any, spec: ModelSpec, f: LandingFile, status: str, error: str 
             status=status,
             error=error,
             ingested_at=utcnow(),
+            modified=f.modified,
         )
     )
 
@@ -237,6 +239,19 @@ def _write(
     return FileOutcome(f.path, _batch_id(f.sha256), "ingested", vid, source.stats.rows)
 
 
+def _pattern_hint(path: str, rename_to: str | None, pattern: str) -> str:
+    """When the fix is a rename that the spec's pattern would then no longer match, say so: the renamed file would
+    otherwise never be seen again."""
+    if rename_to is None:
+        return ""
+    name = path.rsplit("/", 1)[-1]
+    stem = name.split(".", 1)[0]
+    renamed = stem + rename_to
+    if fnmatch.fnmatch(renamed, pattern):
+        return ""
+    return f", and change the spec's source.pattern: '{pattern}' does not match {renamed}"
+
+
 def _read_once(engine: Engine, spec: ModelSpec, f: LandingFile, location: Any, actor: str) -> FileOutcome:
     """One read of the file; a bad file is rejected under the hash of what was read (the rest is hashed too)."""
     expected = list(spec.data_schema.columns)
@@ -252,7 +267,8 @@ def _read_once(engine: Engine, spec: ModelSpec, f: LandingFile, location: Any, a
                 return _write(engine, spec, f, source, actor)
             except BadFile as exc:
                 sha, size = raw.finish()
-                return _reject(engine, spec, replace(f, sha256=sha, size_bytes=size), actor, str(exc))
+                why = str(exc) + _pattern_hint(f.path, exc.rename_to, spec.source.pattern)
+                return _reject(engine, spec, replace(f, sha256=sha, size_bytes=size), actor, why)
             finally:
                 if isinstance(source, readers.ParquetSource):
                     source.close()

@@ -35,8 +35,8 @@ class ValidationOutcome:
 
 
 def _previous_validated(engine: Engine, spec: ModelSpec, version_id: str) -> str | None:
-    """The newest clean version before this one that passed validation (with rows): the reference for shift
-    checks."""
+    """The newest clean version before this one that passed validation, with at least
+    ``validation.min_rows_for_shift`` rows: the reference for shift checks."""
     with engine.connect() as conn:
         ok = set(
             conn.execute(
@@ -47,7 +47,9 @@ def _previous_validated(engine: Engine, spec: ModelSpec, version_id: str) -> str
             ).scalars()
         )
     older = [
-        v.version_id for v in datasets.list_versions(engine, spec.name, "clean") if v.version_id != version_id
+        v.version_id
+        for v in datasets.list_versions(engine, spec.name, "clean")
+        if v.version_id != version_id and v.row_count >= spec.validation.min_rows_for_shift
     ]
     candidates = [v for v in older if v in ok]
     return candidates[-1] if candidates else None

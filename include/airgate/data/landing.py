@@ -4,6 +4,11 @@
 ingested twice, a copy under a new name is noticed, and a rewritten file is picked up. One unreadable file (a
 permission error, an I/O fault) never stops the others: it is listed with its error and a stand-in hash, so the
 ingest records it as rejected once, and it comes back as new when it changes or becomes readable.
+
+A poll does not read the whole zone: a file whose (path, size, modification time) the ledger already holds is
+accounted for by that quick check (as rsync does), and only the others are hashed. So a zone that keeps its
+history costs a listing per poll, not a read of every byte, and an unreadable file is not retried (and logged) on
+every poll. A storage that reports no modification time gets no quick check: its files are hashed, as before.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class LandingFile:
     size_bytes: int
     sha256: str
     error: str | None = None
+    modified: float | None = None  # the listing's modification time (None: the storage reports none)
 
 
 def as_path(location: Any) -> Any:
@@ -49,11 +55,29 @@ def _fingerprint(name: str, st: Any, exc: OSError) -> str:
     return hashlib.sha256("unreadable\0".join(parts).encode()).hexdigest()
 
 
-def _landing_file(p: Any) -> LandingFile | None:
-    """One file of the landing zone, hashed; an unreadable one is described, never raised (the others go on)."""
-    name, st = storage.as_string(p), None
+def _modified(st: Any) -> float | None:
+    """The file's last change as the quick check sees it: content (mtime) or, where the storage has one, its
+    inode (ctime: a chmod that makes an unreadable file readable counts). None when the store reports no time
+    (ObjectStoragePath gives 0): no quick check then."""
+    mtime = getattr(st, "st_mtime", None)
+    if not mtime:
+        return None
+    return float(max(mtime, getattr(st, "st_ctime", None) or 0))
+
+
+def _stat(p: Any) -> Any:
     try:
-        st = p.stat()
+        return p.stat()
+    except FileNotFoundError:
+        raise
+    except OSError:
+        return None  # cannot even stat it: _landing_file records why
+
+
+def _landing_file(p: Any, st: Any) -> LandingFile | None:
+    """One file of the landing zone, hashed; an unreadable one is described, never raised (the others go on)."""
+    name = storage.as_string(p)
+    try:
         with landing_io.open_binary(p) as fh:
             sha, size = landing_io.HashingReader(fh).finish()
     except FileNotFoundError:
@@ -61,19 +85,41 @@ def _landing_file(p: Any) -> LandingFile | None:
     except OSError as exc:
         log.warning("cannot read landing file %s: %s", name, exc)
         return LandingFile(
-            name, int(getattr(st, "st_size", 0)), _fingerprint(name, st, exc), f"cannot read: {exc}"
+            name,
+            int(getattr(st, "st_size", 0)),
+            _fingerprint(name, st, exc),
+            f"cannot read: {exc}",
+            _modified(st),
         )
-    return LandingFile(name, size, sha)
+    return LandingFile(name, size, sha, modified=_modified(st))
 
 
-def scan(landing_dir: Any, pattern: str) -> list[LandingFile]:
-    """Files in the landing zone, skipping hidden and temporary names (writers rename into place when done)."""
+QuickKey = tuple[str, int, float]
+
+
+def scan(
+    landing_dir: Any, pattern: str, known: set[QuickKey] | frozenset[QuickKey] = frozenset()
+) -> list[LandingFile]:
+    """Files in the landing zone, skipping hidden and temporary names (writers rename into place when done), and
+    the files whose (path, size, modification time) is in ``known`` (already accounted for: not read again)."""
     folder = as_path(landing_dir)
     if not folder.exists() or not folder.is_dir():
         return []
-    paths = sorted(folder.glob(pattern), key=str)
-    found = (_landing_file(p) for p in paths if not p.name.startswith(".") and _is_file(p))
-    return [f for f in found if f is not None]
+    out = []
+    for p in sorted(folder.glob(pattern), key=str):
+        if p.name.startswith(".") or not _is_file(p):
+            continue
+        try:
+            st = _stat(p)
+        except FileNotFoundError:
+            continue
+        mtime = _modified(st)
+        if mtime is not None and (storage.as_string(p), int(st.st_size), mtime) in known:
+            continue
+        f = _landing_file(p, st)
+        if f is not None:
+            out.append(f)
+    return out
 
 
 def _is_file(p: Any) -> bool:
@@ -84,15 +130,14 @@ def _is_file(p: Any) -> bool:
 
 
 def new_files(engine: Engine, model: str, landing_dir: Any, pattern: str) -> list[LandingFile]:
-    """Files whose (path, content) the ledger has not seen: new files, and changed or copied ones."""
-    files = scan(landing_dir, pattern)
-    if not files:
-        return []
+    """Files whose (path, content) the ledger has not seen: new files, and changed or copied ones. Files the
+    ledger already lists with the same size and modification time are not read (the quick check)."""
     with engine.connect() as conn:
-        seen = {
-            (r.path, r.sha256)
-            for r in conn.execute(
-                select(file_ledger.c.path, file_ledger.c.sha256).where(file_ledger.c.model == model)
-            )
-        }
-    return [f for f in files if (f.path, f.sha256) not in seen]
+        rows = conn.execute(
+            select(
+                file_ledger.c.path, file_ledger.c.sha256, file_ledger.c.size_bytes, file_ledger.c.modified
+            ).where(file_ledger.c.model == model)
+        ).all()
+    seen = {(r.path, r.sha256) for r in rows}
+    known = {(r.path, int(r.size_bytes), float(r.modified)) for r in rows if r.modified is not None}
+    return [f for f in scan(landing_dir, pattern, known) if (f.path, f.sha256) not in seen]

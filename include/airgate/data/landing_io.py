@@ -23,7 +23,12 @@ from airgate.core import storage
 
 
 class BadFile(ValueError):
-    """A landing file that cannot be ingested; the message says why and what fixes it."""
+    """A landing file that cannot be ingested; the message says why and what fixes it. ``rename_to``: the suffix
+    the message tells the user to give the file (collect checks the spec's pattern would then still match it)."""
+
+    def __init__(self, message: str, rename_to: str | None = None) -> None:
+        super().__init__(message)
+        self.rename_to = rename_to
 
 
 def open_binary(location: Any) -> IO[bytes]:
@@ -167,12 +172,15 @@ def text_stream(raw: HashingReader, name: str) -> tuple[Utf8Checked, str]:
     if head.startswith(b"PK\x03\x04"):
         raise BadFile("a zip archive: unpack it and land the CSV or Parquet files themselves")
     if head.startswith(b"PAR1"):
-        raise BadFile(f"a Parquet file named {ext}: rename it .parquet")
+        raise BadFile(f"a Parquet file named {ext}: rename it .parquet", rename_to=".parquet")
     if found is not None and (named is None or named.kind != found.kind):
         shown = named.suffix if named else ext
-        raise BadFile(f"{found.kind}-compressed file named {shown}: rename it {ext}{found.suffix}")
+        raise BadFile(
+            f"{found.kind}-compressed file named {shown}: rename it {ext}{found.suffix}",
+            rename_to=f"{ext}{found.suffix}",
+        )
     if named is not None and found is None and head:
-        raise BadFile(f"named {named.suffix} but not {named.kind}-compressed: rename it {ext}")
+        raise BadFile(f"named {named.suffix} but not {named.kind}-compressed: rename it {ext}", rename_to=ext)
     if found is None:
         return Utf8Checked(raw), "csv"
     if found.kind not in _OPENERS:

@@ -192,3 +192,37 @@ def test_the_warehouse_url_never_reaches_the_gx_project(engine, spec, small_sim,
     config = next(project.rglob("great_expectations.yml")).read_text()
     assert "${" + checks.WAREHOUSE_URL_ENV + "}" in config
     assert engine.url.database not in config and checks.WAREHOUSE_URL_ENV not in __import__("os").environ
+
+
+def test_a_small_fix_up_version_is_neither_compared_nor_a_reference(
+    engine, spec, small_sim, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A 150-row file of one batch's students (a fix-up upload) has a label mean far from a full batch's by chance
+    alone: it must not warn of a shift, nor become the reference that makes the next full batch warn."""
+    import pandas as pd
+
+    [first] = _clean(engine, spec, small_sim, tmp_path, range(1))
+    checks.validate_pending(engine, spec)
+    landing = tmp_path / "fixup"
+    landing.mkdir()
+    batch = pd.read_csv(next((tmp_path / "landing").glob("*.csv")), dtype=str)
+    fix = batch[batch["correct"] == "1"].head(150).assign(event_id=lambda d: "fix-" + d["event_id"])
+    fix.to_csv(landing / "fixup.csv", index=False)  # all correct: a label mean of 1.0
+    collect.ingest(engine, spec, landing)
+    [small] = clean.clean_pending(engine, spec).clean_version_ids
+    [outcome] = checks.validate_pending(engine, spec)
+    assert outcome.version_id == small and outcome.status == "pass" and outcome.warnings == []
+    [later] = _clean(engine, spec, small_sim, tmp_path, range(1, 2))
+    [outcome] = checks.validate_pending(engine, spec)
+    assert json.loads(Path(outcome.results_path).read_text())["reference_version"] == first
+
+
+def test_validation_draws_no_progress_bars_into_the_task_log(
+    sqlite_engine, spec, small_sim, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """Airflow shows a task's stderr as errors: GX's "Calculating Metrics" bars made every validation look failed."""
+    _clean(sqlite_engine, spec, small_sim, tmp_path, range(1))
+    capfd.readouterr()
+    [outcome] = checks.validate_pending(sqlite_engine, spec)
+    assert outcome.status == "pass"
+    assert "Calculating Metrics" not in capfd.readouterr().err

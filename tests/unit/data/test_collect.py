@@ -281,8 +281,12 @@ def test_an_unreadable_file_is_rejected_once_and_the_others_go_on(
     )
     assert [e["entity"]["path"] for e in audit.events(engine, event_type="ingest_rejected")] == [str(locked)]
     assert collect.ingest(engine, spec, landing).files == []  # not retried on every poll
-    locked.chmod(0o644)
-    monkeypatch.undo()  # fixed: readable now
+    locked.chmod(
+        0o644
+    )  # fixed: readable now; the chmod changes the inode's ctime, which the quick check sees
+    monkeypatch.undo()
+    st = locked.stat()  # timestamps are coarse (a few ms): move them on, as the seconds a person takes would
+    os.utime(locked, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     again = _by_name(collect.ingest(engine, spec, landing))
     assert again["locked.csv"].status == "ingested" and again["locked.csv"].rows == 2
 
@@ -303,3 +307,46 @@ def test_a_file_rejected_midway_leaves_no_rows_and_is_hashed_whole(
         )  # the chunks written so far rolled back
         assert conn.execute(select(file_ledger.c.sha256)).scalar() == hashlib.sha256(data).hexdigest()
     assert collect.ingest(engine, spec, landing).files == []
+
+
+def test_a_poll_reads_only_files_whose_size_or_time_changed(
+    engine, spec, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The quick check: a zone that keeps its history costs a listing per poll, not a read of every byte; a file
+    rewritten in place (new size or time) is read again and ingested under its new content."""
+    landing = _landing(
+        tmp_path, {"a.csv": (HEADER + _rows(3, "a")).encode(), "b.csv": (HEADER + _rows(2, "b")).encode()}
+    )
+    collect.ingest(engine, spec, landing)
+    opened: list[str] = []
+    real = landing_io.open_binary
+
+    def counting(location):  # type: ignore[no-untyped-def]
+        opened.append(Path(str(location)).name)
+        return real(location)
+
+    monkeypatch.setattr(landing_io, "open_binary", counting)
+    assert collect.new_files(engine, spec.name, landing, "*.csv") == [] and opened == []
+    (landing / "b.csv").write_text(HEADER + _rows(4, "b"))
+    st = (landing / "b.csv").stat()
+    os.utime(landing / "b.csv", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert [Path(f.path).name for f in collect.new_files(engine, spec.name, landing, "*.csv")] == ["b.csv"]
+    assert opened == ["b.csv"]
+    status = _by_name(collect.ingest(engine, spec, landing))
+    assert status["b.csv"].status == "ingested" and status["b.csv"].rows == 4
+
+
+def test_a_rename_the_pattern_would_not_match_says_so(engine, spec, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The shipped pattern is *.csv: renamed as advised, the file would never be seen again, so the rejection
+    also names the pattern to change."""
+    landing = _landing(tmp_path, {"zipped.csv": gzip.compress((HEADER + _rows(2)).encode())})
+    (rejected,) = collect.ingest(engine, spec, landing).files
+    assert rejected.error == (
+        "gzip-compressed file named .csv: rename it .csv.gz, and change the spec's source.pattern: '*.csv' does "
+        "not match zipped.csv.gz"
+    )
+    (tmp_path / "b").mkdir()
+    (matching,) = collect.ingest(
+        engine, _with_pattern(spec, "*.csv*"), _landing(tmp_path / "b", {"z.csv": gzip.compress(b"x")})
+    ).files
+    assert matching.error == "gzip-compressed file named .csv: rename it .csv.gz"

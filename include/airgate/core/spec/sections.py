@@ -124,6 +124,9 @@ class Validation(_Strict):
     max_unlabeled_fraction: float = Field(0.5, gt=0, le=1)
     duplicate_column_correlation: float = Field(0.99, gt=0, le=1)
     shift_severity: Literal["warning", "critical"] = "warning"
+    # Shift checks compare a version with the newest earlier validated one; versions with fewer rows than this
+    # (a fix-up file, a trickle) are neither compared nor used as the reference: their means are noise.
+    min_rows_for_shift: int = Field(1000, ge=1)
 
 
 class LabelPolicy(_Strict):
