@@ -319,9 +319,7 @@ def test_a_night_after_an_all_quarantined_batch_scores_the_last_version_with_row
     assert before is not None and before.row_count > 0
     raw_version(engine, spec, [ev(f"r{i}", response_time_ms="10") for i in range(5)])  # all rapid guesses
     (empty,) = clean.clean_pending(engine, spec).versions
-    assert (
-        empty.accepted == 0
-        and datasets.latest(engine, spec.name, "clean").version_id == empty.clean_version_id
-    )  # type: ignore[union-attr]
+    newest = datasets.latest(engine, spec.name, "clean")
+    assert empty.accepted == 0 and newest is not None and newest.version_id == empty.clean_version_id
     night = scoring.score(engine, _cfg(spec, mlflow_cfg, tmp_path, "sr-after-empty"))
     assert night.feature_data_version == before.version_id and night.rows_scored > 0
