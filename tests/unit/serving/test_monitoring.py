@@ -151,13 +151,14 @@ def test_decay_is_ok_while_the_world_holds_and_alarms_once_the_items_change(  # 
     assert decayed.summary["auc"] < steady["approval_auc"] - spec.monitoring.max_auc_drop
     assert decayed.summary["scoring_run_ids"] == ["sr-3"]
 
-    verdicts = sorted(
+    verdicts = [
         (r["scoring_run_id"], r["status"])
         for r in monitoring.reports(engine, spec.name)
         if r["kind"] == "decay"
-    )
+    ]
     v = steady["model_version"]
-    assert verdicts == [(f"{l2}@v{v}", "ok"), (f"{l3}@v{v}", "alarm")]
+    # one verdict per labeled version (the re-run replaced the first); ids are hashes, so compare without order
+    assert len(verdicts) == 2 and dict(verdicts) == {f"{l2}@v{v}": "ok", f"{l3}@v{v}": "alarm"}
     assert _decay_events(engine) == [
         ("decay_check", l2, "ok"),
         ("decay_check", l2, "ok"),
