@@ -10,8 +10,8 @@ from sqlalchemy import func, select, update
 
 from airgate.core import audit, datasets
 from airgate.core.spec.sections import Privacy
-from airgate.core.warehouse import audit_log, dataset_versions, file_ledger, raw_rows, utcnow
-from airgate.data import collect, retention
+from airgate.core.warehouse import audit_log, dataset_versions, file_ledger, quarantine, raw_rows, utcnow
+from airgate.data import clean, collect, retention
 from tests.helpers import land
 
 pytestmark = pytest.mark.data
@@ -47,6 +47,7 @@ def test_old_raw_rows_and_their_files_are_purged_once_and_audited(
             select(file_ledger.c.path).where(file_ledger.c.batch_id == old_batch)
         ).scalar_one()
     rows_before = _rows(engine, old)
+    clean.clean_pending(engine, spec)  # the simulator's rapid guesses are quarantined with their raw content
 
     result = retention.purge(engine, spec, now, actor="ops")
     assert result.status == "purged" and [v.version_id for v in result.versions] == [old]
@@ -66,6 +67,13 @@ def test_old_raw_rows_and_their_files_are_purged_once_and_audited(
     assert event.actor == "ops" and event.entity == {"raw_version_ids": [old]}
     assert event.details["versions"] == [{"version_id": old, "rows": rows_before, "files": [old_file]}]
     assert audit.verify_chain(engine).ok
+    with engine.connect() as conn:  # the quarantine's copies of the purged rows go too; reasons stay
+        kept_q = conn.execute(
+            select(quarantine.c.raw_version_id, quarantine.c.reason, quarantine.c.content)
+        ).all()
+    old_q = [(r, c) for v, r, c in kept_q if v == old]
+    assert old_q and all(c == {"purged": "retention_days=30"} and r for r, c in old_q)
+    assert any(v == recent and "student_id" in c for v, _, c in kept_q)
 
     assert retention.purge(engine, spec, now).status == "nothing_to_purge"  # idempotent: no second event
     with engine.connect() as conn:
