@@ -110,23 +110,41 @@ def _ledger(conn: Any, spec: ModelSpec, f: LandingFile, status: str, error: str 
     )
 
 
-def _reject(engine: Engine, spec: ModelSpec, f: LandingFile, actor: str, error: str) -> FileOutcome:
-    batch_id = _batch_id(f.sha256)
+_EVENT_OF = {"rejected": "ingest_rejected", "duplicate": "duplicate_file"}
+
+
+def _ledger_event(
+    engine: Engine,
+    spec: ModelSpec,
+    f: LandingFile,
+    actor: str,
+    status: str,
+    error: str,
+    details: dict[str, Any],
+) -> bool:
+    """A file that is not ingested: its ledger row and its audit event in one transaction. False when an earlier
+    try already recorded this very (path, content)."""
     try:
         with engine.begin() as conn:
-            _ledger(conn, spec, f, "rejected", error)
+            _ledger(conn, spec, f, status, error)
             audit.append(
                 conn,
                 actor=actor,
-                event_type="ingest_rejected",
+                event_type=_EVENT_OF[status],
                 model=spec.name,
-                entity={"batch_id": batch_id, "path": f.path},
-                details={"error": error, "sha256": f.sha256},
+                entity={"batch_id": _batch_id(f.sha256), "path": f.path},
+                details=details,
             )
-    except IntegrityError:  # this (path, content) was recorded by an earlier try
-        return FileOutcome(f.path, batch_id, "duplicate")
+    except IntegrityError:
+        return False
+    return True
+
+
+def _reject(engine: Engine, spec: ModelSpec, f: LandingFile, actor: str, error: str) -> FileOutcome:
+    if not _ledger_event(engine, spec, f, actor, "rejected", error, {"error": error, "sha256": f.sha256}):
+        return FileOutcome(f.path, _batch_id(f.sha256), "duplicate")
     log.error("rejected landing file %s: %s", f.path, error)
-    return FileOutcome(f.path, batch_id, "rejected", error=error)
+    return FileOutcome(f.path, _batch_id(f.sha256), "rejected", error=error)
 
 
 def _ingested_as(engine: Engine, model: str, sha256: str) -> str | None:
@@ -302,22 +320,10 @@ def ingest_file(
 
 
 def _duplicate(engine: Engine, spec: ModelSpec, f: LandingFile, actor: str, original: str) -> FileOutcome:
-    batch_id = _batch_id(f.sha256)
-    try:
-        with engine.begin() as conn:
-            _ledger(conn, spec, f, "duplicate", f"same content as {original}")
-            audit.append(
-                conn,
-                actor=actor,
-                event_type="duplicate_file",
-                model=spec.name,
-                entity={"batch_id": batch_id, "path": f.path},
-                details={"same_as": original},
-            )
-    except IntegrityError:
-        pass  # this very (path, content) was recorded by an earlier attempt
-    log.warning("skipped %s: same content as %s", f.path, original)
-    return FileOutcome(f.path, batch_id, "duplicate", error=f"same content as {original}")
+    why = f"same content as {original}"
+    _ledger_event(engine, spec, f, actor, "duplicate", why, {"same_as": original})
+    log.warning("skipped %s: %s", f.path, why)
+    return FileOutcome(f.path, _batch_id(f.sha256), "duplicate", error=why)
 
 
 def ingest(engine: Engine, spec: ModelSpec, landing_dir: Any, actor: str = "airflow") -> IngestResult:

@@ -9,6 +9,7 @@ UTF-8 is checked incrementally (``Utf8Checked``) so a bad byte is reported with 
 
 from __future__ import annotations
 
+import abc
 import bz2
 import codecs
 import gzip
@@ -43,8 +44,9 @@ class _Peekable(io.RawIOBase):
         super().__init__()
         self._head = b""
 
+    @abc.abstractmethod
     def _pull(self, n: int) -> bytes:
-        raise NotImplementedError
+        """Up to ``n`` more bytes from the underlying stream (b"" at its end): what each reader adds."""
 
     def readable(self) -> bool:
         return True

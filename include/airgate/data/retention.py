@@ -109,11 +109,12 @@ def purge(engine: Engine, spec: ModelSpec, now: datetime, actor: str = "airflow"
     with engine.begin() as conn:
         ids = [v.version_id for v in purged]
         for i in range(0, len(ids), 500):
-            conn.execute(delete(raw_rows).where(raw_rows.c.version_id.in_(ids[i : i + 500])))
+            batch = ids[i : i + 500]
+            conn.execute(delete(raw_rows).where(raw_rows.c.version_id.in_(batch)))
             # Quarantined rows carry a copy of the raw content: it goes too; the reason and row number stay.
             conn.execute(
                 update(quarantine)
-                .where(quarantine.c.raw_version_id.in_(ids[i : i + 500]))
+                .where(quarantine.c.raw_version_id.in_(batch))
                 .values(content={"purged": f"retention_days={days}"})
             )
         audit.append(
