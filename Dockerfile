@@ -2,6 +2,9 @@
 # /usr/local/airflow and install requirements.txt; we add the airgate library and point Airflow at it.
 FROM astrocrpublic.azurecr.io/runtime:3.3-2
 
+# Where the warehouse and MLflow live and the audit key (AIRGATE_WAREHOUSE_URL, AIRGATE_MLFLOW_URI,
+# AIRGATE_MLFLOW_ARTIFACTS, AIRGATE_AUDIT_KEY) are given at run time, in the environment (a Kubernetes Secret) or
+# airflow.cfg's [airgate], never baked into the image, and never as connections in Airflow's metadata DB (ignored).
 ENV AIRGATE_HOME=/usr/local/airflow/.airgate \
     AIRGATE_SPECS_DIR=/usr/local/airflow/include/specs \
     PYTHONPATH=/usr/local/airflow/include \

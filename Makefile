@@ -14,6 +14,12 @@ export AIRGATE_HOME ?= $(CURDIR)/.airgate
 export AIRGATE_WAREHOUSE_URL ?= sqlite:///$(AIRGATE_HOME)/warehouse.db
 export AIRGATE_MLFLOW_URI ?= sqlite:///$(AIRGATE_HOME)/mlflow.db
 export AIRGATE_MLFLOW_ARTIFACTS ?= $(AIRGATE_HOME)/mlartifacts
+# The audit chain's HMAC key (AIRGATE_AUDIT_KEY), the same in every component and kept outside the warehouse. Unless
+# given, one random key is made once into $(AIRGATE_HOME)/audit.key (mode 600) and reused by every later make run.
+ifeq ($(strip $(AIRGATE_AUDIT_KEY)),)
+export AIRGATE_AUDIT_KEY := $(shell mkdir -p "$(AIRGATE_HOME)" && f="$(AIRGATE_HOME)/audit.key" && \
+	{ test -s "$$f" || (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$$f"); } && cat "$$f")
+endif
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False

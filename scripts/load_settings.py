@@ -43,11 +43,27 @@ def _expand(value: Any, where: str) -> Any:
     return value
 
 
+# airgate reads these from deployment-owned backends only (airgate.core.settings.deployment_connection): stored in the
+# metadata database, where any op user edits them, they would be ignored, so loading one is a mistake to name.
+DEPLOYMENT_ONLY = ("airgate_warehouse", "airgate_mlflow", "airgate_pseudonym_key")
+
+
+def _refuse_deployment_connections(doc: dict[str, Any], path: Path) -> None:
+    named = sorted({c.get("conn_id") for c in doc.get("connections") or []} & set(DEPLOYMENT_ONLY))
+    if named:
+        raise SettingsError(
+            f"{path}: connections {', '.join(named)} do not belong in Airflow's metadata database (op users can "
+            "edit it, so airgate ignores them there): set AIRGATE_WAREHOUSE_URL / AIRGATE_MLFLOW_URI and "
+            "AIRGATE_MLFLOW_ARTIFACTS, or AIRFLOW_CONN_<ID> variables, or the [secrets] backend instead"
+        )
+
+
 def load(path: Path) -> dict[str, int]:
     from airflow.models import Connection, Pool, Variable
     from airflow.utils.session import create_session
 
     doc = _expand(yaml.safe_load(path.read_text()) or {}, str(path)).get("airflow", {})
+    _refuse_deployment_connections(doc, path)
     counts = {"connections": 0, "pools": 0, "variables": 0}
     with create_session() as session:
         for c in doc.get("connections") or []:

@@ -4,8 +4,9 @@ anything is stored.
 A pseudonym is ``"p_" + the first 32 hex digits of HMAC-SHA256(key, value)``: the same value always maps to the
 same pseudonym (so joins, per-student features and the roster still line up), and without the key a pseudonym
 cannot be reversed or recomputed from a guessed value. The key is the password of the Airflow connection
-``spec.privacy.key_conn_id`` (or a secrets backend entry of that name); there is no default key, so a missing one is
-a ``SettingMissing`` error, never a silently weak pseudonym. Empty values (a NULL as it arrived) stay empty.
+``spec.privacy.key_conn_id``, from a deployment-owned backend only (``AIRFLOW_CONN_*`` or the configured secrets
+backend; never the metadata database, where an op user could set a key they know); there is no default key, so a
+missing one is a ``SettingMissing`` error, never a silently weak pseudonym. Empty values (a NULL as it arrived) stay empty.
 """
 
 from __future__ import annotations
@@ -39,14 +40,14 @@ class Pseudonymizer:
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> Pseudonymizer:
         """The spec's columns (its entity column always among them) keyed by its Airflow connection's password."""
-        from airgate.core.settings import SettingMissing, _conn
+        from airgate.core.settings import SettingMissing, deployment_connection
 
         conn_id = spec.privacy.key_conn_id
         fix = (
             f"define the Airflow connection {conn_id} (spec field privacy.key_conn_id) with a long random password, "
-            f"as AIRFLOW_CONN_{conn_id.upper()} or in a secrets backend"
+            f"as AIRFLOW_CONN_{conn_id.upper()} or in the configured secrets backend (not in the metadata database)"
         )
-        conn = _conn(conn_id, f"the pseudonym key (spec field privacy.key_conn_id, connection {conn_id})")
+        conn = deployment_connection(conn_id, f"pseudonym key {conn_id} (spec field privacy.key_conn_id)")
         if not conn.password:
             raise SettingMissing(
                 f"the Airflow connection {conn_id} has no password, the pseudonym key: {fix}"

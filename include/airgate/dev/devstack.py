@@ -81,6 +81,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _passes(name: str) -> bool:
+    """Whether the caller's variable reaches the components: all but Airflow's own configuration, which the stack
+    sets, except ``[airgate]`` (``AIRFLOW__AIRGATE__*``), which is airgate's deployment setting like ``AIRGATE_*``."""
+    return not name.startswith("AIRFLOW__") or name.startswith("AIRFLOW__AIRGATE__")
+
+
 @dataclass
 class StackConfig:
     airflow_home: Path
@@ -125,7 +131,8 @@ class Stack:
     def _environment(self) -> dict[str, str]:
         cfg = self.cfg
         home = cfg.airflow_home
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+        # Airflow's configuration is this stack's own; airgate's deploy-time settings ([airgate] too) pass through.
+        env = {k: v for k, v in os.environ.items() if _passes(k)}
         env.update(
             {
                 "AIRFLOW_HOME": str(home),
@@ -159,6 +166,11 @@ class Stack:
             env["AIRFLOW__CELERY__RESULT_BACKEND"] = cfg.result_backend
             env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(cfg.parallelism)
         env.update(cfg.env)
+        if not (env.get("AIRGATE_AUDIT_KEY") or env.get("AIRFLOW__AIRGATE__AUDIT_KEY")):
+            raise StackError(
+                "AIRGATE_AUDIT_KEY is not set: every component MACs the audit chain with the same key; set it "
+                "(make does: $AIRGATE_HOME/audit.key) in this environment or in StackConfig.env"
+            )
         return env
 
     # ------------------------------------------------------------------------------------------ processes
