@@ -1,14 +1,19 @@
-"""Append-only, hash-chained audit log in the warehouse.
+"""Append-only, hash-chained, keyed audit log in the warehouse.
 
 Each entry's hash covers its content and the previous entry's hash, so editing or deleting any row breaks the chain
-at that row and ``verify_chain`` names it. Appends take the chain lock, so concurrent writers (tasks, the plugin)
-cannot fork the chain. ``append`` accepts an open connection so an event commits atomically with the change it
-describes.
+at that row and ``verify_chain`` names it. A hash alone proves nothing against someone who can write the table
+(they edit a row and re-hash every later one), so each entry also carries ``mac`` = HMAC-SHA256 of its hash under
+the audit key (``settings.audit_key``), which lives outside the warehouse. Deleting the newest entries leaves a
+valid chain; the anchors (``audit_anchor``) kept outside the warehouse catch that. Appends take the chain lock, so
+concurrent writers (tasks, the plugin) cannot fork the chain. ``append`` accepts an open connection so an event
+commits atomically with the change it describes; a promotion-ledger row written in that transaction
+(``ledger_rows.write_entry``) is bound into the event that names its ``ledger_id``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,10 +24,45 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
 
 from airgate.core.hashing import canonical_json
+from airgate.core.ledger_rows import PENDING_LEDGER
 from airgate.core.warehouse import as_utc, audit_log, lock_for_chain, utcnow
 
 GENESIS = "0" * 64
 CHAIN_LOCK = "airgate.audit_log"
+MAC_CONTEXT = b"airgate.audit.entry.v1\x00"
+
+
+def audit_key() -> bytes:
+    """The audit key, read per call (lazy: settings reaches Airflow's configuration when the variable is unset)."""
+    from airgate.core.settings import audit_key as configured
+
+    return configured()
+
+
+def keyed_mac(key: bytes, context: bytes, text: str) -> str:
+    """HMAC-SHA256 of ``text`` under ``key``, domain-separated by ``context`` (an entry MAC is never an anchor's)."""
+    return hmac.new(key, context + text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def entry_mac(key: bytes, entry_hash_hex: str) -> str:
+    """An entry's MAC: its hash already covers its content and the previous hash, so MACing it binds both."""
+    return keyed_mac(key, MAC_CONTEXT, entry_hash_hex)
+
+
+def mac_matches(key: bytes, entry_hash_hex: str, mac: str | None) -> bool:
+    return mac is not None and hmac.compare_digest(entry_mac(key, entry_hash_hex), mac)
+
+
+def row_hash(r: Mapping[str, Any]) -> str:
+    """The hash an entry's stored content gives (compare with its ``hash`` column)."""
+    return entry_hash(
+        r["prev_hash"], r["at"], r["actor"], r["event_type"], r["model"], r["entity"], r["details"]
+    )
+
+
+def authentic(r: Mapping[str, Any], key: bytes | None = None) -> bool:
+    """Whether one stored entry is what the key-holder wrote: content matches its hash, the hash its MAC."""
+    return row_hash(r) == r["hash"] and mac_matches(key or audit_key(), r["hash"], r["mac"])
 
 
 def entry_hash(
@@ -60,7 +100,9 @@ def append(
     details: Mapping[str, Any] | None = None,
 ) -> str:
     """Append one event inside the caller's transaction and return its hash."""
+    key = audit_key()  # before the lock: a missing key fails fast, holding nothing
     lock_for_chain(conn, CHAIN_LOCK)
+    entity = _bind_ledger(conn, entity)
     details = dict(details or {})
     prev = conn.execute(select(audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)).scalar()
     prev_hash = prev or GENESIS
@@ -79,9 +121,20 @@ def append(
             details=details_j,
             prev_hash=prev_hash,
             hash=h,
+            mac=entry_mac(key, h),
         )
     )
     return h
+
+
+def _bind_ledger(conn: Connection, entity: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The entity with ``ledger_hash`` added when it names a ledger row this transaction wrote: the event of a
+    promotion, rollback or revocation then vouches for that exact row (``champion.current_champion`` checks)."""
+    pending = conn.info.get(PENDING_LEDGER)
+    ledger_id = entity.get("ledger_id")
+    if not pending or ledger_id not in pending or "ledger_hash" in entity:
+        return entity
+    return {**entity, "ledger_hash": pending.pop(ledger_id)}
 
 
 def record(engine: Engine, **kwargs: Any) -> str:
@@ -92,40 +145,65 @@ def record(engine: Engine, **kwargs: Any) -> str:
 
 @dataclass(frozen=True)
 class ChainReport:
+    """What a check found: ``ok``, or the first entry (``first_broken_seq``) that fails and why. ``anchored_seq``
+    is the newest anchor the log was checked against (``audit_anchor.verify``; None from the chain walk alone)."""
+
     ok: bool
     entries: int
     first_broken_seq: int | None = None
     reason: str | None = None
+    anchored_seq: int | None = None
+
+
+UNSEALED = "entry has no MAC (written before the audit key): run `python -m airgate.cli audit seal`"
+
+
+def _entry_fault(r: Mapping[str, Any], prev_hash: str, key: bytes | None) -> str | None:
+    """Why one entry does not check out, or None. ``key`` None checks links and hashes only (the seal's walk)."""
+    if r["prev_hash"] != prev_hash:
+        return "link to the previous entry is broken"
+    if row_hash(r) != r["hash"]:
+        return "entry content does not match its hash"
+    if key is None:
+        return None
+    if r["mac"] is None:
+        return UNSEALED
+    if not mac_matches(key, r["hash"], r["mac"]):
+        return "entry MAC does not match: edited or re-hashed without the audit key"
+    return None
+
+
+def walk(conn: Connection, batch: int = 5000, after: int = 0) -> Iterator[Any]:
+    """Every entry after ``after``, oldest first, ``batch`` rows per query (a log of millions never loads whole)."""
+    last = after
+    while True:
+        q = select(audit_log).where(audit_log.c.seq > last).order_by(audit_log.c.seq).limit(batch)
+        rows = conn.execute(q).mappings().all()
+        yield from rows
+        if len(rows) < batch:
+            return
+        last = rows[-1]["seq"]
+
+
+def check_chain(conn: Connection, key: bytes | None, batch: int = 5000) -> ChainReport:
+    """Walk the log in order on ``conn``; the first entry whose link, content or MAC fails is named."""
+    prev_hash = GENESIS
+    n = 0
+    for r in walk(conn, batch):
+        fault = _entry_fault(r, prev_hash, key)
+        if fault:
+            return ChainReport(False, n, r["seq"], fault)
+        prev_hash = r["hash"]
+        n += 1
+    return ChainReport(True, n)
 
 
 def verify_chain(engine: Engine, batch: int = 5000) -> ChainReport:
-    """Walk the whole log in order and report the first entry whose link or content does not check out."""
-    prev_hash = GENESIS
-    count = 0
-    last_seq = 0
+    """The chain itself: every link, hash and MAC. Truncation of the newest entries needs the anchors as well:
+    ``audit_anchor.verify`` is the whole check (the plugin's verify route and ``cli audit verify`` run it)."""
+    key = audit_key()
     with engine.connect() as conn:
-        while True:
-            rows = (
-                conn.execute(
-                    select(audit_log).where(audit_log.c.seq > last_seq).order_by(audit_log.c.seq).limit(batch)
-                )
-                .mappings()
-                .all()
-            )
-            if not rows:
-                break
-            for r in rows:
-                if r["prev_hash"] != prev_hash:
-                    return ChainReport(False, count, r["seq"], "link to the previous entry is broken")
-                expected = entry_hash(
-                    prev_hash, r["at"], r["actor"], r["event_type"], r["model"], r["entity"], r["details"]
-                )
-                if expected != r["hash"]:
-                    return ChainReport(False, count, r["seq"], "entry content does not match its hash")
-                prev_hash = r["hash"]
-                count += 1
-                last_seq = r["seq"]
-    return ChainReport(True, count)
+        return check_chain(conn, key, batch)
 
 
 def events(
@@ -214,7 +292,18 @@ def iter_filtered(engine: Engine, flt: AuditFilter, batch: int = 5000) -> Iterat
         last = rows[-1]["seq"]
 
 
-EXPORT_COLUMNS = ["seq", "at", "actor", "event_type", "model", "entity", "details", "prev_hash", "hash"]
+EXPORT_COLUMNS = [
+    "seq",
+    "at",
+    "actor",
+    "event_type",
+    "model",
+    "entity",
+    "details",
+    "prev_hash",
+    "hash",
+    "mac",
+]
 
 
 def _csv_safe(value: Any) -> str:

@@ -233,6 +233,8 @@ def test_the_monitor_dag_requests_retraining_only_on_a_decay_alarm(  # type: ign
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("AIRGATE_WAREHOUSE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("AIRGATE_MLFLOW_URI", mlflow_cfg.tracking_uri)  # the audit anchor also goes to the registry
+    monkeypatch.setenv("AIRGATE_MLFLOW_ARTIFACTS", mlflow_cfg.artifact_root)
     dag = DagBag(dag_folder=str(REPO_ROOT / "dags")).dags["knowledge_tracing__monitor"]
 
     def states(dr) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -240,7 +242,12 @@ def test_the_monitor_dag_requests_retraining_only_on_a_decay_alarm(  # type: ign
 
     # nothing published yet: not evaluated, so no retraining
     quiet = dag.test()
-    assert states(quiet) == {"check_decay": "success", "decayed": "success", "request_retraining": "skipped"}
+    assert states(quiet) == {
+        "check_decay": "success",
+        "decayed": "success",
+        "request_retraining": "skipped",
+        "anchor_audit": "success",
+    }
 
     changed = Simulator(steady["sim"].config)
     changed.item_difficulty = -changed.item_difficulty
@@ -250,6 +257,7 @@ def test_the_monitor_dag_requests_retraining_only_on_a_decay_alarm(  # type: ign
         "check_decay": "success",
         "decayed": "success",
         "request_retraining": "success",
+        "anchor_audit": "success",
     }
     (req,) = audit.events(engine, event_type="retraining_requested")
     assert req["details"]["reason"] == "decay" and req["entity"]["labeled_version_id"] == labeled

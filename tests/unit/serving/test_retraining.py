@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from airgate.core import audit
+from airgate.core import audit, ledger_rows
 from airgate.core.spec import ModelSpec
-from airgate.core.warehouse import dataset_versions, model_candidates, promotion_ledger, utcnow
+from airgate.core.warehouse import dataset_versions, model_candidates, utcnow
 from airgate.governance import promotion
 from airgate.serving import retraining
 
@@ -43,17 +43,23 @@ def _champion(engine: Any, model: str, version: str, trained_on: str) -> None:
                 created_at=utcnow(),
             )
         )
-        conn.execute(
-            promotion_ledger.insert().values(
-                model=model,
-                action="promote",
-                from_version=None,
-                to_version=version,
-                approval_id=f"apr-{version}",
-                actor="approver",
-                reason="ok",
-                at=utcnow(),
-            )
+        entry = ledger_rows.write_entry(
+            conn,
+            model=model,
+            action="promote",
+            from_version=None,
+            to_version=version,
+            approval_id=f"apr-{version}",
+            actor="approver",
+            reason="ok",
+            at=utcnow(),
+        )
+        audit.append(  # the ledger is trusted only as far as a MACed audit event vouches for the row
+            conn,
+            actor="approver",
+            event_type="promotion",
+            model=model,
+            entity={"model_version": version, "ledger_id": entry.id},
         )
 
 
@@ -136,13 +142,18 @@ def _verdict(spec: ModelSpec, kind: str, status: str, **summary: Any) -> Any:
     )
 
 
+def _answers(engine: Any, model: str) -> list[dict[str, Any]]:
+    """The model's audit events besides the promotion that made the champion."""
+    return [e for e in audit.events(engine, model=model) if e["event_type"] != "promotion"]
+
+
 def test_a_verdict_without_alarm_decides_nothing_and_an_alarm_is_answered_on_the_record(
     engine: Any, spec: ModelSpec
 ) -> None:
     _labeled(engine, spec.name, "lab-1")
     _champion(engine, spec.name, "1", "lab-1")
     quiet = retraining.answer_verdict(engine, spec, _verdict(spec, "drift", "ok"), actor="airflow")
-    assert not quiet.request and audit.events(engine, model=spec.name) == []
+    assert not quiet.request and _answers(engine, spec.name) == []
 
     drift = retraining.answer_verdict(engine, spec, _verdict(spec, "drift", "alarm"), actor="airflow")
     _labeled(engine, spec.name, "lab-2")
@@ -155,7 +166,7 @@ def test_a_verdict_without_alarm_decides_nothing_and_an_alarm_is_answered_on_the
     assert (drift.request, decay.request) == (False, True)
     got = [
         (e["event_type"], e["entity"]["scoring_run_id"], e["details"]["reason"], e["details"].get("auc"))
-        for e in audit.events(engine, model=spec.name)
+        for e in _answers(engine, spec.name)
     ]
     assert got == [
         ("retraining_not_requested", "sr-7", "drift", None),

@@ -57,8 +57,19 @@ def build(spec: ModelSpec) -> DAG:
             pinned = run_conf().get("labeled_version_id")
             return stage.check_decay(warehouse_engine(), spec, pinned, actor=actor()).to_dict()
 
+        @task(trigger_rule="all_done")
+        def anchor_audit() -> int | None:
+            """The periodic anchor of the audit log (storage and the registry), whatever the verdict: it also
+            covers a governance change whose own anchor failed (``airgate.core.audit_anchor``)."""
+            from airgate.core import audit_anchor
+            from airgate.core.settings import mlflow_config, warehouse_engine
+
+            head = audit_anchor.anchor(warehouse_engine(), mlflow_config())
+            return head.seq if head else None
+
         verdict = check_decay()
         decayed = gate_on_verdict(spec, "decayed")
         decayed(verdict) >> request_retraining(spec, "decay", a["retrain"])(verdict)
+        verdict >> anchor_audit()  # beside the short-circuit gate, which would skip everything below it
 
     return monitor()

@@ -1,4 +1,5 @@
-"""The audit log: keyset pages, a streamed export, its event types and the hash-chain check. Anyone signed in."""
+"""The audit log: keyset pages, a streamed export, its event types and the chain-and-anchors check. Anyone
+signed in."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from airgate.core import audit
 from airgate.web.auth import CurrentActor
-from airgate.web.deps import Warehouse
+from airgate.web.deps import MAX_OFFSET, Warehouse
 from airgate.web.errors import errors
 from airgate.web.schemas import AuditPageOut, ChainCheckOut
 
@@ -39,7 +40,7 @@ def list_audit(
     actor: CurrentActor,
     flt: Filter,
     engine: Warehouse,
-    before: int | None = None,
+    before: Annotated[int | None, Query(ge=0, le=MAX_OFFSET)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     """Newest first. Pass ``next_before`` back as ``before`` for the next page. Anyone signed in may audit."""
@@ -74,6 +75,20 @@ def audit_event_types(actor: CurrentActor, engine: Warehouse) -> list[str]:
     return audit.event_types(engine)
 
 
+def _registry() -> Any:
+    """MLflow's config when the plugin has one, so the registry anchor is checked too (None otherwise)."""
+    from airgate.core.settings import SettingMissing, mlflow_config
+
+    try:
+        return mlflow_config()
+    except SettingMissing:
+        return None
+
+
 @router.get("/verify", response_model=ChainCheckOut)
 def verify_audit(actor: CurrentActor, engine: Warehouse) -> Any:
-    return audit.verify_chain(engine).__dict__
+    """The whole check: every entry's link, hash and MAC, then the anchors outside the warehouse (storage, the
+    MLflow registry). A failure names the first bad seq and why (edited, truncated, unanchored, disagreeing)."""
+    from airgate.core import audit_anchor
+
+    return audit_anchor.verify(engine, _registry()).__dict__
