@@ -204,13 +204,91 @@ def _unknown_events(engine: Engine, spec: ModelSpec, event_ids: list[str]) -> se
     return set(event_ids) - found
 
 
+class ReviewRefused(ValueError):
+    """An answer the review queue does not take: ``code`` names the rule, ``status`` the HTTP answer."""
+
+    def __init__(self, code: str, status: int, message: str, event_ids: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.event_ids = event_ids or []
+
+
+def _queue_status(engine: Engine, spec: ModelSpec, event_ids: list[str]) -> dict[str, str]:
+    with engine.connect() as conn:
+        q = select(review_queue.c.event_id, review_queue.c.status).where(
+            review_queue.c.model == spec.name, review_queue.c.event_id.in_(event_ids)
+        )
+        return {r.event_id: r.status for r in conn.execute(q)}
+
+
+def _refuse(engine: Engine, spec: ModelSpec, person: str, err: ReviewRefused) -> ReviewRefused:
+    """Audit a refused set of answers (``review_refused``) and hand the refusal back to raise."""
+    audit.record(
+        engine,
+        actor=person,
+        event_type="review_refused",
+        model=spec.name,
+        entity={"event_ids": err.event_ids[:50]},
+        details={"code": err.code, "reason": str(err), "events": len(err.event_ids)},
+    )
+    return err
+
+
+def _check_reviewer(engine: Engine, spec: ModelSpec, person: str, event_ids: list[str]) -> None:
+    """Nobody labels for a model they answer for: the spec's owner and every trainer of one of its runs (from
+    the runs' identity records) are refused, since their labels would judge their own models."""
+    from airgate.core.run_identity import trainers_of
+
+    with engine.connect() as conn:
+        trainers = trainers_of(conn, spec.name)
+    if person == spec.owner or person in trainers:
+        role = "owner" if person == spec.owner else "trainer of one of its training runs"
+        raise _refuse(
+            engine,
+            spec,
+            person,
+            ReviewRefused(
+                "separation_of_duties",
+                403,
+                f"{person} is the {role} of {spec.name} and may not label its review queue (separation of duties)",
+                event_ids,
+            ),
+        )
+
+
+def _check_queued(engine: Engine, spec: ModelSpec, person: str, event_ids: list[str]) -> None:
+    """Only events the queue asked people about are answered: an open one is labeled, an answered one is a
+    duplicate (nothing new is written), anything else is refused and named."""
+    status = _queue_status(engine, spec, event_ids)
+    never = sorted({e for e in event_ids if e not in status})
+    if never:
+        raise _refuse(
+            engine,
+            spec,
+            person,
+            ReviewRefused(
+                "not_queued",
+                409,
+                f"events not in the review queue of {spec.name}: {never[:10]}"
+                + (f" and {len(never) - 10} more" if len(never) > 10 else ""),
+                never,
+            ),
+        )
+
+
 def answer_reviews(
     engine: Engine, spec: ModelSpec, answers: list[dict[str, Any]], person: str, origin: str
 ) -> tuple[int, int]:
-    """Human answers to the review queue (the API path). Refuses event ids that are not clean events."""
-    unknown = _unknown_events(engine, spec, [a["event_id"] for a in answers])
+    """Human answers to the review queue (the API path). Refuses event ids that are not clean events
+    (ValueError), people who answer for the model (``ReviewRefused`` 403) and events that were never queued
+    (``ReviewRefused`` 409); both refusals are audited."""
+    event_ids = [str(a["event_id"]) for a in answers]
+    _check_reviewer(engine, spec, person, event_ids)
+    unknown = _unknown_events(engine, spec, event_ids)
     if unknown:
         raise ValueError(f"unknown event ids: {sorted(unknown)[:5]}")
+    _check_queued(engine, spec, person, event_ids)
     rows = [
         {"event_id": a["event_id"], "label": int(a["label"]), "labeler": "review-api", "person": person}
         for a in answers

@@ -38,6 +38,7 @@ from airgate.data.label_events import (  # noqa: F401 - re-exported: callers imp
     LabelFileOutcome,
     LabelResult,
     Predictor,
+    ReviewRefused,
     _parse_label_file,
     _unknown_events,
     answer_reviews,

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from airgate.core.spec import ModelSpec
-from airgate.governance.requests import Actor
+from airgate.governance.requests import Actor, GovernanceError
 
 MAX_QUEUE_PAGE = 1000
 
@@ -25,7 +25,15 @@ def open_queue(engine: Engine, model: str, limit: int = 100) -> list[dict[str, A
 
 
 def answer(engine: Engine, spec: ModelSpec, answers: list[dict[str, Any]], actor: Actor) -> tuple[int, int]:
-    """Record each answer as a human label by ``actor``; (accepted, duplicates). ValueError for unknown events."""
+    """Record each answer as a human label by ``actor``; (accepted, duplicates). ValueError for unknown events.
+
+    Only events open in the model's review queue are labeled (an answer to anything else would put an unasked-for
+    "human" label into the validation and test splits): others are refused 409, naming them. The spec's owner
+    and anyone who trained one of the model's runs (their identity records) are refused 403: separation of
+    duties, as for approvals. Both refusals are audited (``review_refused``) by the data layer."""
     from airgate.data import labeling
 
-    return labeling.answer_reviews(engine, spec, answers, actor.username, origin=f"api:{actor.username}")
+    try:
+        return labeling.answer_reviews(engine, spec, answers, actor.username, origin=f"api:{actor.username}")
+    except labeling.ReviewRefused as exc:
+        raise GovernanceError(exc.code, exc.status, str(exc)) from None

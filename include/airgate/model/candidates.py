@@ -338,18 +338,24 @@ def train_candidate_from_env(model: str, training_run_id: str, candidate: str) -
     """Entry point for a pod: everything but the ids comes from the environment and the run's split manifest.
 
     Returns the small JSON summary the pod hands back (the full result is the run's file)."""
+    from airgate.core.run_identity import load_identity
     from airgate.core.settings import code_version, mlflow_config, runs_dir, warehouse_engine
     from airgate.core.spec import find_spec
 
     spec = find_spec(model)
+    engine = warehouse_engine()
+    # Who trained and on which version come from the run's identity record, not from anything the pod was handed.
+    ident = load_identity(engine, training_run_id)
+    if ident is None or ident.model != spec.name:
+        raise RuntimeError(f"training run {training_run_id} has no identity record for {spec.name}")
     manifest = read_manifest(storage.location(runs_dir()) / training_run_id / "split")
     cfg = TrainConfig(
         spec,
-        manifest.labeled_version_id,
+        ident.labeled_version_id,
         training_run_id,
-        manifest.trained_by,
+        ident.trained_by,
         mlflow_config(),
         runs_dir(),
         manifest.code_version or code_version(),
     )
-    return train_candidate(warehouse_engine(), cfg, candidate).xcom()
+    return train_candidate(engine, cfg, candidate).xcom()

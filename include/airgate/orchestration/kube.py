@@ -10,9 +10,10 @@ arguments, what differs (name, arguments, resources, GPU scheduling) is one dict
 ``expand_kwargs``. The pod runs ``python -m airgate.cli train-candidate``; its JSON result comes back as the
 mapped instance's XCom through the operator's sidecar.
 
-The training run id is only known once the upstream task has prepared the split, so the pod arguments carry a
-Jinja template that pulls it from that task's XCom; literal ``expand_kwargs`` values are rendered like any
-template field of the operator.
+The pod arguments carry the training run id as a Jinja template that derives it from the pod task's own dag run
+(``airgate.core.run_identity.training_run_id``), not from the upstream task's XCom, which an op user can rewrite;
+the pod reads who trained and which labeled version from the run's identity record. Literal ``expand_kwargs``
+values are rendered like any template field of the operator.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ CLI = ["python", "-m", "airgate.cli"]
 TRAIN_COMMAND = "train-candidate"
 TASK_ID = "train_candidate"
 POOL = "airgate_training"
-UPSTREAM_FIELD = "training_run_id"
 CANDIDATE_LABEL = "airgate/candidate"
 MODEL_LABEL = "airgate/model"
 # The mapped instances are listed by candidate name in the UI instead of 0, 1, 2: the label is rendered per pod.
@@ -89,9 +89,12 @@ def gpu_tolerations(res: Resources, gpu_resource: str = "nvidia.com/gpu") -> lis
     return [V1Toleration(key=gpu_resource, operator="Exists", effect="NoSchedule")]
 
 
-def run_id_template(upstream_task_id: str, field: str = UPSTREAM_FIELD) -> str:
-    """Jinja that pulls the training run id from the upstream task's XCom when the pod's task renders."""
-    return "{{ ti.xcom_pull(task_ids='" + upstream_task_id + "')['" + field + "'] }}"
+def run_id_template(spec: ModelSpec) -> str:
+    """Jinja that derives the training run id from the pod task's own ``run_id`` when it renders: the same
+    formula as ``airgate.core.run_identity.training_run_id`` (a test keeps the two equal)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", spec.name):  # it is spliced into a Jinja string literal
+        raise ValueError(f"model name {spec.name!r} cannot be templated")
+    return "{{ ('tr-" + spec.name + "-' ~ run_id)[:80] }}"
 
 
 def candidate_arguments(spec: ModelSpec, candidate: Candidate | str, training_run_id: str) -> list[str]:
@@ -124,17 +127,15 @@ def pod_labels(spec: ModelSpec, candidate: Candidate | str) -> dict[str, str]:
     return {"app": "airgate", MODEL_LABEL: spec.name, CANDIDATE_LABEL: cand.name}
 
 
-def candidate_pod_kwargs(
-    spec: ModelSpec, upstream_task_id: str = "prepare_split", training_run_id: str | None = None
-) -> list[dict[str, Any]]:
+def candidate_pod_kwargs(spec: ModelSpec, training_run_id: str | None = None) -> list[dict[str, Any]]:
     """One dict per candidate (the baseline too: it is cheap, and one code path for all keeps the DAG uniform)
     for ``expand_kwargs``. Every dict has the same keys, so each mapped instance is built the same way.
 
     ``training_run_id`` is for a run already known (``build_pod``); by default the pod arguments carry the Jinja
-    that reads it from ``upstream_task_id``'s XCom at run time.
+    that derives it from the task's own dag run at run time.
     """
     kube = kubernetes_of(spec)
-    run_id = training_run_id if training_run_id is not None else run_id_template(upstream_task_id)
+    run_id = training_run_id if training_run_id is not None else run_id_template(spec)
     out: list[dict[str, Any]] = []
     for cand in spec.candidates:
         res = candidate_resources(spec, cand)
@@ -181,8 +182,8 @@ def candidate_pod_operator(
 ) -> MappedOperator:
     """The mapped training task; call it inside the training DAG's context, after ``upstream_task_id`` exists.
 
-    The dependency on ``upstream_task_id`` is set here: a template that pulls from a task does not make it
-    upstream, and without the edge the pods could start before the run id exists. The task shares the
+    The dependency on ``upstream_task_id`` is set here: without the edge the pods could start before that task
+    has prepared the split and recorded the run's identity. The task shares the
     ``airgate_training`` pool with local training, so one burst of runs cannot start a cluster's worth of pods.
     ``operator_kwargs`` reach ``partial()`` unchanged, for what the spec does not
     describe (``volumes``/``volume_mounts`` when the storage root is a shared ``file://`` folder rather than an
@@ -198,13 +199,13 @@ def candidate_pod_operator(
         **operator_kwargs,
     }
     mapped = KubernetesPodOperator.partial(task_id=task_id, **partial_kwargs).expand_kwargs(
-        candidate_pod_kwargs(spec, upstream_task_id)
+        candidate_pod_kwargs(spec)
     )
     dag = mapped.dag
     if dag is not None:
         if not dag.has_task(upstream_task_id):
             raise ValueError(
-                f"{dag.dag_id}: the pods read the training run id from task {upstream_task_id!r}, "
+                f"{dag.dag_id}: the pods run after task {upstream_task_id!r}, "
                 f"which is not in the DAG; create it before calling candidate_pod_operator"
             )
         mapped.set_upstream(dag.get_task(upstream_task_id))

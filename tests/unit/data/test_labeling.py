@@ -179,3 +179,21 @@ def test_review_answers_by_file_drop_record_the_person(engine, spec, graded_late
     result = labeling.label_pending(engine, spec)
     human = _labels(engine, result.labeled_version_id or "").query("source == 'human'")
     assert len(human) == 5 and set(human["person"]) == {"maria"}
+
+
+def test_answers_only_for_open_queue_events_and_never_from_the_owner(
+    sqlite_engine, spec, graded_later, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The data path refuses what the API would: an unqueued event (409, named) and the spec's owner (403)."""
+    _ingest(sqlite_engine, spec, graded_later, tmp_path, range(1))
+    labeling.label_pending(sqlite_engine, spec)
+    event = graded_later.batch(0).events.query("correct.isna()")["event_id"].iloc[0]
+    with pytest.raises(labeling.ReviewRefused) as err:
+        labeling.answer_reviews(sqlite_engine, spec, [{"event_id": event, "label": 1}], "rita", "api:rita")
+    assert err.value.status == 409 and err.value.event_ids == [event] and event in str(err.value)
+    with pytest.raises(labeling.ReviewRefused) as owner:
+        labeling.answer_reviews(sqlite_engine, spec, [{"event_id": event, "label": 1}], spec.owner, "api:x")
+    assert owner.value.status == 403 and owner.value.code == "separation_of_duties"
+    assert [e["event_type"] for e in audit.events(sqlite_engine, event_type="review_refused")] == [
+        "review_refused"
+    ] * 2

@@ -232,10 +232,8 @@ def test_the_training_task_maps_one_pod_per_candidate(kspec: ModelSpec) -> None:
         args = kwargs["arguments"]
         assert args[:3] == ["train-candidate", "--model", "knowledge_tracing"]
         assert args[args.index("--candidate") + 1] == cand.name
-        assert (
-            args[args.index("--training-run-id") + 1]
-            == "{{ ti.xcom_pull(task_ids='prepare_split')['training_run_id'] }}"
-        )
+        # Derived from the pod task's own run, never pulled from prepare_split's (rewritable) XCom.
+        assert args[args.index("--training-run-id") + 1] == "{{ ('tr-knowledge_tracing-' ~ run_id)[:80] }}"
 
     shared = pods.partial_kwargs
     assert shared["cmds"] == ["python", "-m", "airgate.cli"] and shared["image"] == IMAGE
@@ -260,11 +258,16 @@ def test_a_mapped_instance_renders_its_run_id_and_candidate_name(kspec: ModelSpe
     import jinja2
 
     _, pods = _train_dag(kspec)
-    ti = types.SimpleNamespace(xcom_pull=lambda task_ids: {"training_run_id": f"tr-from-{task_ids}"})
+    from airgate.core.run_identity import training_run_id
+
+    # A rewritten prepare_split XCom changes nothing: the run id comes from the task's own dag run.
+    ti = types.SimpleNamespace(xcom_pull=lambda task_ids: {"training_run_id": "tr-someone-elses-run"})
     task = pods.unmap(pods.expand_input.value[2])
-    context: dict[str, Any] = {"ti": ti}
+    run_id = "manual__2026-01-01T00:00:00+00:00" + "x" * 80
+    context: dict[str, Any] = {"ti": ti, "run_id": run_id}
     task.render_template_fields(context, jinja2.Environment())  # type: ignore[arg-type]
-    assert task.arguments[task.arguments.index("--training-run-id") + 1] == "tr-from-prepare_split"
+    rendered = task.arguments[task.arguments.index("--training-run-id") + 1]
+    assert rendered == training_run_id(kspec.name, run_id) and len(rendered) == 80
     assert task.container_resources.limits["nvidia.com/gpu"] == "1"
     shown = jinja2.Environment().from_string(pods.map_index_template or "").render(task=task)
     assert shown == "lightgbm_gpu"

@@ -9,6 +9,7 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, dag, get
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airgate.core.spec import ModelSpec
+from airgate.orchestration.dags import train_identity
 from airgate.orchestration.dags.common import (
     START,
     TRAINING_POOL,
@@ -28,6 +29,15 @@ def train_config(spec: ModelSpec, labeled_version_id: str, training_run_id: str,
     return stage.TrainConfig(
         spec, labeled_version_id, training_run_id, trained_by, mlflow_config(), runs_dir(), code_version()
     )
+
+
+def own_train_config(spec: ModelSpec) -> Any:
+    """This task's training config: run id from its own dag run, trainer and labeled version from the run's
+    identity record (never from an XCom, which any op user can rewrite)."""
+    from airgate.core.settings import warehouse_engine
+
+    ident = train_identity.own_identity(spec, warehouse_engine())
+    return train_config(spec, ident.labeled_version_id, ident.training_run_id, ident.trained_by)
 
 
 def schedule(spec: ModelSpec) -> Any:
@@ -57,6 +67,8 @@ def _doc(spec: ModelSpec) -> str:
 def _prepare_split_task(spec: ModelSpec) -> Any:
     @task
     def prepare_split() -> dict[str, Any]:
+        """Starts the run and writes its identity record once; the returned XCom is informative only."""
+        from airgate.core.run_identity import load_identity, record_identity
         from airgate.core.settings import code_version, warehouse_engine
         from airgate.model import training as stage
         from airgate.serving import retraining
@@ -64,13 +76,14 @@ def _prepare_split_task(spec: ModelSpec) -> Any:
         dr = get_current_context()["dag_run"]
         conf = run_conf()
         engine = warehouse_engine()
-        run_id = f"tr-{spec.name}-{dr.run_id}"[:80]
+        run_id = train_identity.own_training_run_id(spec)
+        recorded = load_identity(engine, run_id)  # a retry keeps the version its first try recorded
         start = retraining.start_training(
             engine,
             spec,
             training_run_id=run_id,
             code_version=code_version(),
-            pinned=conf.get("labeled_version_id"),
+            pinned=recorded.labeled_version_id if recorded else conf.get("labeled_version_id"),
             force=bool(conf.get("force")),
             actor=actor(),
             airflow_run_id=dr.run_id,
@@ -79,13 +92,15 @@ def _prepare_split_task(spec: ModelSpec) -> Any:
             raise AirflowFailException(start.reason)
         if start.action == "skip":
             raise AirflowSkipException(start.reason)
-        trained_by = getattr(dr, "triggering_user_name", None) or spec.owner
-        vid = str(start.labeled_version_id)
-        manifest = stage.prepare(engine, train_config(spec, vid, run_id, trained_by))
+        ident = record_identity(
+            engine, train_identity.identity_of_run(spec, dr, str(start.labeled_version_id))
+        )
+        cfg = train_config(spec, ident.labeled_version_id, ident.training_run_id, ident.trained_by)
+        manifest = stage.prepare(engine, cfg)
         return {
             "training_run_id": run_id,
-            "labeled_version_id": vid,
-            "trained_by": trained_by,
+            "labeled_version_id": ident.labeled_version_id,
+            "trained_by": ident.trained_by,
             "rows": manifest.rows,
             "split_hash": manifest.split_hash,
         }
@@ -106,7 +121,9 @@ def _candidates(spec: ModelSpec, split: Any) -> Any:
         from airgate.core.settings import warehouse_engine
         from airgate.model import training as stage
 
-        cfg = train_config(spec, split["labeled_version_id"], split["training_run_id"], split["trained_by"])
+        cfg = own_train_config(
+            spec
+        )  # ``split`` orders this task after prepare_split; nothing is read from it
         r = stage.train_candidate(warehouse_engine(), cfg, candidate)
         return r.xcom()
 
@@ -132,9 +149,7 @@ def build(spec: ModelSpec) -> DAG:
             from airgate.core.settings import warehouse_engine
             from airgate.model import training as stage
 
-            cfg = train_config(
-                spec, split["labeled_version_id"], split["training_run_id"], split["trained_by"]
-            )
+            cfg = own_train_config(spec)  # the XComs order the task; identity comes from the run's record
             # Each candidate's full result (every trial) is a file of the run in storage, not an XCom: tasks pass ids.
             results = [stage.load_result(cfg, n) for n in names]
             result = stage.finalize(warehouse_engine(), cfg, results)
@@ -155,7 +170,7 @@ def build(spec: ModelSpec) -> DAG:
                 warehouse_engine(),
                 spec,
                 mlflow_config(),
-                trained["training_run_id"],
+                train_identity.own_identity(spec, warehouse_engine()).training_run_id,
                 runs_dir(),
                 actor=actor(),
             )
@@ -172,11 +187,17 @@ def build(spec: ModelSpec) -> DAG:
             from airgate.core.settings import mlflow_config, warehouse_engine
             from airgate.governance import registration
 
+            engine = warehouse_engine()
+            run_id = train_identity.own_identity(spec, engine).training_run_id
             return registration.register_and_request(
-                warehouse_engine(), spec, mlflow_config(), validated["training_run_id"], actor=actor()
+                engine, spec, mlflow_config(), run_id, actor=actor(), require_identity=True
             )
 
         split = _prepare_split_task(spec)()
         register_and_request_approval(validate(select_and_test(split, _candidates(spec, split))))  # type: ignore[arg-type]
 
-    return train()
+    from airgate.orchestration.dags.approval_step import with_approval_step
+
+    return with_approval_step(
+        spec, train()
+    )  # register_and_request_approval >> await_approval >> confirm_champion

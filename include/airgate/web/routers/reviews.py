@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 
 from airgate.governance import reviews
 from airgate.web.auth import CurrentActor
@@ -17,17 +17,19 @@ router = APIRouter(prefix="/api/reviews", tags=["labeling"], responses=errors(40
 
 @router.get("/{model}/queue")
 def review_queue(
-    model: str, actor: CurrentActor, engine: Warehouse, limit: int = 100
+    model: str, actor: CurrentActor, engine: Warehouse, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[dict[str, Any]]:
-    """The rows people are asked to label, most uncertain first."""
+    """The rows people are asked to label, most uncertain first (``limit`` 1..1000: a negative one must not lift
+    the cap)."""
     return reviews.open_queue(engine, model, limit=limit)
 
 
-@router.post("/{model}/answers", response_model=ReviewResult, responses=errors(403, 404))
+@router.post("/{model}/answers", response_model=ReviewResult, responses=errors(403, 404, 409))
 def review_answers(
     model: str, body: ReviewAnswersIn, actor: WritingActor, spec: ReviewableSpec, engine: Warehouse
 ) -> Any:
-    """Answer queued rows; each answer becomes a human label with the caller as the person."""
+    """Answer queued rows; each answer becomes a human label with the caller as the person. 409 for events not in
+    the queue, 403 for the model's owner or trainers (separation of duties)."""
     try:
         accepted, duplicates = reviews.answer(engine, spec, [a.model_dump() for a in body.answers], actor)
     except ValueError as exc:
