@@ -12,155 +12,26 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
-from airgate.core import audit
+from airgate.core import audit, ledger_rows
 from airgate.core.champion import current_champion
-from airgate.core.hashing import canonical_sha256
 from airgate.core.spec import ModelSpec
 from airgate.core.warehouse import (
     approval_decisions,
     approval_requests,
-    as_utc,
     lock_for_chain,
-    promotion_ledger,
     utcnow,
 )
-from airgate.governance.requests import Actor, GovernanceError, _ledger_lock, is_approver
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a decision is refused: the code, HTTP status and message the server answers with. The page shows the
-    same value as the reason its buttons are missing, so the page and the server cannot disagree."""
-
-    code: str
-    status: int
-    message: str
-
-    def error(self) -> GovernanceError:
-        return GovernanceError(self.code, self.status, self.message)
-
-
-@dataclass(frozen=True)
-class DecisionSubject:
-    """What the decision rules read from one request, loaded the same way for the page and for ``decide``.
-
-    ``status`` is the stored status: a pending request past its expiry is still ``pending`` here, so that the rules
-    answer "expired" (and ``decide`` persists the expiry) rather than "not pending"."""
-
-    id: str
-    model: str
-    model_version: str
-    requested_by: str
-    owner: str
-    status: str
-    expires_at: datetime | None
-    evidence: Any
-    evidence_hash: str
-    quorum: int
-    deciders: frozenset[str]
-
-    @classmethod
-    def from_request(cls, req: dict[str, Any]) -> DecisionSubject:
-        """From ``get_request``'s answer, whose status shows a lapsed pending request as ``expired``: only an
-        expiry that was persisted has a ``decided_at``, which gives the stored status back."""
-        lapsed = req["status"] == "expired" and req.get("decided_at") is None
-        return cls(
-            req["id"],
-            req["model"],
-            str(req["model_version"]),
-            req["requested_by"],
-            req["owner"],
-            "pending" if lapsed else req["status"],
-            req["expires_at"],
-            req["evidence"],
-            req["evidence_hash"],
-            req["quorum"],
-            frozenset(d["actor"] for d in req.get("decisions", [])),
-        )
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """Who tries to decide, on which evidence (its hash, as they loaded it), and when."""
-
-    actor: Actor
-    evidence_hash: str
-    now: datetime
-
-
-def _separation_of_duties(subject: DecisionSubject, attempt: Attempt) -> Refusal | None:
-    who = attempt.actor.username
-    if who not in {subject.requested_by, subject.owner}:
-        return None
-    return Refusal(
-        "separation_of_duties",
-        403,
-        f"user '{who}' trained or owns this model version and cannot "
-        "approve or reject it (separation of duties)",
-    )
-
-
-def _still_pending(subject: DecisionSubject, attempt: Attempt) -> Refusal | None:
-    if subject.status == "pending":
-        return None
-    return Refusal("not_pending", 409, f"request {subject.id} is already {subject.status}")
-
-
-def _not_expired(subject: DecisionSubject, attempt: Attempt) -> Refusal | None:
-    expires = as_utc(subject.expires_at)
-    if expires is None or expires > attempt.now:
-        return None
-    return Refusal("expired", 409, f"request {subject.id} expired at {expires.isoformat()}")
-
-
-def _same_evidence(subject: DecisionSubject, attempt: Attempt) -> Refusal | None:
-    """The hash the approver saw, and the stored bundle itself, must both still match the request's hash."""
-    if attempt.evidence_hash == subject.evidence_hash == canonical_sha256(subject.evidence):
-        return None
-    return Refusal(
-        "evidence_changed",
-        409,
-        "the evidence changed since you loaded it; reload the request and review again",
-    )
-
-
-def _first_vote(subject: DecisionSubject, attempt: Attempt) -> Refusal | None:
-    if attempt.actor.username not in subject.deciders:
-        return None
-    return Refusal("already_decided", 409, f"user '{attempt.actor.username}' already decided this request")
-
-
-REQUEST_RULES = (_separation_of_duties, _still_pending, _not_expired, _same_evidence, _first_vote)
-
-
-def decision_refusal(
-    spec: ModelSpec, request_id: str, subject: DecisionSubject | None, attempt: Attempt
-) -> Refusal | None:
-    """The one rule chain, in the order the server has always applied it: the first rule that refuses, or None."""
-    if not is_approver(spec, attempt.actor):
-        return Refusal(
-            "not_approver", 403, f"user '{attempt.actor.username}' is not an approver for model '{spec.name}'"
-        )
-    if subject is None or subject.model != spec.name:
-        return Refusal("not_found", 404, f"approval request {request_id} does not exist for {spec.name}")
-    return next((r for r in (rule(subject, attempt) for rule in REQUEST_RULES) if r is not None), None)
-
-
-def may_decide(
-    spec: ModelSpec, request: dict[str, Any], actor: Actor, now: datetime | None = None
-) -> Refusal | None:
-    """Whether ``actor`` may decide ``request`` (as ``get_request`` returns it) now: None, or the very refusal
-    ``decide`` would answer with. The page hides its buttons with it; ``decide`` still checks for itself."""
-    attempt = Attempt(actor, request["evidence_hash"], now or utcnow())
-    return decision_refusal(spec, request["id"], DecisionSubject.from_request(request), attempt)
-
-
-def why_not_decide(
-    spec: ModelSpec, request: dict[str, Any], actor: Actor, now: datetime | None = None
-) -> str | None:
-    """The message of ``may_decide``'s refusal, or None (kept for callers that only show the reason)."""
-    refusal = may_decide(spec, request, actor, now)
-    return refusal.message if refusal else None
+from airgate.governance import bindings
+from airgate.governance.decision_rules import (  # noqa: F401 - the rule chain, imported through this module
+    REQUEST_RULES,
+    Attempt,
+    DecisionSubject,
+    Refusal,
+    decision_refusal,
+    may_decide,
+    why_not_decide,
+)
+from airgate.governance.requests import Actor, GovernanceError, _ledger_lock
 
 
 def _refused(
@@ -212,6 +83,7 @@ class Outcome:
     approvers: tuple[str, ...]
     quorum: int
     promoted_from: str | None = None
+    missing_roles: dict[str, int] | None = None  # per required role, approvers still needed
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -221,6 +93,7 @@ class Outcome:
             "approvals": len(self.approvers),
             "quorum": self.quorum,
             "promoted_from": self.promoted_from,
+            "missing_roles": dict(self.missing_roles or {}),
         }
 
 
@@ -232,7 +105,8 @@ def _check_input(decision: str, comment: str) -> None:
 
 
 def _load_subject(conn: Connection, request_id: str) -> DecisionSubject | None:
-    """The request under its lock (row-locked too on PostgreSQL), with everyone who already decided it."""
+    """The request under its lock (row-locked too on PostgreSQL), with everyone who already decided it and what
+    it was bound to when it opened (read under the model's ledger lock, so the champion cannot move meanwhile)."""
     lock_for_chain(conn, f"airgate.approval.{request_id}")
     q = select(approval_requests).where(approval_requests.c.id == request_id)
     if conn.dialect.name == "postgresql":
@@ -240,9 +114,12 @@ def _load_subject(conn: Connection, request_id: str) -> DecisionSubject | None:
     r = conn.execute(q).first()
     if r is None:
         return None
-    deciders = conn.execute(
-        select(approval_decisions.c.actor).where(approval_decisions.c.request_id == request_id)
-    ).scalars()
+    lock_for_chain(conn, _ledger_lock(r.model))
+    decided = conn.execute(
+        select(approval_decisions.c.actor, approval_decisions.c.decision, approval_decisions.c.roles).where(
+            approval_decisions.c.request_id == request_id
+        )
+    ).all()
     return DecisionSubject(
         r.id,
         r.model,
@@ -254,14 +131,18 @@ def _load_subject(conn: Connection, request_id: str) -> DecisionSubject | None:
         r.evidence,
         r.evidence_hash,
         r.quorum,
-        frozenset(deciders),
+        frozenset(d.actor for d in decided),
+        bindings.load_facts(conn, dict(r._mapping)),
+        tuple(tuple(d.roles or ()) for d in decided if d.decision == "approve"),
     )
 
 
 def _record_vote(
     conn: Connection, subject: DecisionSubject, actor: Actor, decision: str, comment: str, now: datetime
 ) -> Outcome:
-    """Write the decision and its audit entry, then settle the request if it is now rejected or has quorum."""
+    """Write the decision (with the decider's roles) and its audit entry, then settle the request if it is now
+    rejected, or approved by the head count and every required role."""
+    roles = sorted(actor.roles)
     conn.execute(
         approval_decisions.insert().values(
             request_id=subject.id,
@@ -270,6 +151,7 @@ def _record_vote(
             comment=comment,
             evidence_hash=subject.evidence_hash,
             decided_at=now,
+            roles=roles,
         )
     )
     audit.append(
@@ -278,25 +160,35 @@ def _record_vote(
         event_type="decision",
         model=subject.model,
         entity={"approval_request_id": subject.id, "model_version": subject.model_version},
-        details={"decision": decision, "comment": comment, "evidence_hash": subject.evidence_hash},
+        details={
+            "decision": decision,
+            "comment": comment,
+            "evidence_hash": subject.evidence_hash,
+            "roles": roles,
+        },
     )
-    approvers = tuple(
-        conn.execute(
-            select(approval_decisions.c.actor).where(
-                approval_decisions.c.request_id == subject.id, approval_decisions.c.decision == "approve"
-            )
-        ).scalars()
-    )
-    status = (
-        "rejected" if decision == "reject" else "approved" if len(approvers) >= subject.quorum else "pending"
-    )
+    approver_roles = [list(r) for r in subject.approver_roles] + ([roles] if decision == "approve" else [])
+    approvers = tuple(sorted(_approving(conn, subject.id)))  # the vote just written included
+    missing = bindings.missing_roles(subject.facts.required_roles, approver_roles)
+    quorate = len(approvers) >= subject.quorum and not missing
+    status = "rejected" if decision == "reject" else "approved" if quorate else "pending"
     if status != "pending":
         conn.execute(
             update(approval_requests)
             .where(approval_requests.c.id == subject.id)
             .values(status=status, decided_at=now)
         )
-    return Outcome(subject.id, status, subject.model_version, approvers, subject.quorum)
+    return Outcome(subject.id, status, subject.model_version, approvers, subject.quorum, None, missing)
+
+
+def _approving(conn: Connection, request_id: str) -> set[str]:
+    return set(
+        conn.execute(
+            select(approval_decisions.c.actor).where(
+                approval_decisions.c.request_id == request_id, approval_decisions.c.decision == "approve"
+            )
+        ).scalars()
+    )
 
 
 def _promote(
@@ -313,24 +205,28 @@ def _promote(
     lock_for_chain(conn, _ledger_lock(model))
     prev = current_champion(conn, model)
     promoted_from = prev.version if prev else None
-    conn.execute(
-        promotion_ledger.insert().values(
-            model=model,
-            action="promote",
-            from_version=promoted_from,
-            to_version=outcome.model_version,
-            approval_id=outcome.request_id,
-            actor=actor.username,
-            reason=comment,
-            at=now,
-        )
+    entry = ledger_rows.write_entry(
+        conn,
+        model=model,
+        action="promote",
+        from_version=promoted_from,
+        to_version=outcome.model_version,
+        approval_id=outcome.request_id,
+        actor=actor.username,
+        reason=comment,
+        at=now,
     )
     audit.append(
         conn,
         actor=actor.username,
         event_type="promotion",
         model=model,
-        entity={"approval_request_id": outcome.request_id, "model_version": outcome.model_version},
+        entity={
+            "approval_request_id": outcome.request_id,
+            "model_version": outcome.model_version,
+            "ledger_id": entry.id,
+            "ledger_hash": entry.row_hash,
+        },
         details={
             "from_version": promoted_from,
             "to_version": outcome.model_version,

@@ -104,7 +104,8 @@ def context(engine: Engine, request: dict[str, Any], runs_dir: storage.Location)
     ev = request["evidence"]
     versions = _ancestors(engine, ev["data_version"])
     base = f"/airgate/api/approvals/{quote(str(request['id']), safe='')}/artifacts"
-    files = artifact_paths(ev, runs_dir)
+    # the files recorded when the request opened (served only while they still match), else those found now
+    files = set(artifact_paths(ev, runs_dir)) | set((request.get("binding") or {}).get("artifacts", {}))
     return {
         "labels": label_shares(engine, ev["data_version"]),
         "validation": validation_summary(engine, versions.get("clean", [])),

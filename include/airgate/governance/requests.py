@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from airgate.core import audit
+from airgate.core import audit, storage
 from airgate.core.spec import Approvers, ModelSpec
 from airgate.core.warehouse import approval_decisions, approval_requests, as_utc, utcnow
+from airgate.governance import bindings
 
 
 class GovernanceError(Exception):
@@ -71,10 +72,16 @@ def open_request(
     evidence: dict[str, Any],
     evidence_hash: str,
     requested_by: str,
+    runs_dir: storage.Location | None = None,
 ) -> str:
-    """Open (or return the already open) approval request for one model version."""
+    """Open (or return the already open) approval request for one model version.
+
+    The request is bound to the report files' hashes, the champion now and the spec's role quorum, written with it
+    and into its ``approval_requested`` event; older pending requests of the model are superseded by it."""
     now = utcnow()
     rid = f"apr-{uuid.uuid4().hex[:12]}"
+    artifacts = bindings.artifact_hashes(evidence, runs_dir if runs_dir is not None else storage.runs())
+    expires = now + timedelta(hours=spec.approval.expires_after_hours)
     try:
         with engine.begin() as conn:
             conn.execute(
@@ -90,9 +97,11 @@ def open_request(
                     quorum=spec.approval.quorum,
                     status="pending",
                     created_at=now,
-                    expires_at=now + timedelta(hours=spec.approval.expires_after_hours),
+                    expires_at=expires,
                 )
             )
+            bound = bindings.write_binding(conn, spec, rid, artifacts)
+            bindings.supersede_older(conn, spec.name, rid, str(model_version), requested_by, now)
             audit.append(
                 conn,
                 actor=requested_by,
@@ -104,10 +113,7 @@ def open_request(
                     "training_run_id": training_run_id,
                     "evidence_hash": evidence_hash,
                 },
-                details={
-                    "quorum": spec.approval.quorum,
-                    "expires_at": (now + timedelta(hours=spec.approval.expires_after_hours)).isoformat(),
-                },
+                details={"quorum": spec.approval.quorum, "expires_at": expires.isoformat(), "bound": bound},
             )
         return rid
     except IntegrityError:
@@ -120,6 +126,17 @@ def open_request(
                     )
                 ).scalar_one()
             )
+
+
+def _status_filter(q: Any, status: str, now: datetime) -> Any:
+    """A lapsed pending request is listed as expired, never as pending (its stored status changes only when a
+    decision attempt notices it)."""
+    c = approval_requests.c
+    if status == "pending":
+        return q.where(c.status == "pending", c.expires_at > now)
+    if status == "expired":
+        return q.where(or_(c.status == "expired", and_(c.status == "pending", c.expires_at <= now)))
+    return q.where(c.status == status)
 
 
 def list_requests(
@@ -141,10 +158,10 @@ def list_requests(
     )
     if model:
         q = q.where(approval_requests.c.model == model)
-    if status:
-        q = q.where(approval_requests.c.status == status)
-    q = q.order_by(approval_requests.c.created_at.desc(), approval_requests.c.id).limit(limit).offset(offset)
     now = utcnow()
+    if status:
+        q = _status_filter(q, status, now)
+    q = q.order_by(approval_requests.c.created_at.desc(), approval_requests.c.id).limit(limit).offset(offset)
     out = []
     with engine.connect() as conn:
         rows = conn.execute(q).mappings().all()
@@ -194,4 +211,11 @@ def get_request(engine: Engine, request_id: str) -> dict[str, Any]:
                 .order_by(approval_decisions.c.id)
             ).mappings()
         ]
+        facts = bindings.load_facts(conn, d)
+    d["binding"] = facts.as_json()
+    d["quorum_status"] = bindings.quorum_status(
+        d["quorum"],
+        facts.required_roles,
+        [x["roles"] or [] for x in d["decisions"] if x["decision"] == "approve"],
+    )
     return d

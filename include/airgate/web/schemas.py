@@ -24,6 +24,7 @@ class DecisionOut(BaseModel):
     approvals: int
     quorum: int
     promoted_from: str | None
+    missing_roles: dict[str, int] = Field(default_factory=dict)  # required role -> approvers still needed
 
 
 class RollbackIn(BaseModel):
@@ -77,6 +78,7 @@ class ChainCheckOut(BaseModel):
     entries: int
     first_broken_seq: int | None = None
     reason: str | None = None
+    anchored_seq: int | None = None  # the newest anchor (storage or registry) the log was checked against
 
 
 class MeOut(BaseModel):

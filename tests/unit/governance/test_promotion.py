@@ -13,7 +13,7 @@ from airgate.core import audit, registry
 from airgate.core.warehouse import approval_requests, utcnow
 from airgate.governance import promotion
 from airgate.governance.promotion import Actor, GovernanceError
-from tests.helpers import prepare_data, second_version, train_to_request
+from tests.helpers import prepare_data, roll_back, second_version, train_to_request
 
 APPROVER = Actor("approver", frozenset({"op"}))
 
@@ -146,7 +146,9 @@ def test_alias_failure_rolls_the_decision_back(engine, spec, mlflow_cfg, request
 
 
 def test_concurrent_decisions_give_one_final_state(engine, spec, mlflow_cfg, request_id) -> None:  # type: ignore[no-untyped-def]
-    actors = [Actor(f"admin{i}", frozenset({"admin"})) for i in range(6)]
+    """100 approvers decide at once, approve and reject mixed, on SQLite and PostgreSQL (the ``engine`` fixture):
+    exactly one decision settles the request and every other attempt is refused and audited."""
+    actors = [Actor(f"admin{i}", frozenset({"admin"})) for i in range(100)]
     results: list[object] = []
     barrier = threading.Barrier(len(actors))
 
@@ -192,10 +194,14 @@ def two_approved(engine, spec, mlflow_cfg, request_id) -> tuple[dict, dict]:  # 
 
 def test_rollback_returns_an_earlier_approved_version(engine, spec, mlflow_cfg, two_approved) -> None:  # type: ignore[no-untyped-def]
     first, second = two_approved
-    out = promotion.rollback(
+    proposed = promotion.rollback(  # the old single-call name only proposes now
         engine, spec, APPROVER, first["model_version"], "v2 miscalibrated on cohort B", _mover(mlflow_cfg)
     )
-    assert (out["from_version"], out["to_version"], out["approval_id"]) == (
+    assert proposed["status"] == "pending"
+    assert registry.alias_version(mlflow_cfg, spec.name) == second["model_version"]
+    out = promotion.confirm_rollback(engine, spec, proposed["proposal_id"], ADMIN, _mover(mlflow_cfg))
+    assert (out["status"], out["from_version"], out["to_version"], out["approval_id"]) == (
+        "confirmed",
         second["model_version"],
         first["model_version"],
         first["request_id"],
@@ -209,7 +215,8 @@ def test_rollback_returns_an_earlier_approved_version(engine, spec, mlflow_cfg, 
     )
     assert [r["action"] for r in promotion.ledger(engine, spec.name)] == ["promote", "promote", "rollback"]
     ev = audit.events(engine, event_type="rollback")[-1]
-    assert ev["actor"] == "approver" and ev["details"]["justification"] == "v2 miscalibrated on cohort B"
+    assert ev["actor"] == "ops-lead" and ev["details"]["justification"] == "v2 miscalibrated on cohort B"
+    assert ev["details"]["proposed_by"] == "approver"
     assert audit.verify_chain(engine).ok
     # the rolled-back-to version scores under its original approval; the newer one no longer may
     assert promotion.approved_version(engine, spec.name, first["model_version"]) == first["request_id"]
@@ -293,9 +300,7 @@ def test_break_glass_revocation_stops_scoring(engine, spec, mlflow_cfg, two_appr
             engine, spec, APPROVER, second["model_version"], "bring it back please", _mover(mlflow_cfg)
         )
     assert err.value.code == "not_approved"  # its approval is withdrawn
-    back = promotion.rollback(
-        engine, spec, APPROVER, first["model_version"], "restore service on v1", _mover(mlflow_cfg)
-    )
+    back = roll_back(engine, spec, mlflow_cfg, first["model_version"], "restore service on v1")
     assert (
         back["from_version"] is None
         and registry.alias_version(mlflow_cfg, spec.name) == first["model_version"]

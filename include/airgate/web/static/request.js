@@ -33,6 +33,23 @@
                                                  el('ul', {class: 'plain'}, links.slice(5))])]);
   }
 
+  // Who started the training run, from its identity record (the dag run's authenticated user): a run nobody
+  // triggered by hand (the scheduler, an asset event, dag.test) is answered for by the spec's owner.
+  function triggeredBy(ident) {
+    if (!ident) return el('span', {class: 'muted', text: 'no identity record'});
+    const run = ' (' + ident.run_type + ' run ' + ident.airflow_run_id + ')';
+    if (ident.triggered_by) return el('span', {testid: 'triggered-by', text: ident.triggered_by + run});
+    return el('span', {testid: 'triggered-by', text: 'nobody: owner ' + ident.owner + ' answers for it' + run});
+  }
+
+  // The role quorum still missing (approval.required_roles): role -> approvers holding it still needed.
+  function missingRoles(missing) {
+    const names = Object.keys(missing || {});
+    if (!names.length) return null;
+    return el('span', {class: 'muted', testid: 'missing-roles',
+      text: ' still needs ' + names.map(function (r) { return missing[r] + ' ' + r; }).join(', ')});
+  }
+
   function summary(req) {
     const ev = req.evidence || {};
     const approvals = (req.decisions || []).filter(function (d) { return d.decision === 'approve'; }).length;
@@ -40,7 +57,8 @@
     const status = el('span', {testid: 'request-status', data: {status: req.status}}, [
       AG.badge(req.status), ' ',
       el('span', {class: 'muted', text: approvals + ' of ' + quorum + ' approval' + (quorum === 1 ? '' : 's')}), ' ',
-      el('progress', {max: quorum, value: Math.min(approvals, quorum), title: approvals + ' / ' + quorum})]);
+      el('progress', {max: quorum, value: Math.min(approvals, quorum), title: approvals + ' / ' + quorum}),
+      missingRoles((req.quorum_status || {}).missing_roles)]);
     const links = (req.context || {}).links || {};
     return el('section', {class: 'card'}, [
       ev.approvable === false
@@ -51,6 +69,7 @@
         ['Model', [req.model, ' ', AG.lineageLink('model_version:' + req.model + '/' + req.model_version,
                                                  'v' + req.model_version)]],
         ['Candidate', ev.candidate ? ev.candidate + (ev.kind && ev.kind !== ev.candidate ? ' (' + ev.kind + ')' : '') : null],
+        ['Triggered by', triggeredBy(req.identity)],
         ['Trained by', ev.trained_by || req.requested_by],
         ['Requested by', req.requested_by],
         ['Owner', req.owner],
@@ -280,7 +299,10 @@
       }
       const b = r.body || {};
       AG.say(msg, (decision === 'approve' ? 'Approved' : 'Rejected') + '. The request is ' + b.status + ' (' +
-             b.approvals + ' of ' + b.quorum + ' approvals)' +
+             b.approvals + ' of ' + b.quorum + ' approvals' +
+             (Object.keys(b.missing_roles || {}).length
+               ? '; still needs ' + Object.keys(b.missing_roles).map(function (k) {
+                 return b.missing_roles[k] + ' ' + k; }).join(', ') : '') + ')' +
              (b.status === 'approved' ? '; v' + b.model_version + ' is now champion.' : '.'), 'ok');
       await load();
     }
