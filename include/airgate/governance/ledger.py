@@ -1,27 +1,29 @@
-"""The promotion ledger after the decision: which versions are approved, rollback and break-glass revocation
-(each with a justification), the champion as of a time, and the per-model read-outs the Models page shows."""
+"""The promotion ledger after the decision: which versions are approved, the effect of a confirmed rollback and
+break-glass revocation (each with a justification), the champion as of a time, and the per-model read-outs the
+Models page shows. Who may propose and confirm a rollback (four eyes) lives in ``airgate.governance.rollbacks``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
-from airgate.core import audit
+from airgate.core import audit, ledger_rows
 from airgate.core.champion import current_champion
 from airgate.core.champion import last_ledger_entry as _last_ledger_entry
 from airgate.core.spec import ModelSpec
 from airgate.core.warehouse import approval_requests, as_utc, lock_for_chain, promotion_ledger, utcnow
+from airgate.governance import notices
 from airgate.governance.decisions import AliasMover
 from airgate.governance.requests import (
     Actor,
     GovernanceError,
     _ledger_lock,
     _shown_status,
-    is_approver,
     may_break_glass,
 )
 
@@ -82,100 +84,101 @@ def _ledger_entry(
     reason: str,
     now: datetime,
 ) -> int:
-    res = conn.execute(
-        promotion_ledger.insert().values(
-            model=model,
-            action=action,
-            from_version=from_version,
-            to_version=to_version,
-            approval_id=approval_id,
-            actor=actor.username,
-            reason=reason,
-            at=now,
+    """The row, through the one ledger writer: the audit event naming its ``ledger_id`` in this transaction
+    records its hash (``ledger_rows``), which is what lets ``current_champion`` trust it."""
+    return ledger_rows.write_entry(
+        conn,
+        model=model,
+        action=action,
+        from_version=from_version,
+        to_version=to_version,
+        approval_id=approval_id,
+        actor=actor.username,
+        reason=reason,
+        at=now,
+    ).id
+
+
+@dataclass(frozen=True)
+class RollbackTarget:
+    """An approved, never revoked version that is not the champion: what a rollback may return to."""
+
+    to_version: str
+    approval_id: str
+    from_version: str | None  # the champion now (None after a revocation)
+
+
+def rollback_target(conn: Connection, model: str, to_version: str) -> RollbackTarget:
+    """Check that ``to_version`` may become champion again (call under the ledger lock); refuse otherwise."""
+    req = conn.execute(
+        select(approval_requests.c.id).where(
+            approval_requests.c.model == model,
+            approval_requests.c.model_version == to_version,
+            approval_requests.c.status == "approved",
         )
-    )
-    key = res.inserted_primary_key
-    assert key is not None
-    return int(key[0])
+    ).first()
+    if req is None:
+        raise GovernanceError(
+            "not_approved",
+            409,
+            f"{model} v{to_version} was never approved: only an approved version can become champion",
+        )
+    if to_version in _revoked_versions(conn, model):
+        raise GovernanceError("revoked", 409, f"{model} v{to_version} was revoked and cannot return")
+    champ = current_champion(conn, model)
+    if champ is not None and champ.version == to_version:
+        raise GovernanceError("already_champion", 409, f"{model} v{to_version} is already the champion")
+    return RollbackTarget(to_version, str(req.id), champ.version if champ else None)
 
 
-def rollback(
-    engine: Engine,
-    spec: ModelSpec,
+def apply_rollback(
+    conn: Connection,
+    model: str,
     actor: Actor,
     to_version: str,
-    justification: str,
+    reason: str,
     move_alias: AliasMover,
-    now: datetime | None = None,
+    now: datetime,
+    details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Make an earlier approved (and never revoked) version the champion again. Approvers only; audited either way.
+    """Make an earlier approved (and never revoked) version the champion again, inside ``conn``'s transaction:
+    the ledger row, its ``rollback`` audit event, then the alias (last: if it raises, nothing commits).
 
-    The rolled-back-to version keeps its original approval id, so scoring and lineage show which approval it runs
+    Only a confirmed four-eyes proposal (``airgate.governance.rollbacks``) calls this; ``details`` says which. The
+    rolled-back-to version keeps its original approval id, so scoring and lineage show which approval it runs
     under, and the ledger row shows that it got there by a rollback.
     """
-    now = now or utcnow()
-    model = spec.name
-    to_version = str(to_version)
-    try:
-        if not is_approver(spec, actor):
-            raise GovernanceError("not_approver", 403, f"user '{actor.username}' may not roll back {model}")
-        reason = _justified(justification, "rollback")
-        with engine.begin() as conn:
-            lock_for_chain(conn, _ledger_lock(model))
-            req = conn.execute(
-                select(approval_requests.c.id).where(
-                    approval_requests.c.model == model,
-                    approval_requests.c.model_version == to_version,
-                    approval_requests.c.status == "approved",
-                )
-            ).first()
-            if req is None:
-                raise GovernanceError(
-                    "not_approved",
-                    409,
-                    f"{model} v{to_version} was never approved: only an approved version can become champion",
-                )
-            if to_version in _revoked_versions(conn, model):
-                raise GovernanceError("revoked", 409, f"{model} v{to_version} was revoked and cannot return")
-            champ = current_champion(conn, model)
-            if champ is not None and champ.version == to_version:
-                raise GovernanceError(
-                    "already_champion", 409, f"{model} v{to_version} is already the champion"
-                )
-            from_version = champ.version if champ else None
-            ledger_id = _ledger_entry(
-                conn, model, "rollback", from_version, to_version, req.id, actor, reason, now
-            )
-            audit.append(
-                conn,
-                actor=actor.username,
-                event_type="rollback",
-                model=model,
-                entity={"model_version": to_version, "approval_request_id": req.id, "ledger_id": ledger_id},
-                details={
-                    "from_version": from_version,
-                    "to_version": to_version,
-                    "alias": "champion",
-                    "justification": reason,
-                },
-            )
-            move_alias(model, to_version)  # last, inside the transaction: if it raises, nothing commits
-    except GovernanceError as err:
-        audit.record(
-            engine,
-            actor=actor.username,
-            event_type="rollback_refused",
-            model=model,
-            entity={"model_version": to_version},
-            details={"code": err.code, "reason": err.message},
-        )
-        raise
+    lock_for_chain(conn, _ledger_lock(model))
+    target = rollback_target(conn, model, to_version)
+    from_version = target.from_version
+    ledger_id = _ledger_entry(
+        conn, model, "rollback", from_version, to_version, target.approval_id, actor, reason, now
+    )
+    audit.append(
+        conn,
+        actor=actor.username,
+        event_type="rollback",
+        model=model,
+        entity={
+            "model_version": to_version,
+            "approval_request_id": target.approval_id,
+            "ledger_id": ledger_id,
+        },
+        details={
+            "from_version": from_version,
+            "to_version": to_version,
+            "alias": "champion",
+            "justification": reason,
+            **(details or {}),
+        },
+    )
+    move_alias(model, to_version)
     return {
         "model": model,
         "action": "rollback",
         "from_version": from_version,
         "to_version": to_version,
-        "approval_id": req.id,
+        "approval_id": target.approval_id,
         "ledger_id": ledger_id,
     }
 
@@ -194,6 +197,9 @@ def revoke(
 ) -> dict[str, Any]:
     """Break-glass: withdraw the champion's approval now. Scoring refuses until a version is approved or rolled
     back to, and the revoked version can never return. Only the spec's break-glass users/roles; audited either way.
+
+    Single-person by design (an emergency cannot wait for a second approver), so it is loud instead: its audit
+    event carries ``severity: break_glass`` and, once it has committed, the spec's governance notifiers are told.
     """
     now = now or utcnow()
     model = spec.name
@@ -236,7 +242,12 @@ def revoke(
                     "approval_request_id": champ.approval_id,
                     "ledger_id": ledger_id,
                 },
-                details={"justification": reason, "break_glass": True, "alias": "champion"},
+                details={
+                    "justification": reason,
+                    "break_glass": True,
+                    "severity": "break_glass",
+                    "alias": "champion",
+                },
             )
             remove_alias(model)
     except GovernanceError as err:
@@ -249,6 +260,14 @@ def revoke(
             details={"code": err.code, "reason": err.message},
         )
         raise
+    notices.notify(
+        engine,
+        spec,
+        "break_glass",
+        f"BREAK-GLASS: {actor.username} revoked {model} v{version}; scoring refuses until a version is approved "
+        f"or rolled back to. Justification: {reason}",
+        {"version": version, "actor": actor.username, "ledger_id": ledger_id, "justification": reason},
+    )
     return {
         "model": model,
         "action": "revoke",

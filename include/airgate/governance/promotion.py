@@ -1,7 +1,8 @@
 """Approval requests, the rules that decide them, and the promotion ledger: the one name callers import.
 
 The parts live beside it: ``requests`` (who may take part, opening and listing), ``decisions`` (the rule chain and
-``decide``) and ``ledger`` (rollback, revocation, the champion as of a time, read-outs).
+``decide``) and ``ledger`` (a rollback's effect, revocation, the champion as of a time, read-outs) and ``rollbacks`` (four eyes:
+a rollback is proposed, then confirmed by other eligible approvers; ``rollback`` only proposes).
 
 Every rule is enforced here, on the server side, and tested without a server: the plugin only translates HTTP into
 these calls. No approval without an authenticated approver who is not the trainer or owner, an unexpired pending
@@ -34,7 +35,6 @@ from airgate.governance.ledger import (
     model_versions,
     models_overview,
     revoke,
-    rollback,
 )
 from airgate.governance.requests import (
     Actor,
@@ -46,6 +46,10 @@ from airgate.governance.requests import (
     open_request,
     with_extra_approvers,
 )
+from airgate.governance.rollbacks import confirm as confirm_rollback
+from airgate.governance.rollbacks import open_proposals as rollback_proposals
+from airgate.governance.rollbacks import propose as propose_rollback
+from airgate.governance.rollbacks import rollback
 
 __all__ = [
     "Actor",
@@ -60,6 +64,7 @@ __all__ = [
     "REQUEST_RULES",
     "Refusal",
     "approved_version",
+    "confirm_rollback",
     "champion_as_of",
     "current_champion",
     "decide",
@@ -73,8 +78,10 @@ __all__ = [
     "model_versions",
     "models_overview",
     "open_request",
+    "propose_rollback",
     "revoke",
     "rollback",
+    "rollback_proposals",
     "why_not_decide",
     "with_extra_approvers",
 ]

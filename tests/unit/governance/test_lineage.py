@@ -9,12 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from airgate.core import registry
 from airgate.core.warehouse import file_ledger, predictions, utcnow
-from airgate.governance import lineage, promotion
-from airgate.governance.promotion import Actor
+from airgate.governance import lineage
 from airgate.serving import scoring
-from tests.helpers import approve, prepare_data, second_version, train_to_request
+from tests.helpers import approve, prepare_data, roll_back, second_version, train_to_request
 
 
 @pytest.fixture
@@ -29,14 +27,7 @@ def world(engine, spec, small_sim, mlflow_cfg, tmp_path: Path) -> dict[str, Any]
         engine, scoring.ScoreConfig(spec, mlflow_cfg, "2026-09-03", "sr-1", str(tmp_path / "runs"))
     )
     mid = utcnow()
-    promotion.rollback(
-        engine,
-        spec,
-        Actor("approver", frozenset({"op"})),
-        v1["model_version"],
-        "v2 regressed on new cohort",
-        lambda m, v: registry.set_alias(mlflow_cfg, m, v),
-    )
+    roll_back(engine, spec, mlflow_cfg, v1["model_version"], "v2 regressed on new cohort")  # four eyes
     second = scoring.score(
         engine, scoring.ScoreConfig(spec, mlflow_cfg, "2026-09-04", "sr-2", str(tmp_path / "runs"))
     )

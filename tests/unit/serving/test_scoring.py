@@ -213,6 +213,15 @@ def test_rollback_drill_next_run_scores_with_the_first_model(  # type: ignore[no
         json={"to_version": v1, "justification": "v2 mis-scores the new cohort; back to v1"},
     )
     assert r.status_code == 200, r.text
+    assert (
+        r.json()["status"] == "pending" and registry.alias_version(mlflow_cfg, spec.name) == v2
+    )  # four eyes
+    r = client.post(
+        f"/airgate/api/models/{spec.name}/rollbacks/{r.json()['proposal_id']}/confirm",
+        headers=bearer("admin", "admin"),
+        json={"comment": "checked the cohort report"},
+    )
+    assert r.status_code == 200 and r.json()["status"] == "confirmed", r.text
     assert registry.alias_version(mlflow_cfg, spec.name) == v1
 
     after = scoring.score(engine, _cfg(spec, mlflow_cfg, tmp_path, "sr-after-rollback"))
@@ -228,7 +237,7 @@ def test_rollback_drill_next_run_scores_with_the_first_model(  # type: ignore[no
         "rollback",
         v2,
         v1,
-        "approver",
+        "admin",  # the confirmer who made it take effect; the proposer is in the rollback's audit event
     )
     assert "mis-scores" in by["reason"]
 

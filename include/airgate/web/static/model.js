@@ -1,6 +1,8 @@
-/* One model: its champion, the promotion ledger, the versions that asked for approval, and the two governed
-   writes: roll back to an earlier approved version, or revoke the champion (break-glass). The buttons appear only
-   where the API says this user may act; the server checks every rule again and its refusal is shown verbatim. */
+/* One model: its champion, the promotion ledger, the versions that asked for approval, and the governed writes:
+   propose a rollback to an earlier approved version, confirm another approver's proposal (four eyes: it takes
+   effect only then), or revoke the champion (break-glass). The buttons appear only where the API says this user
+   may act, and where it says they may not confirm, the page shows the API's reason (the server's own rule); the
+   server checks every rule again and its refusal is shown verbatim. */
 (function () {
   'use strict';
   const {el} = AG;
@@ -8,6 +10,7 @@
   const out = AG.byId('model-champion');
   const versionsOut = AG.byId('model-versions');
   const ledgerOut = AG.byId('model-ledger');
+  const rollbacksOut = AG.byId('model-rollbacks');
   const actions = AG.byId('model-actions');
   const justification = AG.byId('justification');
   const msg = AG.byId('model-message');
@@ -49,8 +52,54 @@
     const text = needJustification();
     if (text === null) return;
     act('/rollback', {to_version: String(version), justification: text}, function (b) {
-      return 'Rolled back: v' + b.to_version + ' is champion again (was v' + b.from_version + ').';
+      return 'Proposed rolling back to v' + b.to_version + ': nothing changes until ' + b.quorum +
+             ' other approver(s) confirm (not you, the owner or a trainer of either version).';
     });
+  }
+
+  function confirmRollback(p) {
+    act('/rollbacks/' + AG.seg(p.id) + '/confirm', {comment: justification.value.trim()}, function (b) {
+      return b.status === 'confirmed'
+        ? 'Rolled back: v' + b.to_version + ' is champion again (was ' +
+          (b.from_version === null ? 'none' : 'v' + b.from_version) + ').'
+        : 'Confirmed (' + b.confirmations + ' of ' + b.quorum + '): waiting for another approver.';
+    });
+  }
+
+  function proposalRow(p) {
+    const cell = el('td', {class: 'nowrap'});
+    if (p.can_confirm) {
+      const b = el('button', {type: 'button', class: 'primary', testid: 'confirm-button',
+                              data: {action: 'confirm', proposal: p.id}, text: 'Confirm rollback'});
+      b.addEventListener('click', function () { confirmRollback(p); });
+      cell.appendChild(b);
+    } else {
+      cell.appendChild(el('span', {class: 'muted small', testid: 'confirm-refusal', text: p.cannot_confirm || ''}));
+    }
+    return el('tr', {testid: 'rollback-proposal', data: {proposal: p.id, status: p.status}}, [
+      el('td', {class: 'mono small', text: p.id}),
+      el('td', {class: 'nowrap'}, [versionLink(p.from_version), ' → ', versionLink(p.to_version)]),
+      el('td', {text: p.proposed_by}),
+      el('td', {class: 'pre', text: p.justification}),
+      el('td', {class: 'num', text: p.confirmations + ' / ' + p.quorum}),
+      el('td', null, AG.timeEl(p.expires_at)),
+      cell,
+    ]);
+  }
+
+  function renderRollbacks(m) {
+    const rows = (m.rollbacks || []).map(proposalRow);
+    if (!rows.length) {
+      AG.clear(rollbacksOut);
+      return;
+    }
+    AG.put(rollbacksOut, el('section', {class: 'card'}, [
+      el('h2', {text: 'Rollback proposals'}),
+      el('p', {class: 'muted small', text: 'A rollback takes effect when another approver confirms it: not its ' +
+               'proposer, the owner, or a trainer of either version. It lapses at its expiry, or when the ' +
+               'champion changes first.'}),
+      AG.table(['Proposal', 'From → to', 'Proposed by', 'Justification', 'Confirmations', 'Expires (UTC)', ''],
+               rows, {testid: 'rollbacks-table'})]));
   }
 
   function revoke(version) {
@@ -78,7 +127,7 @@
         c ? ['By', AG.badge(c.action)] : null,
         c ? ['Approval', approvalLink(c.approval_id)] : null,
         ['Owner', m.owner],
-        ['Your rights', (you.can_rollback ? 'roll back' : 'no rollback') + ' · ' +
+        ['Your rights', (you.can_rollback ? 'propose or confirm a rollback' : 'no rollback') + ' · ' +
                         (you.can_revoke ? 'break-glass revoke' : 'no revoke')],
       ]),
     ]);
@@ -87,7 +136,7 @@
       const cell = el('td', {class: 'nowrap'});
       if (v.can_roll_back_to && you.can_rollback) {
         const b = el('button', {type: 'button', testid: 'rollback-button', data: {action: 'rollback', version: v.version},
-                                text: 'Roll back to v' + v.version});
+                                text: 'Propose rollback to v' + v.version});
         b.addEventListener('click', function () { rollback(v.version); });
         cell.appendChild(b);
       }
@@ -123,6 +172,7 @@
     });
 
     AG.put(out, champion);
+    renderRollbacks(m);
     AG.put(versionsOut, el('section', {class: 'card'}, [
       el('h2', {text: 'Versions'}),
       AG.table(['Version', 'Status', 'Approval', 'Training run', 'Requested (UTC)', 'Approved (UTC)', ''],
@@ -143,6 +193,7 @@
       AG.failure(out, err);
       AG.clear(versionsOut);
       AG.clear(ledgerOut);
+      AG.clear(rollbacksOut);
       actions.hidden = true;
     }
   }
