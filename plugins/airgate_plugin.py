@@ -1,7 +1,7 @@
 """The airgate governance plugin: mounts the governance API and pages under /airgate and adds the Governance menu.
 
 Airflow reserves /api/v2, /ui, /execution, /auth and /pluginsv2, so everything of ours lives under /airgate. Each
-menu entry has a ``url_route``, so the Airflow UI opens the page in an iframe at its own URL (same origin: the UI's
+menu entry (and the "Approval" tab of a DAG run) has a ``url_route``, so the Airflow UI opens the page in an iframe at its own URL (same origin: the UI's
 session cookie authenticates the page's API calls, and the page follows the UI's colour mode).
 """
 
@@ -18,6 +18,15 @@ GOVERNANCE_VIEWS = (
     ("Lineage", "lineage"),
 )
 
+# A tab on every DAG run's page (Airflow fills {DAG_ID} and {RUN_ID}): a train run's approval request and its
+# evidence, or why the run has none. The page finds the request from the run itself, never from an XCom.
+RUN_APPROVAL_VIEW = {
+    "name": "Approval",
+    "href": f"{PREFIX}/runs/{{DAG_ID}}/{{RUN_ID}}",
+    "destination": "dag_run",
+    "url_route": "airgate-run-approval",
+}
+
 
 class AirgatePlugin(AirflowPlugin):
     name = "airgate"
@@ -31,4 +40,4 @@ class AirgatePlugin(AirflowPlugin):
             "url_route": f"airgate-{page}",
         }
         for name, page in GOVERNANCE_VIEWS
-    ]
+    ] + [RUN_APPROVAL_VIEW]

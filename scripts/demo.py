@@ -57,9 +57,14 @@ def _dags() -> dict[str, Any]:
 
 
 def run_dag(dags: dict[str, Any], stage: str, allow_fail: bool = False, **kwargs: Any) -> Any:
+    from airgate.orchestration.dags.approval_step import DAG_TEST_MARK_SUCCESS
     from airgate.orchestration.localrun import dag_test
 
     dag = dags[f"{MODEL}__{stage}"]
+    if stage == "train":
+        # Under a scheduler, await_approval waits (deferred) for the decision and confirm_champion checks it; under
+        # dag.test() its trigger would wait inline for a decision the demo only makes afterwards, through the API.
+        kwargs.setdefault("mark_success_pattern", DAG_TEST_MARK_SUCCESS)
     t0 = time.perf_counter()
     dr = dag_test(dag, **kwargs)  # the score DAG's deadline set aside: see airgate.orchestration.localrun
     state = str(dr.state)

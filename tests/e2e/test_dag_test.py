@@ -7,6 +7,8 @@ as the scheduler would. The approval goes through the plugin's HTTP API with a r
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from airgate.core.warehouse import (
     scoring_runs,
 )
 from airgate.governance import promotion
+from airgate.orchestration.dags.approval_step import DAG_TEST_MARK_SUCCESS
 from airgate.orchestration.localrun import dag_test
 from tests.helpers import REPO_ROOT, migrated_sqlite
 
@@ -64,6 +67,10 @@ def env(airflow_db, tmp_path: Path, monkeypatch, small_sim):  # type: ignore[no-
 
 
 def run(env, stage: str, **kw) -> object:  # type: ignore[no-untyped-def]
+    """One stage under dag.test(). The train DAG's await_approval would wait inline for a decision nobody makes
+    meanwhile: it and confirm_champion are marked success, and the test decides afterwards through the API."""
+    if stage == "train":
+        kw.setdefault("mark_success_pattern", DAG_TEST_MARK_SUCCESS)
     dr = dag_test(env["dags"][f"{MODEL}__{stage}"], **kw)
     assert str(dr.state) == "success", f"{stage}: {dr.state}"
     return dr
@@ -100,12 +107,45 @@ def approve_via_api(engine, req: dict) -> None:  # type: ignore[no-untyped-def]
     assert r.status_code == 200 and r.json()["status"] == "approved", r.text
 
 
-def test_lifecycle_lands_a_scored_table_and_reruns_add_nothing(env) -> None:  # type: ignore[no-untyped-def]
-    train_chain(env)
+def approve_when_requested(engine, errors: list[BaseException], timeout_s: float = 900) -> threading.Thread:  # type: ignore[no-untyped-def]
+    """A second user who approves through the API as soon as the train run's request is open (while the run's
+    await_approval polls it inline under dag.test)."""
+
+    def approver() -> None:
+        try:
+            deadline = time.monotonic() + timeout_s
+            while not (reqs := promotion.list_requests(engine, model=MODEL, status="pending")):
+                assert time.monotonic() < deadline, "no approval request opened"
+                time.sleep(0.5)
+            assert reqs[0]["gates"]["beats_baseline"] == "pass"
+            approve_via_api(engine, reqs[0])
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=approver, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_lifecycle_lands_a_scored_table_and_reruns_add_nothing(env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for stage in ("collect", "clean", "label"):
+        run(env, stage)
     engine = make_engine(env["wh"])
-    reqs = promotion.list_requests(engine, model=MODEL, status="pending")
-    assert len(reqs) == 1 and reqs[0]["gates"]["beats_baseline"] == "pass"
-    approve_via_api(engine, reqs[0])
+    # The train run itself waits for the decision (await_approval, deferred, its trigger inline) and confirms it.
+    monkeypatch.setenv("AIRGATE_APPROVAL_POLL_SECONDS", "0.5")
+    errors: list[BaseException] = []
+    approver = approve_when_requested(engine, errors)
+    train_run = run(env, "train", mark_success_pattern=None)
+    approver.join(timeout=60)
+    assert not errors, errors
+    states = {ti.task_id: str(ti.state) for ti in train_run.get_task_instances()}  # type: ignore[attr-defined]
+    assert (states["await_approval"], states["confirm_champion"]) == ("success", "success"), states
+    reqs = promotion.list_requests(engine, model=MODEL)
+    assert [r["status"] for r in reqs] == ["approved"]
+    deployed = audit.events(engine, event_type="deployed")
+    assert [(d["entity"]["approval_request_id"], d["entity"]["model_version"]) for d in deployed] == [
+        (reqs[0]["id"], reqs[0]["model_version"])
+    ]
     assert registry.alias_version(env["mlflow"], MODEL) == reqs[0]["model_version"]
     score_run = run(env, "score")
 

@@ -26,6 +26,7 @@ from airgate.core import audit, datasets, registry
 from airgate.core.warehouse import make_engine, model_candidates, predictions, scoring_runs
 from airgate.dev.simulator import SimConfig, Simulator, write_catalog
 from airgate.governance import promotion
+from airgate.orchestration.dags.approval_step import DAG_TEST_MARK_SUCCESS
 from airgate.orchestration.localrun import dag_test
 from tests.e2e.test_dag_test import MODEL, approve_via_api
 from tests.helpers import REPO_ROOT, migrated_sqlite
@@ -131,6 +132,8 @@ def env(request, airflow_db, tmp_path: Path, monkeypatch) -> dict[str, Any]:  # 
 
 
 def run(env: dict[str, Any], stage: str, **kw: Any) -> Any:
+    if stage == "train":  # await_approval would wait inline: the test approves afterwards, through the API
+        kw.setdefault("mark_success_pattern", DAG_TEST_MARK_SUCCESS)
     dr = dag_test(env["dags"][f"{MODEL}__{stage}"], **kw)
     assert str(dr.state) == "success", f"{stage}: {dr.state} {_states(dr)}"
     return dr

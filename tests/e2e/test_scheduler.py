@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.scheduler, pytest.mark.timeout(2400)]
 ROOT = REPO_ROOT
 MODEL = "knowledge_tracing"
 STAGES = ("collect", "clean", "label", "train", "score", "monitor")
+APPROVAL_POLL_S = "2"  # the await_approval trigger's poll (default 30 s): the story need not wait for it
 NEW_COHORT_BATCH = 2
 CHAIN_TIMEOUT_S = 1200  # bounded waits: a stall fails with every component's log tail, never hangs
 
@@ -135,6 +136,7 @@ def local_deployment(tmp_path: Path) -> Iterator[Deployment]:
         "AIRGATE_WAREHOUSE_URL": f"sqlite:///{home / 'warehouse.db'}",
         "AIRGATE_MLFLOW_URI": f"sqlite:///{home / 'mlflow.db'}",
         "AIRGATE_MLFLOW_ARTIFACTS": str(home / "mlartifacts"),
+        "AIRGATE_APPROVAL_POLL_SECONDS": APPROVAL_POLL_S,
     }
     sim = _sim(home)
     stack = _start(Stack(StackConfig(tmp_path / "airflow", settings)))
@@ -158,6 +160,7 @@ def celery_deployment(tmp_path: Path) -> Iterator[Deployment]:
         "AIRGATE_MLFLOW_URI": mlflow_db,
         "AIRGATE_MLFLOW_ARTIFACTS": f"{store.as_uri()}/mlartifacts",
         "AIRGATE_STORAGE_URL": store.as_uri(),
+        "AIRGATE_APPROVAL_POLL_SECONDS": APPROVAL_POLL_S,
     }
     sim = _sim(store)
     redis_db = 1 + uuid.uuid4().int % 14
@@ -215,6 +218,28 @@ class Airflow(AirflowApi):
             self.d.stack.wait_for(probe, CHAIN_TIMEOUT_S, f"an approval request for v{version}", every=3)
         )
 
+    def awaiting_approval(self) -> str:
+        """The train run that sits deferred on await_approval (no worker slot held) once its request is open."""
+
+        def probe() -> str | None:
+            for run in self.dag_runs("train"):
+                if run["state"] == "running" and self.states("train", run["dag_run_id"]).get(
+                    "await_approval"
+                ) == ["deferred"]:
+                    return str(run["dag_run_id"])
+            return None
+
+        return str(self.d.stack.wait_for(probe, 300, "a train run deferred on await_approval", every=2))
+
+    def approve_and_deploy(self, request: dict[str, Any]) -> str:
+        """Approve as a second user through the plugin; the waiting train run then confirms the champion."""
+        train_run = self.awaiting_approval()
+        assert self.approve(request)["status"] == "approved"
+        self.wait_run("train", train_run, timeout=300)
+        states = self.states("train", train_run)
+        assert (states["await_approval"], states["confirm_champion"]) == (["success"], ["success"]), states
+        return train_run
+
 
 def _events(url: str) -> list[dict[str, Any]]:
     engine = make_engine(url)
@@ -264,7 +289,7 @@ def run_lifecycle(d: Deployment) -> dict[str, Any]:
     score_ticks = af.dag_runs("score")
     assert score_ticks and all(r["state"] == "success" for r in score_ticks), score_ticks
     assert af.states("score", score_ticks[0]["dag_run_id"])["plan"] == ["skipped"]
-    assert af.approve(first)["status"] == "approved"
+    af.approve_and_deploy(first)
 
     night1 = af.trigger("score")
     af.wait_run("score", night1)
@@ -292,7 +317,7 @@ def run_lifecycle(d: Deployment) -> dict[str, Any]:
     af.wait_run("score", night2)
     assert af.states("score", night2)["request_retraining"] == ["success"]
     second = af.wait_request("2")
-    assert af.approve(second)["status"] == "approved"
+    af.approve_and_deploy(second)
     night3 = af.trigger("score")
     af.wait_run("score", night3)
 
@@ -318,7 +343,11 @@ def assert_story(d: Deployment, out: dict[str, Any]) -> None:
     assert len(trained) == 2, [af.states("train", r["dag_run_id"]) for r in af.dag_runs("train")]
     for r in trained:
         assert r["run_type"] == "asset_triggered"
-        assert af.states("train", r["dag_run_id"])["train_candidate"] == ["success"] * 3
+        states = af.states("train", r["dag_run_id"])
+        assert states["train_candidate"] == ["success"] * 3
+        assert (states["await_approval"], states["confirm_champion"]) == (["success"], ["success"]), states
+    # each approved version was confirmed by its own train run: the ledger's champion and the alias agreed
+    assert [e["entity"]["model_version"] for e in events if e["event_type"] == "deployed"] == ["1", "2"]
     # Each trigger did its work once: the first training was asked for by the labels (no champion), the second by
     # the drift alarm; nothing was trained twice or skipped as already trained.
     requested = [(e["details"]["reason"]) for e in events if e["event_type"] == "retraining_requested"]

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airgate.core.spec import ALERT_KINDS, AlertTarget, ModelSpec
+from airgate.governance import notices
 from airgate.orchestration.delivery import (  # noqa: F401 - re-exported: callers import them from here
     ACTOR,
     MAX_ERROR,
@@ -79,51 +80,21 @@ def send(
     entity: Mapping[str, Any] | None = None,
     engine: Engine | None = None,
 ) -> list[AlertOutcome]:
-    """Call every target with its own copy of the context and audit each call. Never raises: the outcomes say
-    what failed."""
+    """Call every target with its own copy of the context and audit each call (``notices.send``, shared with the
+    governance notices). Never raises: the outcomes say what failed."""
     if kind not in ALERT_KINDS:
         raise ValueError(f"unknown alert kind {kind!r}; one of {list(ALERT_KINDS)}")
-    base_entity = {**context_ids(context), **dict(entity or {}), "kind": kind}
-    alert = {"model": model, "kind": kind, "message": message, "details": dict(details or {})}
-    wh: list[Engine] = [engine] if engine is not None else []
-    outcomes: list[AlertOutcome] = []
-    for target in targets:
-        ctx = dict(context or {})
-        ctx["airgate_alert"] = dict(alert)
-        error: str | None = None
-        try:
-            deliver(target, ctx)
-            log.warning("airgate alert %s for %s sent through %s: %s", kind, model, target.notifier, message)
-        except Exception as exc:  # noqa: BLE001 - one notifier failing must not stop the others
-            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
-            log.exception("airgate alert %s for %s: notifier %s failed", kind, model, target.notifier)
-        audited = _audit(
-            wh,
-            model,
-            "alert_failed" if error else "alert_sent",
-            {**base_entity, "notifier": target.notifier},
-            {"message": message, **({"error": error} if error else {})},
-        )
-        outcomes.append(AlertOutcome(kind, target.notifier, error is None, error, audited))
-    return outcomes
+    alert = notices.Alert(
+        model, kind, message, dict(details or {}), {**context_ids(context), **dict(entity or {})}
+    )
+    return notices.send(alert, targets, context, [engine] if engine is not None else [])
 
 
 def _audit(
     wh: list[Engine], model: str, event_type: str, entity: dict[str, Any], details: dict[str, Any]
 ) -> bool:
     """Write one audit event; the engine is resolved on first use and reused. False (and logged) if impossible."""
-    try:
-        if not wh:
-            from airgate.core.settings import warehouse_engine
-
-            wh.append(warehouse_engine())
-        from airgate.core import audit
-
-        audit.record(wh[0], actor=ACTOR, event_type=event_type, model=model, entity=entity, details=details)
-        return True
-    except Exception:  # noqa: BLE001 - an alert is still sent when the audit log cannot be reached
-        log.exception("airgate: could not write the %s audit event for %s", event_type, model)
-        return False
+    return notices.audit_event(wh, model, event_type, entity, details)
 
 
 def notify(

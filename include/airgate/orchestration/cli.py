@@ -81,7 +81,54 @@ def _migrate(args: argparse.Namespace) -> dict[str, Any]:
         engine.dispose()
     if not args.skip_mlflow:
         out["mlflow"] = _init_mlflow()
+    out["audit_seal"] = _seal_if_keyed(args.url)
     return out
+
+
+def _seal_if_keyed(url: str | None) -> dict[str, Any] | str:
+    """After the upgrade, MAC what the chain holds unsealed (revision 0013) when the audit key is set."""
+    from airgate.core.settings import SettingMissing, audit_key
+
+    try:
+        audit_key()
+    except SettingMissing as exc:
+        return f"skipped: {exc}"
+    return _audit(argparse.Namespace(action="seal", url=url))
+
+
+def _registry_or_none() -> Any:
+    """MLflow's config when this process has one (then the registry anchor is written and checked too)."""
+    from airgate.core.settings import SettingMissing, mlflow_config
+
+    try:
+        return mlflow_config()
+    except SettingMissing:
+        return None
+
+
+def _audit(args: argparse.Namespace) -> dict[str, Any]:
+    """``audit verify`` (chain, MACs, anchors), ``audit seal`` (MAC an upgraded log once, then anchor) and
+    ``audit anchor`` (write the head outside the warehouse)."""
+    from dataclasses import asdict
+
+    from airgate.core import audit_anchor, audit_seal
+    from airgate.core.settings import warehouse_url
+    from airgate.core.warehouse import make_engine
+
+    engine = make_engine(args.url or warehouse_url())
+    try:
+        cfg = _registry_or_none()
+        if args.action == "verify":
+            return {"action": "verify", **asdict(audit_anchor.verify(engine, cfg))}
+        out: dict[str, Any] = {"action": args.action, "ok": True}
+        if args.action == "seal":
+            out.update(asdict(audit_seal.seal(engine)))
+        if out["ok"]:
+            head = audit_anchor.anchor(engine, cfg)
+            out["anchored_seq"] = head.seq if head else None
+        return out
+    finally:
+        engine.dispose()
 
 
 def _init_mlflow() -> str:
@@ -125,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train-candidate",
         help="tune, fit and log one candidate of a prepared training run",
         description="Tune, fit and log one candidate on the split already prepared for the training run. "
+        "Who trained it and on which labeled version come from the run's identity record, not from arguments. "
         "Idempotent: a finished candidate returns its stored result.",
     )
     train.add_argument("--model", required=True, help="model name (the spec file's stem)")
@@ -152,6 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"also write the JSON result to ${XCOM_PATH_ENV} (default {DEFAULT_XCOM_PATH})",
     )
     part.set_defaults(func=_score_partition)
+
+    aud = sub.add_parser(
+        "audit",
+        help="verify, seal or anchor the audit log",
+        description="verify: every entry's link, hash and MAC, then the anchors in storage and the registry "
+        "(exit status 1 when it fails). seal: MAC entries written before the audit key, once. anchor: write the "
+        "log's head to storage and the MLflow registry. Needs AIRGATE_AUDIT_KEY (or [airgate] audit_key).",
+    )
+    aud.add_argument("action", choices=["verify", "seal", "anchor"])
+    aud.add_argument("--url", help="SQLAlchemy URL (default: the warehouse setting, as for migrate)")
+    aud.set_defaults(func=_audit)
     return parser
 
 
@@ -163,8 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = build_parser().parse_args(argv)
     func: Command = args.func
-    write_result(func(args), xcom=bool(getattr(args, "xcom", False)))
-    return 0
+    result = func(args)
+    write_result(result, xcom=bool(getattr(args, "xcom", False)))
+    return 1 if result.get("ok") is False else 0  # a failed check (audit verify) fails the shell step
 
 
 if __name__ == "__main__":

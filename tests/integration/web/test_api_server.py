@@ -58,6 +58,7 @@ def test_governance_menu_is_registered(server: str) -> None:
     views = [
         (v["category"], v["name"], v["href"], v["url_route"], v["destination"])
         for v in plugin["external_views"]
+        if v["destination"] == "nav"
     ]
     assert views == [
         ("Governance", name, f"/airgate/{page}", f"airgate-{page}", "nav")
@@ -68,6 +69,12 @@ def test_governance_menu_is_registered(server: str) -> None:
             ("Lineage", "lineage"),
         ]
     ]
+    tabs = [
+        (v["name"], v["href"], v["destination"])
+        for v in plugin["external_views"]
+        if v["destination"] != "nav"
+    ]
+    assert tabs == [("Approval", "/airgate/runs/{DAG_ID}/{RUN_ID}", "dag_run")]  # the train run's evidence tab
     for _, _, href, _, _ in views:  # each menu entry opens a page the api-server serves, with the UI's cookie
         page = httpx.get(f"{server}{href}", cookies={"_token": token}, timeout=30)
         assert page.status_code == 200 and "signed in as" in page.text

@@ -62,6 +62,9 @@ HOOKS = {
         "ledger-row",
         "version-row",
         "rollback-button",
+        "rollback-proposal",
+        "confirm-button",
+        "confirm-refusal",
         "revoke-button",
         "justification",
         "model-message",
@@ -265,6 +268,9 @@ def test_scripts_call_the_right_api_paths(client: TestClient) -> None:
         and "you.can_revoke" in model
         and "v.can_roll_back_to && you.can_rollback" in model
     )
+    # four eyes: Confirm only where the server's own rule allows it, its reason verbatim otherwise
+    assert "'/rollbacks/' + AG.seg(p.id) + '/confirm'" in model
+    assert "if (p.can_confirm)" in model and "text: p.cannot_confirm" in model
     audit = script("/airgate/audit")
     for call in [
         "AG.getJSON('/audit', ",
@@ -290,6 +296,7 @@ def test_these_api_paths_exist(client: TestClient) -> None:
         "/api/models",
         "/api/models/{model}",
         "/api/models/{model}/rollback",
+        "/api/models/{model}/rollbacks/{proposal_id}/confirm",
         "/api/models/{model}/revoke",
         "/api/audit",
         "/api/audit/export",
@@ -395,7 +402,7 @@ def test_the_plugin_adds_four_governance_views(client: TestClient) -> None:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    views = module.AirgatePlugin.external_views
+    views = [v for v in module.AirgatePlugin.external_views if v["destination"] == "nav"]  # + the run tab
     assert [(v["name"], v["href"], v["url_route"], v["category"], v["destination"]) for v in views] == [
         ("Approvals", "/airgate/approvals", "airgate-approvals", "Governance", "nav"),
         ("Models", "/airgate/models", "airgate-models", "Governance", "nav"),

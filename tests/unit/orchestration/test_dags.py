@@ -191,7 +191,13 @@ def test_a_bad_spec_surfaces_as_an_import_error_naming_the_file(tmp_path: Path) 
 @pytest.mark.dag_structure
 def test_monitor_checks_decay_and_only_an_alarm_requests_retraining(dagbag) -> None:  # type: ignore[no-untyped-def]
     dag = dagbag.dags["knowledge_tracing__monitor"]
-    assert [t.task_id for t in dag.topological_sort()] == ["check_decay", "decayed", "request_retraining"]
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "check_decay",
+        "decayed",
+        "request_retraining",
+        "anchor_audit",
+    ]
+    assert dag.get_task("anchor_audit").trigger_rule == "all_done"  # anchors whatever the verdict
     gate = dag.get_task("decayed")
     assert "ShortCircuit" in type(gate).__name__ and gate.downstream_task_ids == {"request_retraining"}
     assert [o.uri for o in dag.get_task("request_retraining").outlets] == [
@@ -235,6 +241,8 @@ def test_training_maps_one_task_per_candidate(dagbag) -> None:  # type: ignore[n
         "select_and_test",
         "validate",
         "register_and_request_approval",
+        "await_approval",
+        "confirm_champion",
     ]
     mapped = dag.get_task("train_candidate")
     assert type(mapped).__name__.endswith("MappedOperator") and mapped.pool == "airgate_training"
