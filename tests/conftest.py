@@ -39,6 +39,7 @@ os.environ.update(
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "GIT_PYTHON_REFRESH": "quiet",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "AIRGATE_AUDIT_KEY": "test-audit-key-" + uuid.uuid4().hex,
     }
 )
 for _setting in (

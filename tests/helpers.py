@@ -60,7 +60,7 @@ def train_to_request(
     training.train(engine, training.TrainConfig(spec, labeled, run_id, trained_by, cfg, str(root / "runs")))
     report = gates.validate(engine, spec, cfg, run_id, str(root / "runs"))
     assert report.approvable, report.failures
-    return registration.register_and_request(engine, spec, cfg, run_id)
+    return registration.register_and_request(engine, spec, cfg, run_id, runs_dir=str(root / "runs"))
 
 
 def approve(
@@ -170,3 +170,27 @@ def snapshot_sqlite(source: Path, target: Path) -> Path:
         dst.close()
         src.close()
     return target
+
+
+def roll_back(
+    engine: Any,
+    spec: ModelSpec,
+    cfg: registry.MlflowConfig,
+    to_version: str,
+    justification: str = "roll back: the newer version regressed",
+    proposer: str = "approver",
+    confirmer: str = "admin",
+) -> dict[str, Any]:
+    """A four-eyes rollback as the rules require it: one approver proposes, a second, eligible one confirms (the
+    default confirmer holds the spec's ``admin`` approver role). Returns the confirmed proposal."""
+    proposal = promotion.propose_rollback(
+        engine, spec, promotion.Actor(proposer, frozenset({"op"})), to_version, justification
+    )
+    return promotion.confirm_rollback(
+        engine,
+        spec,
+        proposal["proposal_id"],
+        promotion.Actor(confirmer, frozenset({"admin"})),
+        lambda m, v: registry.set_alias(cfg, m, v),
+        comment="second pair of eyes",
+    )

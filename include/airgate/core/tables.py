@@ -289,6 +289,7 @@ approval_decisions = Table(
     Column("evidence_hash", String(64), nullable=False),
     _ts("decided_at", nullable=False),
     UniqueConstraint("request_id", "actor", name="uq_decision_request_actor"),
+    Column("roles", JSON),  # the decider's roles at decision time (migration 0015)
 )
 
 promotion_ledger = Table(
@@ -377,5 +378,22 @@ audit_log = Table(
     Column("details", JSON, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
+    Column("mac", String(64)),  # HMAC-SHA256(audit key, hash); NULL only on rows not yet sealed (0013)
     Index("ix_audit_log_model_type", "model", "event_type"),
+)
+
+# Who started each training run, written once by its first task from the run's own context (migration 0014):
+# the separation-of-duties rules read it here, never from an XCom (``airgate.core.run_identity``).
+training_run_identities = Table(
+    "training_run_identities",
+    metadata,
+    Column("training_run_id", String(80), primary_key=True),
+    Column("model", String(64), nullable=False, index=True),
+    Column("dag_id", String(250), nullable=False),
+    Column("airflow_run_id", String(250), nullable=False),
+    Column("run_type", String(32), nullable=False),  # manual | scheduled | asset_triggered | backfill | ...
+    Column("triggered_by", String(128)),  # the authenticated user who triggered it; None for scheduler runs
+    Column("owner", String(128), nullable=False),
+    Column("labeled_version_id", String(80), nullable=False),
+    _ts("recorded_at", nullable=False),
 )

@@ -20,6 +20,8 @@ from urllib.parse import quote_plus
 from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.engine import Connection
 
+from airgate.core.approval_tables import approval_bindings  # noqa: F401 - as above
+from airgate.core.rollback_tables import rollback_confirmations, rollback_proposals  # noqa: F401 - as above
 from airgate.core.tables import (  # noqa: F401 - the tables are used through this module
     BigId,
     approval_decisions,

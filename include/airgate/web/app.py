@@ -4,15 +4,17 @@ Thin on purpose: each router (``airgate.web.routers``, one per resource) authent
 token or the UI's ``_token`` cookie, through Airflow's own ``get_user`` dependency), then calls
 ``airgate.governance``/``airgate.core.audit``, where every rule lives. A refused action raises ``GovernanceError``,
 which one handler (``airgate.web.errors``) turns into its status and body. State-changing routes called with the
-cookie must carry the ``X-Requested-With: airgate`` header, which a cross-site form cannot send (CSRF).
+cookie must carry the ``X-Requested-With: airgate`` header, which a cross-site form cannot send (CSRF). Every
+response carries the security headers of ``airgate.web.headers``; report files are sandboxed (``airgate.web.reports``).
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from airgate.web import errors
-from airgate.web.deps import CSRF_HEADER, CSRF_VALUE, WritingActor, actor_for_write
+from airgate.web import errors, reports
+from airgate.web.deps import CSRF_HEADER, CSRF_VALUE, WritingActor, actor_for_write, no_nul_characters
+from airgate.web.headers import SecurityHeaders
 from airgate.web.routers import approvals, audit, lineage, me, models, reviews
 
 __all__ = [
@@ -26,7 +28,15 @@ __all__ = [
 ]
 
 PREFIX = "/airgate"
-ROUTERS = (approvals.router, models.router, lineage.router, reviews.router, audit.router, me.router)
+ROUTERS = (
+    approvals.router,
+    models.router,
+    lineage.router,
+    reviews.router,
+    audit.router,
+    me.router,
+    reports.router,
+)
 
 
 def create_app() -> FastAPI:
@@ -39,8 +49,10 @@ def create_app() -> FastAPI:
         docs_url="/docs",
         openapi_url="/openapi.json",
         description="Approvals, promotion and audit for airgate models. Every page action is a call here.",
+        dependencies=[Depends(no_nul_characters)],
     )
     errors.install(app)
+    app.add_middleware(SecurityHeaders)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(pages)

@@ -25,10 +25,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from airgate.web.auth import CurrentActor
+from airgate.web.deps import root_of
 
 router = APIRouter()
 
-DEFAULT_ROOT = "/airgate"
 NAV = (("approvals", "Approvals"), ("models", "Models"), ("audit", "Audit"), ("lineage", "Lineage"))
 STATUSES = ("pending", "approved", "rejected", "expired", "all")
 ASSETS = (
@@ -49,12 +49,6 @@ def asset(name: str) -> str:
     if name not in ASSETS:
         raise ValueError(f"unknown page asset {name!r}")
     return (resources.files("airgate.web") / "static" / name).read_text(encoding="utf-8")
-
-
-def root_of(request: Request) -> str:
-    """Where this app is mounted (``/airgate``, or under the api-server's own base path): the pages build every
-    link and API call from it, so they work wherever Airflow serves the plugin."""
-    return str(request.scope.get("root_path") or DEFAULT_ROOT).rstrip("/") or DEFAULT_ROOT
 
 
 def _csp(nonce: str) -> str:
@@ -189,16 +183,20 @@ def models_page(request: Request, actor: CurrentActor) -> HTMLResponse:
 
 @router.get("/models/{model}", response_class=HTMLResponse, tags=["pages"])
 def model_page(model: str, request: Request, actor: CurrentActor) -> HTMLResponse:
-    """One model's ledger and versions, with rollback and break-glass revoke where the API allows them."""
+    """One model's ledger and versions, the open rollback proposals (Confirm where the API's rule allows it, its
+    reason otherwise), with propose-rollback and break-glass revoke where the API allows them."""
     root = escape(root_of(request))
     body = f"""<p class="small"><a href="{root}/models">← Models</a></p>
 <h1>Model <code data-testid="model-name">{escape(model)}</code></h1>
 <div id="model-champion" aria-live="polite"><p class="muted">Loading…</p></div>
+<div id="model-rollbacks" aria-live="polite"></div>
 <section class="card" id="model-actions" hidden>
 <h2>Roll back or revoke</h2>
-<p class="muted small">Write why, then use a button in the versions table. A rollback makes an earlier approved
-version champion again; a revocation (break-glass) withdraws the champion now and scoring stops until another
-version is approved or rolled back to. Both are audited with your justification.</p>
+<p class="muted small">Write why, then use a button in the versions table. A rollback is proposed here and takes
+effect only when another approver confirms it (not you, the owner, or a trainer of either version); it makes an
+earlier approved version champion again. A revocation (break-glass) withdraws the champion now, alone, and tells
+the model's governance notifiers; scoring stops until another version is approved or rolled back to. All are
+audited with your justification (a confirmation takes it as its optional comment).</p>
 <label for="justification" class="muted small">Justification (required)</label>
 <textarea id="justification" data-testid="justification" required maxlength="4000"
  placeholder="Why (at least 10 characters): incident, ticket, what you checked"></textarea>
@@ -284,3 +282,29 @@ by then.</p>
 <div id="asof-result" data-testid="asof-result" aria-live="polite"></div>
 </section>"""
     return render_page(request, actor, page="lineage", title="Lineage", body=body, script="lineage.js")
+
+
+@router.get("/runs/{dag_id}/{run_id:path}", response_class=HTMLResponse, tags=["pages"])
+def run_approval_page(dag_id: str, run_id: str, request: Request, actor: CurrentActor) -> HTMLResponse:
+    """The "Approval" tab of a train DAG run's page (plugin ``external_views``, destination ``dag_run``): the
+    request this run opened, found from the run itself (its training run id), shown as the request page shows it;
+    else why there is none. Only path parameters reach the HTML, escaped."""
+    from airgate.core.run_identity import training_run_id
+    from airgate.governance.approval_wait import request_for_run
+    from airgate.web.deps import all_specs, warehouse
+
+    spec = next((s for s in all_specs() if s.dag_id("train") == dag_id), None)
+    if spec is not None:
+        state = request_for_run(warehouse(), training_run_id(spec.name, run_id))
+        if state is not None:
+            return request_page(state.request_id, request, actor)
+    why = (
+        "This run did not reach approval: it opened no approval request (it stopped, or is still running, before "
+        "register_and_request_approval)."
+        if spec is not None
+        else "No approval request for this run: only the train DAGs of airgate models open one."
+    )
+    body = f"""<h1>Approval for run <code data-testid="run-id">{escape(run_id)}</code></h1>
+<p class="muted" data-testid="run-approval-none">{escape(why)}</p>
+<p class="small">DAG <code>{escape(dag_id)}</code></p>"""
+    return render_page(request, actor, page="approvals", title=f"Run {run_id}", body=body, script="theme.js")

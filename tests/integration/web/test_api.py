@@ -117,6 +117,7 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
         "/api/models",
         "/api/models/{model}",
         "/api/models/{model}/rollback",
+        "/api/models/{model}/rollbacks/{proposal_id}/confirm",
         "/api/models/{model}/revoke",
         "/api/lineage",
         "/api/lineage/as-of",
@@ -127,6 +128,24 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
     } <= set(paths)
 
 
+def _queue(engine, model: str, event_id: str, labeled_version_id: str) -> None:  # type: ignore[no-untyped-def]
+    from airgate.core.warehouse import review_queue, utcnow
+
+    with engine.begin() as conn:
+        conn.execute(
+            review_queue.insert().values(
+                model=model,
+                event_id=event_id,
+                p=0.5,
+                uncertainty=1.0,
+                model_version="1",
+                labeled_version_id=labeled_version_id,
+                status="open",
+                queued_at=utcnow(),
+            )
+        )
+
+
 def test_review_answers_through_the_api(
     client: TestClient, sqlite_engine, spec, small_sim, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -135,11 +154,21 @@ def test_review_answers_through_the_api(
 
     collect.ingest(sqlite_engine, spec, land(small_sim, tmp_path, range(1)))
     clean.clean_pending(sqlite_engine, spec)
-    labeling.label_pending(sqlite_engine, spec)
+    first = labeling.label_pending(sqlite_engine, spec)
     unlabeled = (
         small_sim.batch(0).events.query("correct.isna() and response_time_ms >= 1000")["event_id"].tolist()
     )
     body = {"answers": [{"event_id": unlabeled[0], "label": 1}]}
+    not_queued = client.post(
+        f"/airgate/api/reviews/{spec.name}/answers", json=body, headers=bearer("approver", "op")
+    )
+    assert not_queued.status_code == 409 and unlabeled[0] in not_queued.json()["detail"]
+    assert not_queued.json()["code"] == "not_queued"
+    _queue(sqlite_engine, spec.name, unlabeled[0], first.labeled_version_id or "")
+    owner = client.post(
+        f"/airgate/api/reviews/{spec.name}/answers", json=body, headers=bearer("trainer", "op")
+    )
+    assert owner.status_code == 403 and owner.json()["code"] == "separation_of_duties"
     assert client.post(f"/airgate/api/reviews/{spec.name}/answers", json=body).status_code == 401
     viewer = client.post(
         f"/airgate/api/reviews/{spec.name}/answers", json=body, headers=bearer("viewer", "viewer")
@@ -268,14 +297,39 @@ def test_rollback_and_revocation_through_the_api(
     client.cookies.set("_token", token("approver", "op"))
     assert client.post(f"{url}/rollback", json=body).status_code == 403  # cookie without the CSRF header
     client.cookies.clear()
-    ok = client.post(f"{url}/rollback", json=body, headers=bearer("approver", "op"))
-    assert ok.status_code == 200 and ok.json()["to_version"] == pending["model_version"]
+    proposed = client.post(f"{url}/rollback", json=body, headers=bearer("approver", "op"))
+    assert proposed.status_code == 200, proposed.text
+    p = proposed.json()
+    assert (p["status"], p["to_version"], p["proposed_by"]) == (
+        "pending",
+        pending["model_version"],
+        "approver",
+    )
+    assert {"approver", "trainer"} <= set(p["may_confirm"]["excluded"]) and p["may_confirm"]["roles"] == [
+        "admin"
+    ]
+    assert registry.alias_version(mlflow_cfg, spec.name) == v2["model_version"]  # nothing moved yet
+    mine = client.get(url, headers=bearer("approver", "op")).json()
+    [shown] = mine["rollbacks"]
+    assert (shown["id"], shown["can_confirm"], mine["you"]["can_confirm"]) == (p["proposal_id"], False, [])
+    confirm = f"{url}/rollbacks/{p['proposal_id']}/confirm"
+    for who, role in [("approver", "op"), ("trainer", "op")]:  # the proposer; the owner (and trainer)
+        r = client.post(confirm, json={}, headers=bearer(who, role))
+        assert (r.status_code, r.json()["code"]) == (403, "separation_of_duties"), who
+    assert client.get(url, headers=bearer("admin", "admin")).json()["you"]["can_confirm"] == [
+        p["proposal_id"]
+    ]
+    ok = client.post(confirm, json={"comment": "checked"}, headers=bearer("admin", "admin"))
+    assert ok.status_code == 200 and ok.json()["status"] == "confirmed", ok.text
     assert registry.alias_version(mlflow_cfg, spec.name) == pending["model_version"]
+    assert client.post(confirm, json={}, headers=bearer("dora", "admin")).json()["code"] == "not_pending"
     model = client.get(url, headers=bearer("approver", "op")).json()
     assert model["champion"]["version"] == pending["model_version"] and model["you"] == {
         "can_rollback": True,
         "can_revoke": False,
+        "can_confirm": [],
     }
+    assert model["rollbacks"] == []
     assert [e["action"] for e in model["ledger"]] == ["promote", "promote", "rollback"]
     assert {v["version"]: v["can_roll_back_to"] for v in model["versions"]} == {
         pending["model_version"]: False,
@@ -290,7 +344,7 @@ def test_rollback_and_revocation_through_the_api(
         {"model": spec.name, "owner": spec.owner, "champion": None, "pending": 0, "versions": 2}
     ]
     types = client.get("/airgate/api/audit/event-types", headers=bearer("viewer", "viewer")).json()
-    assert {"promotion", "rollback", "revocation", "rollback_refused"} <= set(types)
+    assert {"promotion", "rollback", "revocation", "rollback_refused", "rollback_proposed"} <= set(types)
 
 
 def test_lineage_and_as_of_through_the_api(client: TestClient, pending: dict, spec) -> None:

@@ -278,6 +278,8 @@ class Approval(_Strict):
     # Who may revoke the champion in an emergency (break-glass): scoring stops until a version is approved or
     # rolled back to. Deliberately narrower than the approvers by default.
     break_glass: Approvers = Field(default_factory=lambda: Approvers(roles=["admin"]))
+    # role -> how many distinct approvers holding it must approve, on top of the head count ``quorum``
+    required_roles: dict[str, int] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _someone_can_approve(self) -> Approval:
@@ -286,6 +288,29 @@ class Approval(_Strict):
         if self.approvers.users and not self.approvers.roles and self.quorum > len(self.approvers.users):
             raise ValueError(f"quorum {self.quorum} exceeds the {len(self.approvers.users)} listed approvers")
         return self
+
+    @field_validator("required_roles")
+    @classmethod
+    def _roles_lower_cased(cls, required: dict[str, int]) -> dict[str, int]:
+        return _role_quorum(required)
+
+
+def _role_quorum(required: dict[str, int]) -> dict[str, int]:
+    """``approval.required_roles`` checked and lower-cased (roles are compared lower-cased, as auth reports them)."""
+    out: dict[str, int] = {}
+    for role, n in required.items():
+        name = role.strip().lower()
+        if not name:
+            raise ValueError(
+                "approval.required_roles: a role name is empty; fix: name the role, e.g. {risk: 1}"
+            )
+        if n < 1:
+            raise ValueError(
+                f"approval.required_roles.{name}: {n} approvers is not a requirement; fix: use 1 or more, "
+                "or remove the role"
+            )
+        out[name] = out.get(name, 0) + n
+    return out
 
 
 class Monitoring(_Strict):
@@ -348,6 +373,8 @@ class Alerts(_Strict):
     on_decay: list[AlertTarget] = Field(
         default_factory=list
     )  # a decay alarm (accuracy on labeled predictions)
+    on_governance: list[AlertTarget] = Field(default_factory=list)  # approvals, rollbacks, break-glass
+    expiry_warning_fraction: float = Field(0.1, gt=0, lt=1)  # "about to expire": this share of life left
 
     def targets(self, kind: str) -> list[AlertTarget]:
         if kind not in ALERT_KINDS:
