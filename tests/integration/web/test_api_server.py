@@ -74,7 +74,9 @@ def test_governance_menu_is_registered(server: str) -> None:
         for v in plugin["external_views"]
         if v["destination"] != "nav"
     ]
-    assert tabs == [("Approval", "/airgate/runs/{DAG_ID}/{RUN_ID}", "dag_run")]  # the train run's evidence tab
+    assert tabs == [
+        ("Approval", "/airgate/runs/{DAG_ID}/{RUN_ID}", "dag_run")
+    ]  # the train run's evidence tab
     for _, _, href, _, _ in views:  # each menu entry opens a page the api-server serves, with the UI's cookie
         page = httpx.get(f"{server}{href}", cookies={"_token": token}, timeout=30)
         assert page.status_code == 200 and "signed in as" in page.text

@@ -233,7 +233,9 @@ def test_the_monitor_dag_requests_retraining_only_on_a_decay_alarm(  # type: ign
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("AIRGATE_WAREHOUSE_URL", engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("AIRGATE_MLFLOW_URI", mlflow_cfg.tracking_uri)  # the audit anchor also goes to the registry
+    monkeypatch.setenv(
+        "AIRGATE_MLFLOW_URI", mlflow_cfg.tracking_uri
+    )  # the audit anchor also goes to the registry
     monkeypatch.setenv("AIRGATE_MLFLOW_ARTIFACTS", mlflow_cfg.artifact_root)
     dag = DagBag(dag_folder=str(REPO_ROOT / "dags")).dags["knowledge_tracing__monitor"]
 
