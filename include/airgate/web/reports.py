@@ -78,6 +78,13 @@ _SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script\s*>", re.IGNORECASE | re.D
 _LINK = re.compile(r"<link\b([^>]*?)/?>", re.IGNORECASE)
 _ATTR = re.compile(r"""([^\s=/>]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]+))?""")
 _EXTERNAL = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*:|//|\\\\)", re.IGNORECASE)
+# Images and CSS backgrounds from elsewhere (data: and blob: stay: they never leave the browser). GX's logo <img>
+# is a usage beacon (``?d=<time>&dataContextId=<id>``) and its dark theme a S3 background: the CSP blocks both, but
+# the browser still tries (a console error per page), so they are taken out of the markup instead.
+_FOREIGN = r"""(?:(?!data:|blob:)[a-z][a-z0-9+.-]*:|//|\\\\)"""
+_IMG = re.compile(r"<img\b([^>]*?)/?>", re.IGNORECASE)
+_STYLE = re.compile(r"(<style\b[^>]*>)(.*?)(</style\s*>)", re.IGNORECASE | re.DOTALL)
+_CSS_URL = re.compile(rf"""url\(\s*['"]?\s*{_FOREIGN}[^)]*\)""", re.IGNORECASE)
 
 
 def _attrs(text: str) -> dict[str, str]:
@@ -115,11 +122,23 @@ def _link(m: re.Match[str], vendor_root: str) -> str:
     return _pinned("link", attrs, "href", vendor_root) or ""
 
 
+def _img(m: re.Match[str]) -> str:
+    """An ``<img>`` from another origin keeps its alt text and loses its ``src`` (and ``srcset``)."""
+    attrs = _attrs(m.group(1))
+    if not any(re.match(rf"\s*{_FOREIGN}", attrs.get(k, ""), re.IGNORECASE) for k in ("src", "srcset")):
+        return m.group(0)
+    kept = {k: v for k, v in attrs.items() if k not in {"src", "srcset"}}
+    return "<img " + " ".join(f'{k}="{v}"' for k, v in kept.items()) + ">"
+
+
 def rewrite_data_docs(html: str, vendor_root: str) -> str:
     """Data Docs HTML with every external ``<script src>``/``<link href>`` replaced by its vendored copy (with
-    integrity) or removed; ``vendor_root`` is where the plugin is mounted (``/airgate``)."""
+    integrity) or removed, and external images and ``<style>`` ``url()``s taken out; ``vendor_root`` is where the
+    plugin is mounted (``/airgate``). Only markup is touched: the report's data is escaped text, never a tag."""
     html = _SCRIPT.sub(lambda m: _script(m, vendor_root), html)
-    return _LINK.sub(lambda m: _link(m, vendor_root), html)
+    html = _LINK.sub(lambda m: _link(m, vendor_root), html)
+    html = _IMG.sub(_img, html)
+    return _STYLE.sub(lambda m: m.group(1) + _CSS_URL.sub("none", m.group(2)) + m.group(3), html)
 
 
 def report_response(body: bytes, media_type: str, *, vendor_root: str | None = None) -> Response:
