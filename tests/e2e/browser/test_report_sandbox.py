@@ -167,12 +167,16 @@ def test_data_docs_run_sandboxed_and_a_report_cannot_act_as_the_approver(ui: Any
     _assert_libraries_ran(tab, watch)
     tab.locator(".bootstrap-table").first.screenshot(path=str(artifacts_dir() / "data-docs-index.png"))
     folder = _site_folder(site)
-    result = sorted(folder.glob("validations/**/*.html"))[0]  # one validation result: a page of its own
+    # A validation result with charts (the KL-divergence expectation's bar charts, drawn by vega-embed).
+    result = next(p for p in sorted(folder.glob("validations/**/*.html")) if "vegaEmbed(" in p.read_text())
     tab.emulate_media(color_scheme="dark")  # GX's dark theme has CSS backgrounds of its own
     tab.goto(f"{site.base}/airgate/api/data-docs/{site.model}/{result.relative_to(folder).as_posix()}")
     _assert_libraries_ran(tab, watch)
     charts = tab.evaluate("() => [typeof vega, typeof vegaLite, typeof vegaEmbed, vega.version]")
     assert charts[:3] == ["object", "object", "function"] and charts[3] == "5.33.1", charts
+    drawn = tab.locator(".vega-embed canvas, .vega-embed svg")  # Vega compiled its spec (eval) and drew it
+    _expect()(drawn.first).to_be_visible()
+    assert drawn.count() >= 2, drawn.count()
     _assert_clean(watch)
     tab.screenshot(path=str(artifacts_dir() / "data-docs.png"), full_page=True)
 

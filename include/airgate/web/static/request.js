@@ -78,7 +78,7 @@
         req.decided_at ? ['Decided', AG.timeEl(req.decided_at)] : null,
         ['Evidence hash', el('code', {class: 'wrap', testid: 'evidence-hash', text: req.evidence_hash})],
         ['Reports', [
-          links.gate_report ? AG.link(links.gate_report, 'full gate report', {target: '_blank', rel: 'noopener'}) : null,
+          links.gate_report ? AG.link(links.gate_report, 'full gate report') : null,
           links.gate_report ? ' · ' : null,
           AG.link(links.lineage || AG.lineageUrl('model_version:' + req.model + '/' + req.model_version),
                   'lineage of this model version', {testid: 'lineage-link'}),
@@ -199,7 +199,7 @@
       ['Critical', listOrNone(v.critical)],
       ['Warnings', listOrNone(v.warnings)],
       ['Data Docs', v.data_docs_url
-        ? AG.link(v.data_docs_url, 'open Data Docs', {testid: 'evidence-data-docs', target: '_blank', rel: 'noopener'})
+        ? AG.link(v.data_docs_url, 'open Data Docs', {testid: 'evidence-data-docs'})
         : el('span', {class: 'muted', text: 'not built'})],
     ]));
   }
@@ -216,7 +216,7 @@
       gate ? ['Gate', [AG.badge(gate.state), gate.blocking === false ? ' evidence only, not blocking' : ' blocking']] : null,
       ['Report', links.drift_report
         ? AG.link(links.drift_report, 'open the Evidently report',
-                  {testid: 'evidence-drift-report', target: '_blank', rel: 'noopener'})
+                  {testid: 'evidence-drift-report'})
         : el('span', {class: 'muted', text: 'not available'})],
     ]) : el('p', {class: 'muted', text: 'No drift report in this evidence.'}));
   }
