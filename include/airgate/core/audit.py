@@ -6,8 +6,8 @@ at that row and ``verify_chain`` names it. A hash alone proves nothing against s
 the audit key (``settings.audit_key``), which lives outside the warehouse. Deleting the newest entries leaves a
 valid chain; the anchors (``audit_anchor``) kept outside the warehouse catch that. Appends take the chain lock, so
 concurrent writers (tasks, the plugin) cannot fork the chain. ``append`` accepts an open connection so an event
-commits atomically with the change it describes; a promotion-ledger row written in that transaction
-(``ledger_rows.write_entry``) is bound into the event that names its ``ledger_id``.
+commits atomically with the change it describes: the event of a promotion-ledger row
+(``ledger_rows.write_entry``) names its ``ledger_id`` and ``ledger_hash``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
 
 from airgate.core.hashing import canonical_json
-from airgate.core.ledger_rows import PENDING_LEDGER
 from airgate.core.warehouse import as_utc, audit_log, lock_for_chain, utcnow
 
 GENESIS = "0" * 64
@@ -102,7 +101,6 @@ def append(
     """Append one event inside the caller's transaction and return its hash."""
     key = audit_key()  # before the lock: a missing key fails fast, holding nothing
     lock_for_chain(conn, CHAIN_LOCK)
-    entity = _bind_ledger(conn, entity)
     details = dict(details or {})
     prev = conn.execute(select(audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)).scalar()
     prev_hash = prev or GENESIS
@@ -125,16 +123,6 @@ def append(
         )
     )
     return h
-
-
-def _bind_ledger(conn: Connection, entity: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The entity with ``ledger_hash`` added when it names a ledger row this transaction wrote: the event of a
-    promotion, rollback or revocation then vouches for that exact row (``champion.current_champion`` checks)."""
-    pending = conn.info.get(PENDING_LEDGER)
-    ledger_id = entity.get("ledger_id")
-    if not pending or ledger_id not in pending or "ledger_hash" in entity:
-        return entity
-    return {**entity, "ledger_hash": pending.pop(ledger_id)}
 
 
 def record(engine: Engine, **kwargs: Any) -> str:

@@ -19,7 +19,6 @@ from sqlalchemy.engine import Connection
 from airgate.core.hashing import canonical_sha256
 from airgate.core.warehouse import as_utc, promotion_ledger
 
-PENDING_LEDGER = "airgate.pending_ledger_hashes"  # the same key audit.PENDING_LEDGER reads
 HASHED_COLUMNS = (
     "id",
     "model",
@@ -60,8 +59,8 @@ def write_entry(
     reason: str | None,
     at: datetime,
 ) -> LedgerWrite:
-    """Insert one ledger row in the caller's transaction; return its id and hash. The next audit event appended on
-    ``conn`` whose entity names this ``ledger_id`` records the hash (append that event in the same transaction)."""
+    """Insert one ledger row in the caller's transaction; return its id and hash. The audit event of the change,
+    appended in the same transaction, names both (``ledger_id``, ``ledger_hash``)."""
     res = conn.execute(
         promotion_ledger.insert().values(
             model=model,
@@ -79,5 +78,4 @@ def write_entry(
     ledger_id = int(key[0])
     stored = conn.execute(select(promotion_ledger).where(promotion_ledger.c.id == ledger_id)).one()
     h = row_hash(stored)  # of what was stored, so the check later compares like with like
-    conn.info.setdefault(PENDING_LEDGER, {})[ledger_id] = h
     return LedgerWrite(ledger_id, h)

@@ -83,9 +83,9 @@ def _ledger_entry(
     actor: Actor,
     reason: str,
     now: datetime,
-) -> int:
-    """The row, through the one ledger writer: the audit event naming its ``ledger_id`` in this transaction
-    records its hash (``ledger_rows``), which is what lets ``current_champion`` trust it."""
+) -> ledger_rows.LedgerWrite:
+    """The row, through the one ledger writer. The audit event of the change names its ``ledger_id`` and
+    ``ledger_hash``, which is what lets ``current_champion`` trust it."""
     return ledger_rows.write_entry(
         conn,
         model=model,
@@ -96,7 +96,7 @@ def _ledger_entry(
         actor=actor.username,
         reason=reason,
         at=now,
-    ).id
+    )
 
 
 @dataclass(frozen=True)
@@ -151,9 +151,10 @@ def apply_rollback(
     lock_for_chain(conn, _ledger_lock(model))
     target = rollback_target(conn, model, to_version)
     from_version = target.from_version
-    ledger_id = _ledger_entry(
+    entry = _ledger_entry(
         conn, model, "rollback", from_version, to_version, target.approval_id, actor, reason, now
     )
+    ledger_id = entry.id
     audit.append(
         conn,
         actor=actor.username,
@@ -162,7 +163,8 @@ def apply_rollback(
         entity={
             "model_version": to_version,
             "approval_request_id": target.approval_id,
-            "ledger_id": ledger_id,
+            "ledger_id": entry.id,
+            "ledger_hash": entry.row_hash,
         },
         details={
             "from_version": from_version,
@@ -223,9 +225,8 @@ def revoke(
                     f"{model} v{version} is not the champion "
                     f"(champion: {('v' + champ.version) if champ else 'none'})",
                 )
-            ledger_id = _ledger_entry(
-                conn, model, "revoke", version, None, champ.approval_id, actor, reason, now
-            )
+            entry = _ledger_entry(conn, model, "revoke", version, None, champ.approval_id, actor, reason, now)
+            ledger_id = entry.id
             if champ.approval_id:
                 conn.execute(
                     update(approval_requests)
@@ -240,7 +241,8 @@ def revoke(
                 entity={
                     "model_version": version,
                     "approval_request_id": champ.approval_id,
-                    "ledger_id": ledger_id,
+                    "ledger_id": entry.id,
+                    "ledger_hash": entry.row_hash,
                 },
                 details={
                     "justification": reason,

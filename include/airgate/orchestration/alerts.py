@@ -23,16 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from airgate.core.spec import ALERT_KINDS, AlertTarget, ModelSpec
 from airgate.governance import notices
-from airgate.orchestration.delivery import (  # noqa: F401 - re-exported: callers import them from here
-    ACTOR,
+from airgate.governance.notices import (  # one delivery for every alert, governance notices included
     MAX_ERROR,
     AlertError,
     AlertOutcome,
-    _call_notifier,
-    _takes_context,
-    _takes_positional,
-    deliver,
-    resolve,
+    resolve,  # noqa: F401 - callers check a notifier path through alerts.resolve
 )
 
 if TYPE_CHECKING:

@@ -29,7 +29,13 @@ def _governed(engine: Any, action: str, to_version: str | None, from_version: st
             at=utcnow(),
         )
         event = {"promote": "promotion", "rollback": "rollback", "revoke": "revocation"}[action]
-        audit.append(conn, actor="approver", event_type=event, model=M, entity={"ledger_id": entry.id})
+        audit.append(
+            conn,
+            actor="approver",
+            event_type=event,
+            model=M,
+            entity={"ledger_id": entry.id, "ledger_hash": entry.row_hash},
+        )
     return entry.id
 
 

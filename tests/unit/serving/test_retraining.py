@@ -59,7 +59,7 @@ def _champion(engine: Any, model: str, version: str, trained_on: str) -> None:
             actor="approver",
             event_type="promotion",
             model=model,
-            entity={"model_version": version, "ledger_id": entry.id},
+            entity={"model_version": version, "ledger_id": entry.id, "ledger_hash": entry.row_hash},
         )
 
 
