@@ -32,15 +32,6 @@ class RollbackIn(BaseModel):
     justification: str = Field(min_length=1, max_length=4000)
 
 
-class RollbackOut(BaseModel):
-    model: str
-    action: str
-    from_version: str | None
-    to_version: str
-    approval_id: str
-    ledger_id: int
-
-
 class RevokeIn(BaseModel):
     version: str = Field(min_length=1, max_length=32)
     justification: str = Field(min_length=1, max_length=4000)
